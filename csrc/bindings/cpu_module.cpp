@@ -1,0 +1,312 @@
+// fedrobust._cpu: the CPU kernels for Python. Argument checks live here,
+// once; the Python layer (fedrobust.arrays) only converts array types.
+#include <omp.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "krum.h"
+
+namespace py = pybind11;
+using fedrobust::RowsView;
+namespace cpu = fedrobust::cpu;
+
+namespace {
+
+// A RowsView over a 2-D numpy array (any strides), optionally over a subset of its rows.
+template <class T>
+struct Rows {
+  std::vector<const T*> pointers;
+  RowsView<T> view;
+};
+
+template <class T>
+Rows<T> rows_of(const py::array& a, const std::vector<int64_t>* subset = nullptr) {
+  const auto item = static_cast<py::ssize_t>(sizeof(T));
+  if (a.strides(0) % item != 0 || a.strides(1) % item != 0)
+    throw py::value_error("U: strides must be multiples of the item size");
+  const char* base = static_cast<const char*>(a.data());
+  Rows<T> r;
+  const int64_t m = a.shape(0);
+  auto row = [&](int64_t i) { return reinterpret_cast<const T*>(base + i * a.strides(0)); };
+  if (subset) {
+    for (int64_t i : *subset) {
+      if (i < 0 || i >= m)
+        throw py::value_error("row index " + std::to_string(i) + " is out of range for " +
+                              std::to_string(m) + " rows");
+      r.pointers.push_back(row(i));
+    }
+  } else {
+    for (int64_t i = 0; i < m; ++i) r.pointers.push_back(row(i));
+  }
+  r.view = RowsView<T>{r.pointers.data(), static_cast<int64_t>(r.pointers.size()), a.shape(1),
+                       a.strides(1) / item};
+  return r;
+}
+
+void check_matrix(const py::array& a) {
+  if (a.ndim() != 2)
+    throw py::value_error("U: expected a 2-D array of shape (m workers, d parameters), got " +
+                          std::to_string(a.ndim()) + " dimension(s)");
+  if (a.shape(0) < 1 || a.shape(1) < 1)
+    throw py::value_error("U: expected at least one row and one column, got shape (" +
+                          std::to_string(a.shape(0)) + ", " + std::to_string(a.shape(1)) + ")");
+}
+
+bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
+bool is_float64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+
+// Call f.template operator()<T>() with T the array's float type.
+template <class F>
+auto dispatch_float(const py::array& a, F&& f) {
+  check_matrix(a);
+  if (is_float32(a)) return f(float{});
+  if (is_float64(a)) return f(double{});
+  throw py::type_error("U: expected float32 or float64 values, got dtype " +
+                       std::string(py::str(a.dtype())));
+}
+
+void check_count(const char* name, int64_t value) {
+  if (value < 0)
+    throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(value));
+}
+
+void check_krum(int64_t m, int64_t c) {
+  check_count("c", c);
+  if (m <= 2 * c + 2)
+    throw py::value_error("Krum needs m > 2c + 2 workers: got m = " + std::to_string(m) +
+                          ", c = " + std::to_string(c) + " (at most c = " +
+                          std::to_string((m - 3) / 2) + " for this m)");
+}
+
+template <class T>
+std::vector<double> sq_distances(const RowsView<T>& v) {
+  std::vector<double> d(static_cast<size_t>(v.n_rows * v.n_rows));
+  cpu::kernels<T>().pairwise_sq_distances(v, d.data());
+  return d;
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<double>& values) {
+  py::array_t<T> out(static_cast<py::ssize_t>(values.size()));
+  T* p = out.mutable_data();
+  for (size_t i = 0; i < values.size(); ++i) p[i] = static_cast<T>(values[i]);
+  return out;
+}
+
+py::array_t<int64_t> index_array(const std::vector<int64_t>& idx) {
+  py::array_t<int64_t> out(static_cast<py::ssize_t>(idx.size()));
+  std::copy(idx.begin(), idx.end(), out.mutable_data());
+  return out;
+}
+
+std::vector<int64_t> all_rows(int64_t m) {
+  std::vector<int64_t> r(m);
+  for (int64_t i = 0; i < m; ++i) r[i] = i;
+  return r;
+}
+
+// Mean of the given rows of `a`, rows summed in ascending index order.
+template <class T>
+py::array_t<T> mean_of_rows(const py::array& a, std::vector<int64_t> rows) {
+  std::sort(rows.begin(), rows.end());
+  Rows<T> r = rows_of<T>(a, &rows);
+  py::array_t<T> out(a.shape(1));
+  T* p = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::kernels<T>().mean(r.view, p);
+  }
+  return out;
+}
+
+py::object pairwise_distances(const py::array& a, bool squared) {
+  return dispatch_float(a, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    const int64_t m = r.view.n_rows;
+    py::array_t<T> out({m, m});
+    T* p = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      std::vector<double> d = sq_distances(r.view);
+      for (int64_t i = 0; i < m * m; ++i) p[i] = static_cast<T>(squared ? d[i] : std::sqrt(d[i]));
+    }
+    return out;
+  });
+}
+
+py::object krum_scores(const py::array& a, int64_t c, bool squared) {
+  return dispatch_float(a, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    check_krum(r.view.n_rows, c);
+    std::vector<double> scores;
+    {
+      py::gil_scoped_release nogil;
+      std::vector<double> d = sq_distances(r.view);
+      scores = cpu::krum_scores(d.data(), r.view.n_rows, all_rows(r.view.n_rows), c, squared);
+    }
+    return to_array<T>(scores);
+  });
+}
+
+py::tuple krum(const py::array& a, int64_t c, int64_t multi, bool squared) {
+  return dispatch_float(a, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    const int64_t m = r.view.n_rows;
+    check_krum(m, c);
+    if (multi < 1 || multi > m - c)
+      throw py::value_error("multi must be in [1, m - c] = [1, " + std::to_string(m - c) +
+                            "], got " + std::to_string(multi));
+    std::vector<double> scores;
+    std::vector<int64_t> chosen;
+    {
+      py::gil_scoped_release nogil;
+      std::vector<double> d = sq_distances(r.view);
+      scores = cpu::krum_scores(d.data(), m, all_rows(m), c, squared);
+      chosen = cpu::smallest_scores(scores, multi);
+    }
+    return py::make_tuple(mean_of_rows<T>(a, chosen), index_array(chosen), to_array<T>(scores));
+  });
+}
+
+py::tuple bulyan(const py::array& a, int64_t c, bool squared) {
+  return dispatch_float(a, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    const int64_t m = r.view.n_rows;
+    check_count("c", c);
+    if (m < 4 * c + 3)
+      throw py::value_error("Bulyan needs m >= 4c + 3 workers: got m = " + std::to_string(m) +
+                            ", c = " + std::to_string(c));
+    std::vector<int64_t> chosen;
+    {
+      py::gil_scoped_release nogil;
+      std::vector<double> d = sq_distances(r.view);
+      chosen = cpu::bulyan_select(d.data(), m, c, squared);
+    }
+    const int64_t theta = m - 2 * c, gamma = theta - 2 * c;
+    Rows<T> sel = rows_of<T>(a, &chosen);
+    py::array_t<T> out(a.shape(1));
+    T* p = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      cpu::kernels<T>().closest_to_median_mean(sel.view, gamma, p);
+    }
+    return py::make_tuple(out, index_array(chosen));
+  });
+}
+
+py::object median(const py::array& a) {
+  return dispatch_float(a, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    py::array_t<T> out(a.shape(1));
+    T* p = out.mutable_data();
+    py::gil_scoped_release nogil;
+    cpu::kernels<T>().median(r.view, p);
+    return std::move(out);
+  });
+}
+
+py::object trimmed_mean(const py::array& a, int64_t beta) {
+  return dispatch_float(a, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    const int64_t m = r.view.n_rows;
+    check_count("beta", beta);
+    if (2 * beta >= m)
+      throw py::value_error("trimmed mean needs 2*beta < m: got beta = " + std::to_string(beta) +
+                            ", m = " + std::to_string(m) + " (at most beta = " +
+                            std::to_string((m - 1) / 2) + " for this m)");
+    py::array_t<T> out(a.shape(1));
+    T* p = out.mutable_data();
+    py::gil_scoped_release nogil;
+    cpu::kernels<T>().trimmed_mean(r.view, beta, p);
+    return std::move(out);
+  });
+}
+
+py::object mean(const py::array& a, std::optional<std::vector<int64_t>> rows) {
+  return dispatch_float(a, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    std::vector<int64_t> idx = rows ? *rows : all_rows(a.shape(0));
+    if (idx.empty()) throw py::value_error("rows: expected at least one row index, got none");
+    return mean_of_rows<T>(a, idx);
+  });
+}
+
+py::tuple coordinate_stats(const py::array& a, std::optional<std::vector<int64_t>> rows) {
+  return dispatch_float(a, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    std::vector<int64_t> idx = rows ? *rows : all_rows(a.shape(0));
+    if (idx.empty()) throw py::value_error("rows: expected at least one row index, got none");
+    std::sort(idx.begin(), idx.end());
+    Rows<T> r = rows_of<T>(a, &idx);
+    const py::ssize_t d = a.shape(1);
+    py::array_t<T> mu(d), sd(d), lo(d), hi(d);
+    T *pm = mu.mutable_data(), *ps = sd.mutable_data(), *pl = lo.mutable_data(), *ph = hi.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      cpu::kernels<T>().coordinate_stats(r.view, pm, ps, pl, ph);
+    }
+    return py::make_tuple(mu, sd, lo, hi);
+  });
+}
+
+py::object nonfinite_rows(const py::array& a) {
+  return dispatch_float(a, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    py::array_t<bool> out(a.shape(0));
+    auto* p = reinterpret_cast<uint8_t*>(out.mutable_data());
+    py::gil_scoped_release nogil;
+    cpu::kernels<T>().nonfinite_rows(r.view, p);
+    return std::move(out);
+  });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu, m) {
+  m.doc() = "fedrobust CPU kernels (C++17, OpenMP). Use fedrobust.aggregators, not this module.";
+  m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"));
+  m.def("krum_scores", &krum_scores, py::arg("U"), py::arg("c"), py::arg("squared"));
+  m.def("krum", &krum, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
+        "Returns (aggregate, selected rows, scores).");
+  m.def("bulyan", &bulyan, py::arg("U"), py::arg("c"), py::arg("squared"),
+        "Returns (aggregate, selected rows in selection order).");
+  m.def("median", &median, py::arg("U"));
+  m.def("trimmed_mean", &trimmed_mean, py::arg("U"), py::arg("beta"));
+  m.def("mean", &mean, py::arg("U"), py::arg("rows") = py::none());
+  m.def("coordinate_stats", &coordinate_stats, py::arg("U"), py::arg("rows") = py::none(),
+        "Returns (mean, population std, min, max) over the given rows.");
+  m.def("nonfinite_rows", &nonfinite_rows, py::arg("U"));
+
+  m.def("simd_level", [] { return std::string(cpu::simd_level()); });
+  m.def("set_simd_level", [](const std::string& s) {
+    try {
+      cpu::set_simd_level(s.c_str());
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  });
+  m.def("simd_level_available", [](const std::string& s) { return cpu::simd_level_available(s.c_str()); });
+  m.def("max_threads", [] { return omp_get_max_threads(); });
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("num_threads must be >= 1, got " + std::to_string(n));
+    omp_set_num_threads(n);
+  });
+  m.attr("version") = FEDROBUST_VERSION;
+  m.attr("openmp_version") = _OPENMP;
+  m.attr("compiler") = __VERSION__;
+}

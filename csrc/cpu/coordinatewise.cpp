@@ -1,0 +1,219 @@
+// Coordinate-wise order statistics: median, trimmed mean, and Bulyan's
+// "mean of the values closest to the median".
+//
+// For each tile of columns (see tile.h) the kernel finds, per column, the
+// values at the ranks it needs:
+//   - n <= kNetworkMaxRows: a comparator network whose lanes are the tile's
+//     columns (selection_network, pruned to the needed ranks). Every
+//     comparator is one vector min and one vector max over a tile row, with
+//     no branches;
+//   - larger n: std::nth_element on each gathered column.
+// Both give the same values (order statistics are unique), so the switch
+// never changes a result. The trimmed mean then makes one pass over the tile
+// in row order (order.h: trimmed_mean_from_pass), so its rounding does not
+// depend on how the thresholds were found, on the thread count, or on the
+// backend.
+#include <algorithm>
+#include <vector>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "fedrobust/order.h"
+#include "fedrobust/sorting_network.h"
+#include "kernels.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <type_traits>
+
+FR_BEGIN_SIMD_CODE
+#include "simd.h"
+#include "tile.h"
+
+namespace fedrobust::cpu::FR_ARCH {
+namespace {
+
+constexpr int64_t kNetworkMaxRows = 256;
+
+// Columns per tile on the network path: 256 bytes of each row.
+template <class T>
+constexpr int64_t kNetworkWidth = 256 / static_cast<int64_t>(sizeof(T));
+
+// Apply the network to all kNetworkWidth<T> columns of a tile in place:
+// every comparator is one vector min and one vector max per tile row segment.
+template <class T>
+void apply_network(const std::vector<Comparator>& net, T* tile) {
+  using Vec = simd::V<T>;
+  constexpr int64_t W = kNetworkWidth<T>;
+  constexpr int64_t kVectors = W / simd::Vector<T>::lanes;
+  for (const Comparator& c : net) {
+    Vec* a = reinterpret_cast<Vec*>(tile + c.first * W);
+    Vec* b = reinterpret_cast<Vec*>(tile + c.second * W);
+    for (int64_t k = 0; k < kVectors; ++k) {
+      const Vec x = a[k], y = b[k];
+      a[k] = simd::vmin(x, y);
+      b[k] = simd::vmax(x, y);
+    }
+  }
+}
+
+// Run `per_tile(tile, j0, w, width)` over column tiles in parallel. Each
+// thread owns a scratch tile of n x width values (+ `extra` values after it).
+template <class T, class F>
+void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, F per_tile) {
+  const int64_t n_tiles = ceil_div(u.cols, width);
+#pragma omp parallel
+  {
+    Scratch<T> scratch(static_cast<size_t>(u.n_rows * width + extra));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < n_tiles; ++b) {
+      const int64_t j0 = b * width;
+      const int64_t w = std::min(width, u.cols - j0);
+      load_canonical_tile(u, j0, w, width, scratch.data());
+      per_tile(scratch.data(), j0, w, width);
+    }
+  }
+}
+
+// Find, for every column t < w of a canonical tile, the values at ranks r1 <= r2.
+// On the network path the tile is permuted in place; on the scalar path it is
+// left as it is and `column` (n values) is used as scratch.
+template <class T>
+struct RankFinder {
+  int64_t n, r1, r2;
+  bool use_network;
+  std::vector<Comparator> net;
+
+  RankFinder(int64_t n_, int64_t r1_, int64_t r2_, bool all_ranks = false)
+      : n(n_), r1(r1_), r2(r2_), use_network(n_ <= kNetworkMaxRows) {
+    if (!use_network) return;
+    std::vector<int64_t> ranks;
+    if (all_ranks) {
+      for (int64_t r = 0; r < n; ++r) ranks.push_back(r);
+    } else {
+      ranks = {r1, r2};
+    }
+    net = selection_network(n, ranks);
+  }
+
+  int64_t width() const {
+    return use_network ? kNetworkWidth<T> : tile_width<T>(n, 64 * 1024, 16, 256);
+  }
+
+  void find(T* tile, int64_t w, int64_t width, T* column, T* lo, T* hi) const {
+    if (use_network) {
+      apply_network(net, tile);
+      for (int64_t t = 0; t < w; ++t) {
+        lo[t] = tile[r1 * width + t];
+        hi[t] = tile[r2 * width + t];
+      }
+      return;
+    }
+    for (int64_t t = 0; t < w; ++t) {
+      for (int64_t i = 0; i < n; ++i) column[i] = tile[i * width + t];
+      std::nth_element(column, column + r1, column + n);
+      lo[t] = column[r1];
+      if (r2 > r1) {
+        std::nth_element(column + r1 + 1, column + r2, column + n);
+      }
+      hi[t] = column[r2];
+    }
+  }
+};
+
+}  // namespace
+
+template <class T>
+void median(const RowsView<T>& u, T* out) {
+  const int64_t n = u.n_rows;
+  const RankFinder<T> finder(n, (n - 1) / 2, n / 2);
+  const int64_t width = finder.width();
+  // scratch layout: tile (n x width) | column (n)
+  for_each_tile(u, width, n, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+    T* column = tile + n * wd;
+    alignas(64) T lo[256], hi[256];
+    finder.find(tile, w, wd, column, lo, hi);
+    for (int64_t t = 0; t < w; ++t) out[j0 + t] = median_from_middle(lo[t], hi[t], n);
+  });
+}
+
+template <class T>
+void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
+  const int64_t n = u.n_rows;
+  const RankFinder<T> finder(n, beta, n - beta - 1);
+  const int64_t width = finder.width();
+  // scratch: tile | work copy of the tile (network path) | column
+  const int64_t work = finder.use_network ? n * width : 0;
+  for_each_tile(u, width, work + n, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+    T* work_tile = tile + n * wd;
+    T* column = work_tile + work;
+    alignas(64) T lo[256], hi[256];
+    std::fill(lo + w, lo + wd, T(0));
+    std::fill(hi + w, hi + wd, T(0));
+    if (finder.use_network) {
+      std::copy(tile, tile + n * wd, work_tile);
+      finder.find(work_tile, w, wd, column, lo, hi);
+    } else {
+      finder.find(tile, w, wd, column, lo, hi);
+    }
+    // One pass in row order: sum of the values strictly between the
+    // thresholds, and how many values sit at or beyond each threshold.
+    using Vec = simd::V<T>;
+    using Mask = simd::Mask<T>;
+    using Count = typename std::remove_reference<decltype(Mask{}[0])>::type;
+    constexpr int64_t L = simd::Vector<T>::lanes;
+    alignas(64) double mid_sum[256];
+    alignas(64) Count n_le[256], n_ge[256];
+    alignas(64) T mid[256];
+    std::fill(mid_sum, mid_sum + wd, 0.0);
+    std::fill(n_le, n_le + wd, Count(0));
+    std::fill(n_ge, n_ge + wd, Count(0));
+    for (int64_t i = 0; i < n; ++i) {
+      const T* row = tile + i * wd;
+      for (int64_t t = 0; t < wd; t += L) {
+        const Vec x = *reinterpret_cast<const Vec*>(row + t);
+        const Mask le = x <= *reinterpret_cast<const Vec*>(lo + t);
+        const Mask ge = x >= *reinterpret_cast<const Vec*>(hi + t);
+        *reinterpret_cast<Mask*>(n_le + t) -= le;
+        *reinterpret_cast<Mask*>(n_ge + t) -= ge;
+        *reinterpret_cast<Vec*>(mid + t) = (le | ge) ? Vec{} : x;
+      }
+      for (int64_t t = 0; t < wd; ++t) mid_sum[t] += static_cast<double>(mid[t]);
+    }
+    for (int64_t t = 0; t < w; ++t)
+      out[j0 + t] = trimmed_mean_from_pass(lo[t], hi[t], mid_sum[t], n_le[t], n_ge[t], n, beta);
+  });
+}
+
+template <class T>
+void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
+  const int64_t n = u.n_rows;
+  const RankFinder<T> sorter(n, 0, n - 1, /*all_ranks=*/true);
+  const int64_t width = sorter.width();
+  for_each_tile(u, width, n, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+    if (sorter.use_network) {
+      apply_network(sorter.net, tile);
+      for (int64_t t = 0; t < w; ++t) out[j0 + t] = fedrobust::closest_to_median_mean(tile + t, wd, n, gamma);
+      return;
+    }
+    T* column = tile + n * wd;
+    for (int64_t t = 0; t < w; ++t) {
+      for (int64_t i = 0; i < n; ++i) column[i] = tile[i * wd + t];
+      std::sort(column, column + n);
+      out[j0 + t] = fedrobust::closest_to_median_mean(column, 1, n, gamma);
+    }
+  });
+}
+
+template void median<float>(const RowsView<float>&, float*);
+template void median<double>(const RowsView<double>&, double*);
+template void trimmed_mean<float>(const RowsView<float>&, int64_t, float*);
+template void trimmed_mean<double>(const RowsView<double>&, int64_t, double*);
+template void closest_to_median_mean<float>(const RowsView<float>&, int64_t, float*);
+template void closest_to_median_mean<double>(const RowsView<double>&, int64_t, double*);
+
+}  // namespace fedrobust::cpu::FR_ARCH

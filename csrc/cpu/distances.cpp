@@ -1,0 +1,146 @@
+// Exact pairwise squared Euclidean distances, all pairs of rows.
+//
+// ||a||^2 + ||b||^2 - 2ab cancels catastrophically for the near-identical
+// vectors that attacks send, so this kernel takes direct differences
+// (a - b)^2, which are exact for close values. Work is blocked over d: a
+// chunk of all n rows (about 192 KiB) is packed into a per-thread buffer and
+// every pair assigned to the thread is accumulated over it, 4 x 2 pairs at a
+// time in vector registers. Within a chunk the sums are float lanes for
+// float32 input (double for float64), summed into a double per pair in lane
+// order, and chunks are added in order: every pair is owned by one thread and
+// accumulated in one fixed order, whatever the thread count.
+//
+// If a chunk's float sum overflows (values near 1e19 and above) the chunk is
+// recomputed for that pair in double. A pair whose total is not finite (a
+// NaN or an Inf in either row) gets +Inf. This file may contract a*b+c into
+// FMA (the AVX2 build does; the generic build has no FMA), so the two SIMD
+// levels can differ in the last bits of a distance.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <omp.h>
+#include <vector>
+
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <new>
+
+#include "fedrobust/order.h"
+#include "kernels.h"
+
+FR_BEGIN_SIMD_CODE
+#include "tile.h"
+
+namespace fedrobust::cpu::FR_ARCH {
+namespace {
+
+template <class T>
+struct Vec {
+  typedef T type __attribute__((vector_size(32)));
+  static constexpr int64_t lanes = 32 / sizeof(T);
+};
+
+template <class T>
+__attribute__((always_inline)) inline typename Vec<T>::type load(const T* p) {
+  typename Vec<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+constexpr int64_t kRowsA = 4, kRowsB = 2;  // pairs per micro-tile: 4 x 2
+
+// Squared distances of rows a[0..3] x b[0..1] over `len` packed values.
+template <class T>
+void micro_tile(const T* const a[kRowsA], const T* const b[kRowsB], int64_t len,
+                double out[kRowsA][kRowsB]) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = Vec<T>::lanes;
+  V acc[kRowsA][kRowsB] = {};
+  for (int64_t e = 0; e < len; e += L) {
+    const V b0 = load(b[0] + e), b1 = load(b[1] + e);
+    for (int k = 0; k < kRowsA; ++k) {
+      const V ak = load(a[k] + e);
+      const V d0 = ak - b0, d1 = ak - b1;
+      acc[k][0] += d0 * d0;
+      acc[k][1] += d1 * d1;
+    }
+  }
+  for (int k = 0; k < kRowsA; ++k)
+    for (int l = 0; l < kRowsB; ++l) {
+      double s = 0.0;
+      for (int64_t lane = 0; lane < L; ++lane) s += static_cast<double>(acc[k][l][lane]);
+      out[k][l] = s;
+    }
+}
+
+template <class T>
+double chunk_in_double(const T* a, const T* b, int64_t len) {
+  double s = 0.0;
+  for (int64_t e = 0; e < len; ++e) {
+    const double d = static_cast<double>(a[e]) - static_cast<double>(b[e]);
+    s += d * d;
+  }
+  return s;
+}
+
+}  // namespace
+
+template <class T>
+void pairwise_sq_distances(const RowsView<T>& u, double* out) {
+  const int64_t n = u.n_rows;
+  std::fill(out, out + n * n, 0.0);
+  if (n < 2) return;
+  const int64_t chunk = tile_width<T>(n, 192 * 1024, 16, 2048);
+  const int64_t n_chunks = ceil_div(u.cols, chunk);
+
+  // Micro-tiles (ia, jb) covering every pair i < j of the upper triangle.
+  std::vector<std::pair<int64_t, int64_t>> tiles;
+  for (int64_t ia = 0; ia < n; ia += kRowsA)
+    for (int64_t jb = ia; jb < n; jb += kRowsB) tiles.emplace_back(ia, jb);
+  const int64_t n_tiles = static_cast<int64_t>(tiles.size());
+
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t begin = n_tiles * tid / threads, end = n_tiles * (tid + 1) / threads;
+    if (begin < end) {
+      Scratch<T> packed(static_cast<size_t>(n * chunk));
+      for (int64_t c = 0; c < n_chunks; ++c) {
+        const int64_t j0 = c * chunk, w = std::min(chunk, u.cols - j0);
+        load_raw_tile(u, j0, w, chunk, packed.data());
+        const int64_t len = ceil_div(w, 16) * 16;
+        for (int64_t t = begin; t < end; ++t) {
+          const auto [ia, jb] = tiles[t];
+          const T* a[kRowsA];
+          const T* b[kRowsB];
+          for (int k = 0; k < kRowsA; ++k) a[k] = packed.data() + std::min(ia + k, n - 1) * chunk;
+          for (int l = 0; l < kRowsB; ++l) b[l] = packed.data() + std::min(jb + l, n - 1) * chunk;
+          double part[kRowsA][kRowsB];
+          micro_tile<T>(a, b, len, part);
+          for (int k = 0; k < kRowsA; ++k)
+            for (int l = 0; l < kRowsB; ++l) {
+              const int64_t i = ia + k, j = jb + l;
+              if (i >= j || j >= n) continue;
+              double s = part[k][l];
+              if (!std::isfinite(s)) s = chunk_in_double(a[k], b[l], w);
+              out[i * n + j] += s;
+            }
+        }
+      }
+    }
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j) {
+      double s = out[i * n + j];
+      if (!std::isfinite(s)) s = inf;
+      out[i * n + j] = out[j * n + i] = s;
+    }
+}
+
+template void pairwise_sq_distances<float>(const RowsView<float>&, double*);
+template void pairwise_sq_distances<double>(const RowsView<double>&, double*);
+
+}  // namespace fedrobust::cpu::FR_ARCH

@@ -1,0 +1,27 @@
+// Krum, Multi-Krum and Bulyan's selection stage on a precomputed (n, n)
+// squared-distance matrix (distances.cpp). O(n^2 log n) scalar work; the
+// O(n^2 d) part is the distance kernel.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace fedrobust::cpu {
+
+// Krum score of every row i in `members` (indices into the n x n matrix):
+// the sum of its k smallest distances to the other members (self excluded
+// by index), squared distances if `squared`, else their square roots;
+// summed in ascending order in double. k = members.size() - c - 2 clamped
+// at 0.
+std::vector<double> krum_scores(const double* sq_dist, int64_t n, const std::vector<int64_t>& members,
+                                int64_t c, bool squared);
+
+// Positions (into `scores`) of the `count` smallest scores, ascending by
+// score, ties to the lower position.
+std::vector<int64_t> smallest_scores(const std::vector<double>& scores, int64_t count);
+
+// Bulyan selection: theta = n - 2c rows chosen by Krum applied repeatedly
+// to the rows not chosen yet (with the same c), reusing one distance matrix.
+// Returns the chosen rows in the order they were chosen.
+std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared);
+
+}  // namespace fedrobust::cpu

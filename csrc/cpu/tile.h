@@ -1,0 +1,94 @@
+// Column tiles: the coordinate-wise kernels never stride through the (n, d)
+// array one coordinate at a time. They copy a tile of all n rows x `width`
+// consecutive columns (a few KiB per row-segment, contiguous reads per row)
+// into a per-thread row-major scratch buffer and work there.
+//
+// Included by the vectorised units AFTER FR_BEGIN_SIMD_CODE (kernels.h), so
+// that it is compiled for the unit's SIMD level, in the level's namespace. It
+// includes nothing itself: the unit includes <algorithm>, <cstdint>,
+// <cstdlib>, <limits>, <new>, fedrobust/order.h and kernels.h first.
+#pragma once
+
+namespace fedrobust::cpu::FR_ARCH {
+
+// 64-byte aligned scratch memory owned by one thread.
+template <class T>
+class Scratch {
+ public:
+  explicit Scratch(size_t n) {
+    size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+    ptr_ = static_cast<T*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
+    if (!ptr_) throw std::bad_alloc();
+  }
+  ~Scratch() { std::free(ptr_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* data() { return ptr_; }
+
+ private:
+  T* ptr_;
+};
+
+// Copy columns [j0, j0 + w) of every row into tile (n_rows x width, row-major),
+// mapping each value through canonical(); columns w .. width-1 are set to +Inf.
+// Contiguous rows are copied a vector at a time, and the same columns of
+// the next tile (j0 + width ...) are prefetched so that the n row streams are
+// in flight while the caller works on this tile.
+template <class T>
+void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T* tile) {
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int64_t L = 32 / sizeof(T);
+  const T inf = std::numeric_limits<T>::infinity();
+  const V inf_v = V{} + inf;
+  const bool prefetch = u.col_stride == 1 && j0 + width < u.cols;
+  const int64_t next_bytes = std::min(width, u.cols - j0 - width) * static_cast<int64_t>(sizeof(T));
+  for (int64_t i = 0; i < u.n_rows; ++i) {
+    const T* src = u.rows[i] + j0 * u.col_stride;
+    T* dst = tile + i * width;
+    int64_t t = 0;
+    if (u.col_stride == 1) {
+      if (prefetch)
+        for (int64_t b = 0; b < next_bytes; b += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(src + width) + b);
+      for (; t + L <= w; t += L) {
+        V x;
+        std::memcpy(&x, src + t, sizeof(V));
+        x = (x != x) ? inf_v : x + T(0);
+        std::memcpy(dst + t, &x, sizeof(V));
+      }
+      for (; t < w; ++t) dst[t] = canonical(src[t]);
+    } else {
+      for (; t < w; ++t) dst[t] = canonical(src[t * u.col_stride]);
+    }
+    for (t = w; t < width; ++t) dst[t] = inf;
+  }
+}
+
+// Copy columns [j0, j0 + w) of every row, unchanged, into tile (n_rows x width);
+// columns w .. width-1 are set to 0.
+template <class T>
+void load_raw_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T* tile) {
+  for (int64_t i = 0; i < u.n_rows; ++i) {
+    const T* src = u.rows[i] + j0 * u.col_stride;
+    T* dst = tile + i * width;
+    if (u.col_stride == 1) {
+      std::copy(src, src + w, dst);
+    } else {
+      for (int64_t t = 0; t < w; ++t) dst[t] = src[t * u.col_stride];
+    }
+    std::fill(dst + w, dst + width, T(0));
+  }
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Tile width (a multiple of `quantum` columns) such that n_rows x width values
+// of T take about `budget_bytes`, clamped to [quantum, max_width].
+template <class T>
+int64_t tile_width(int64_t n_rows, int64_t budget_bytes, int64_t quantum, int64_t max_width) {
+  int64_t w = budget_bytes / (static_cast<int64_t>(sizeof(T)) * std::max<int64_t>(n_rows, 1));
+  w = (w / quantum) * quantum;
+  return std::clamp<int64_t>(w, quantum, max_width);
+}
+
+}  // namespace fedrobust::cpu::FR_ARCH

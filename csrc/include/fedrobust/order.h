@@ -1,0 +1,68 @@
+// The per-element rules of the coordinate-wise statistics, shared by every
+// backend so that CPU and CUDA give the same bits.
+//
+// Non-finite values (SPEC section 13, item 15): every ordering kernel first
+// maps a value through `canonical`: NaN becomes +Inf (so trimming removes it
+// like any other largest value) and -0 becomes +0 (so equal values are equal
+// bit patterns and the order of a sort never shows in the result).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "fedrobust/common.h"
+
+namespace fedrobust {
+
+template <class T>
+FR_HD T canonical(T x) {
+  return x != x ? std::numeric_limits<T>::infinity() : x + T(0);
+}
+
+// Median from the two middle order statistics lo = v[(m-1)/2], hi = v[m/2]:
+// lo when m is odd, else lo/2 + hi/2 evaluated in double.
+template <class T>
+FR_HD T median_from_middle(T lo, T hi, int64_t m) {
+  if (m % 2 == 1) return lo;
+  return static_cast<T>(0.5 * static_cast<double>(lo) + 0.5 * static_cast<double>(hi));
+}
+
+// Trimmed mean from one pass over the column in row order.
+//   lo = v[beta], hi = v[m-beta-1]   (sorted, canonical values)
+//   mid_sum = sum, in row order and in double, of the values x with lo < x < hi
+//   n_le = #{x <= lo},  n_ge = #{x >= hi}
+// The kept values are the mid values plus (n_le - beta) copies of lo and
+// (n_ge - beta) copies of hi, so
+//   result = (mid_sum + (n_le - beta) * lo + (n_ge - beta) * hi) / (m - 2 beta)
+// and result = lo when lo == hi (every kept value equals lo).
+template <class T>
+FR_HD T trimmed_mean_from_pass(T lo, T hi, double mid_sum, int64_t n_le, int64_t n_ge,
+                               int64_t m, int64_t beta) {
+  if (lo == hi) return lo;
+  double total = mid_sum + static_cast<double>(n_le - beta) * static_cast<double>(lo) +
+                 static_cast<double>(n_ge - beta) * static_cast<double>(hi);
+  return static_cast<T>(total / static_cast<double>(m - 2 * beta));
+}
+
+// Bulyan's second stage on one coordinate: v holds theta sorted canonical
+// values (element k at v[k * stride]). The gamma values closest to the
+// median form a window v[l .. l+gamma); the first l whose right neighbour is
+// at least as far from the median as v[l] is (ties keep the lower value).
+// Returns the mean of the window, summed in ascending order in double.
+template <class T>
+FR_HD T closest_to_median_mean(const T* v, int64_t stride, int64_t theta, int64_t gamma) {
+  const double med = static_cast<double>(median_from_middle(v[((theta - 1) / 2) * stride],
+                                                            v[(theta / 2) * stride], theta));
+  int64_t l = 0;
+  while (l < theta - gamma) {
+    const double left_gap = med - static_cast<double>(v[l * stride]);
+    const double right_gap = static_cast<double>(v[(l + gamma) * stride]) - med;
+    if (right_gap >= left_gap) break;
+    ++l;
+  }
+  double sum = 0.0;
+  for (int64_t k = l; k < l + gamma; ++k) sum += static_cast<double>(v[k * stride]);
+  return static_cast<T>(sum / static_cast<double>(gamma));
+}
+
+}  // namespace fedrobust

@@ -1,0 +1,139 @@
+"""Aggregation rules: U (m workers, d parameters) -> one (d,) update.
+
+Every function accepts a numpy array or a CPU torch tensor, float32 or
+float64, in any memory layout, never modifies it, and returns the input's
+type and dtype. Results are deterministic: the same bits for any thread
+count. The plain numpy twin of every rule is in `fedrobust.reference`.
+
+Non-finite values (SPEC section 13, item 15): Krum and Bulyan treat a
+distance that involves a NaN or Inf as +Inf; the coordinate-wise rules
+order NaN as +Inf, so trimming removes it; `mean` has no tolerance and raises
+a ValueError naming the workers. `nonfinite_workers(U)` reports them for
+any rule.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Dict
+
+import numpy as np
+
+from fedrobust._native import cpu
+from fedrobust.arrays import as_count, as_matrix
+
+
+def mean(U: Any) -> Any:
+    """Coordinate-wise mean: out_j = (1/m) sum_i U_ij (summed in row order, in double).
+
+    Raises ValueError naming the workers whose rows hold NaN or Inf.
+    """
+    X, wrap = as_matrix(U)
+    out = cpu.mean(X)
+    if not np.isfinite(out).all():
+        bad = np.flatnonzero(cpu.nonfinite_rows(X))
+        if bad.size:
+            raise ValueError(
+                f"mean has no tolerance for non-finite updates: workers {bad.tolist()} sent NaN or Inf; "
+                "use a robust rule (median, trimmed_mean, krum, bulyan)"
+            )
+    return wrap(out)
+
+
+def median(U: Any) -> Any:
+    """Coordinate-wise median. Even m: the mean of the two middle values, lo/2 + hi/2."""
+    X, wrap = as_matrix(U)
+    return wrap(cpu.median(X))
+
+
+def trimmed_mean(U: Any, beta: int) -> Any:
+    """Coordinate-wise trimmed mean: drop the beta largest and beta smallest values of
+    each coordinate and average the remaining m - 2*beta. Requires 0 <= beta and 2*beta < m."""
+    X, wrap = as_matrix(U)
+    return wrap(cpu.trimmed_mean(X, as_count(beta, "beta")))
+
+
+def pairwise_distances(U: Any, squared: bool = True) -> Any:
+    """(m, m) Euclidean distances ||U_i - U_j|| (squared if `squared`), computed from direct
+    differences (exact for near-identical rows), 0 on the diagonal, +Inf for rows with NaN/Inf."""
+    X, wrap = as_matrix(U)
+    return wrap(cpu.pairwise_distances(X, bool(squared)))
+
+
+def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
+    """(m,) Krum scores: score_i = sum of the distances from U_i to its m - c - 2 nearest other rows
+    (self excluded by index). Requires m > 2c + 2."""
+    X, wrap = as_matrix(U)
+    return wrap(cpu.krum_scores(X, as_count(c, "c"), bool(squared)))
+
+
+def krum_select(U: Any, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
+    """Indices (numpy int64, shape (multi,)) of the `multi` rows with the smallest Krum scores,
+    ascending by score, ties to the lowest index."""
+    X, _ = as_matrix(U)
+    return cpu.krum(X, as_count(c, "c"), as_count(multi, "multi"), bool(squared))[1]
+
+
+def krum(U: Any, c: int, multi: int = 1, squared: bool = True) -> Any:
+    """Krum (multi = 1): the row with the smallest Krum score. Multi-Krum (multi > 1): the mean of
+    the `multi` rows with the smallest scores. Requires m > 2c + 2 and 1 <= multi <= m - c.
+    `squared` picks squared distances (Blanchard et al.) or plain ones (Fang et al.'s text)."""
+    X, wrap = as_matrix(U)
+    return wrap(cpu.krum(X, as_count(c, "c"), as_count(multi, "multi"), bool(squared))[0])
+
+
+def bulyan(U: Any, c: int, squared: bool = True) -> Any:
+    """Bulyan: select theta = m - 2c rows by applying Krum repeatedly to the rows not yet
+    selected; then, per coordinate, average the gamma = theta - 2c selected values closest to
+    their median. Requires m >= 4c + 3."""
+    X, wrap = as_matrix(U)
+    return wrap(cpu.bulyan(X, as_count(c, "c"), bool(squared))[0])
+
+
+def nonfinite_workers(U: Any) -> np.ndarray:
+    """Indices (numpy int64) of the rows that hold at least one NaN or Inf."""
+    X, _ = as_matrix(U)
+    return np.flatnonzero(cpu.nonfinite_rows(X))
+
+
+# ---------------------------------------------------------------------------
+# Registry: rules by name, for configuration files and command lines.
+# ---------------------------------------------------------------------------
+_RULES: Dict[str, Callable[..., Any]] = {
+    "mean": mean,
+    "median": median,
+    "trimmed_mean": trimmed_mean,
+    "krum": krum,
+    "bulyan": bulyan,
+}
+_PARAMS: Dict[str, tuple] = {
+    "mean": (),
+    "median": (),
+    "trimmed_mean": ("beta",),
+    "krum": ("c", "multi", "squared"),
+    "bulyan": ("c", "squared"),
+}
+_REQUIRED: Dict[str, tuple] = {"trimmed_mean": ("beta",), "krum": ("c",), "bulyan": ("c",)}
+
+
+def available() -> list:
+    """Names accepted by `get`."""
+    return sorted(_RULES)
+
+
+def get(name: str, **params: Any) -> Callable[[Any], Any]:
+    """The rule `name` with its parameters bound: get("trimmed_mean", beta=20)(U).
+
+    Raises ValueError for an unknown name and TypeError for a missing or unknown parameter.
+    """
+    if name not in _RULES:
+        raise ValueError(f"unknown aggregation rule {name!r}; available: {', '.join(available())}")
+    unknown = set(params) - set(_PARAMS[name])
+    if unknown:
+        accepted = ", ".join(_PARAMS[name]) or "no parameters"
+        raise TypeError(f"rule {name!r} got unknown parameter(s) {sorted(unknown)}; it accepts: {accepted}")
+    missing = [p for p in _REQUIRED.get(name, ()) if p not in params]
+    if missing:
+        raise TypeError(f"rule {name!r} needs parameter(s) {missing}")
+    rule = functools.partial(_RULES[name], **params)
+    functools.update_wrapper(rule, _RULES[name])
+    return rule

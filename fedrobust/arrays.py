@@ -1,0 +1,112 @@
+"""Array types at the boundary: numpy arrays, torch tensors, cupy arrays.
+
+The kernels take numpy arrays. `as_matrix` turns an input into a zero-copy
+numpy view (CPU torch tensors share their memory) and returns a function that
+turns a numpy result back into the input's type, so every public function
+returns what it was given.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Tuple
+
+import numpy as np
+
+Wrap = Callable[[np.ndarray], Any]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _type_name(x: Any) -> str:
+    return f"{type(x).__module__}.{type(x).__qualname__}"
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach") and hasattr(x, "device")
+
+
+def _is_cupy_array(x: Any) -> bool:
+    return type(x).__module__.startswith("cupy")
+
+
+def as_matrix(U: Any, name: str = "U") -> Tuple[np.ndarray, Wrap]:
+    """Zero-copy numpy view of a 2-D float32/float64 array and a wrapper back to U's type.
+
+    Accepts numpy arrays (any strides) and CPU torch tensors. Raises TypeError
+    for other types, non-float dtypes and GPU arrays (the CUDA kernels are not
+    part of this build), ValueError for a wrong shape.
+    """
+    if isinstance(U, np.ndarray):
+        X, wrap = U, _identity
+    elif _is_torch_tensor(U):
+        X, wrap = _torch_view(U, name)
+    elif _is_cupy_array(U):
+        raise TypeError(
+            f"{name}: got a cupy array on a GPU; the CUDA kernels are not available in this build "
+            "(see fedrobust.backend_info()['cuda']); pass a numpy array or a CPU torch tensor"
+        )
+    else:
+        raise TypeError(
+            f"{name}: expected a numpy array or a torch tensor of shape (m workers, d parameters), "
+            f"got {_type_name(U)}"
+        )
+    if X.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64 values, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name}: expected a 2-D array of shape (m workers, d parameters), got shape {tuple(X.shape)}"
+        )
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"{name}: expected at least one row and one column, got shape {tuple(X.shape)}")
+    return X, wrap
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _torch_view(t: Any, name: str) -> Tuple[np.ndarray, Wrap]:
+    import torch
+
+    if t.device.type != "cpu":
+        raise TypeError(
+            f"{name}: got a torch tensor on {t.device}; the CUDA kernels are not available in this build "
+            "(see fedrobust.backend_info()['cuda']); pass a CPU tensor"
+        )
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name}: expected float32 or float64 values, got dtype {t.dtype}")
+    return t.detach().numpy(), torch.from_numpy
+
+
+def as_count(value: Any, name: str) -> int:
+    """A non-negative integer parameter (c, beta, multi); TypeError for floats and bools."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an integer, got bool {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}") from None
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return v
+
+
+def as_row_indices(rows: Any, m: int, name: str = "rows") -> list:
+    """Row indices from a boolean mask of length m or a sequence of integer indices in [0, m)."""
+    r = np.asarray(rows)
+    if r.dtype == np.bool_:
+        if r.shape != (m,):
+            raise ValueError(f"{name}: a boolean mask must have shape ({m},), got {r.shape}")
+        idx = np.flatnonzero(r)
+    elif r.dtype.kind in "iu" and r.ndim == 1:
+        idx = r.astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= m):
+            raise ValueError(f"{name}: indices must lie in [0, {m}), got min {idx.min()} and max {idx.max()}")
+        if np.unique(idx).size != idx.size:
+            raise ValueError(f"{name}: indices must be distinct")
+    else:
+        raise TypeError(f"{name}: expected a boolean mask of shape ({m},) or 1-D integer indices, "
+                        f"got dtype {r.dtype} with shape {r.shape}")
+    if idx.size == 0:
+        raise ValueError(f"{name}: expected at least one row, got none")
+    return idx.tolist()

@@ -1,0 +1,159 @@
+"""Plain numpy float64 twins of every kernel: the test oracle.
+
+Each function computes in float64 with the exact definitions the kernels
+use (fedrobust/csrc/include/fedrobust/order.h), written for clarity, not
+speed. Inputs are read as float64; results are float64 (indices int64).
+
+- canonical values (coordinate-wise rules and statistics): NaN -> +Inf,
+  -0 -> +0;
+- sums over rows are sequential in row order (not numpy's pairwise sum);
+- median, even m: lo/2 + hi/2;
+- trimmed mean: (sum of the values strictly between lo = v[beta] and
+  hi = v[m-beta-1], + (#{x <= lo} - beta) lo + (#{x >= hi} - beta) hi)
+  / (m - 2 beta), and lo when lo == hi;
+- distances: direct differences, +Inf for a pair with a non-finite value,
+  0 on the diagonal; Krum neighbours m - c - 2, self excluded by index,
+  summed in ascending order; ties to the lowest index.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _f64(U) -> np.ndarray:
+    return np.array(U, dtype=np.float64, copy=True)
+
+
+def canonical(U) -> np.ndarray:
+    """NaN -> +Inf and -0 -> +0, elementwise."""
+    X = _f64(U)
+    X[np.isnan(X)] = np.inf
+    return X + 0.0
+
+
+def _row_sum(X: np.ndarray) -> np.ndarray:
+    acc = np.zeros(X.shape[1])
+    for row in X:
+        acc = acc + row
+    return acc
+
+
+def mean(U, rows=None) -> np.ndarray:
+    X = _f64(U)
+    if rows is not None:
+        X = X[np.sort(np.asarray(rows))]
+    return _row_sum(X) / X.shape[0]
+
+
+def median(U) -> np.ndarray:
+    S = np.sort(canonical(U), axis=0)
+    m = S.shape[0]
+    lo, hi = S[(m - 1) // 2], S[m // 2]
+    return lo if m % 2 == 1 else 0.5 * lo + 0.5 * hi
+
+
+def trimmed_mean(U, beta: int) -> np.ndarray:
+    X = canonical(U)
+    m = X.shape[0]
+    S = np.sort(X, axis=0)
+    lo, hi = S[beta], S[m - beta - 1]
+    mid = (X > lo) & (X < hi)
+    mid_sum = _row_sum(np.where(mid, X, 0.0))
+    n_le = (X <= lo).sum(axis=0)
+    n_ge = (X >= hi).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        total = mid_sum + (n_le - beta) * lo + (n_ge - beta) * hi
+        out = total / (m - 2 * beta)
+    return np.where(lo == hi, lo, out)
+
+
+def pairwise_sq_distances(U) -> np.ndarray:
+    X = _f64(U)
+    m = X.shape[0]
+    finite = np.isfinite(X).all(axis=1)
+    D = np.zeros((m, m))
+    for i in range(m):
+        for j in range(i + 1, m):
+            d = float(np.sum((X[i] - X[j]) ** 2)) if finite[i] and finite[j] else np.inf
+            D[i, j] = D[j, i] = d if np.isfinite(d) else np.inf
+    return D
+
+
+def pairwise_distances(U, squared: bool = True) -> np.ndarray:
+    D = pairwise_sq_distances(U)
+    return D if squared else np.sqrt(D)
+
+
+def _krum_scores_from(D: np.ndarray, members: list, c: int, squared: bool) -> np.ndarray:
+    k = max(len(members) - c - 2, 0)
+    scores = np.zeros(len(members))
+    for p, i in enumerate(members):
+        others = np.array([D[i, j] for q, j in enumerate(members) if q != p])
+        if not squared:
+            others = np.sqrt(others)
+        others = np.sort(others)[:k]
+        scores[p] = np.cumsum(others)[-1] if k > 0 else 0.0
+    return scores
+
+
+def krum_scores(U, c: int, squared: bool = True) -> np.ndarray:
+    D = pairwise_sq_distances(U)
+    return _krum_scores_from(D, list(range(D.shape[0])), c, squared)
+
+
+def krum_select(U, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
+    scores = krum_scores(U, c, squared)
+    return np.argsort(scores, kind="stable")[:multi].astype(np.int64)
+
+
+def krum(U, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
+    return mean(U, rows=krum_select(U, c, multi, squared))
+
+
+def bulyan_select(U, c: int, squared: bool = True) -> np.ndarray:
+    D = pairwise_sq_distances(U)
+    remaining = list(range(D.shape[0]))
+    chosen = []
+    for _ in range(D.shape[0] - 2 * c):
+        scores = _krum_scores_from(D, remaining, c, squared)
+        chosen.append(remaining.pop(int(np.argmin(scores))))
+    return np.array(chosen, dtype=np.int64)
+
+
+def closest_to_median_mean(U, gamma: int) -> np.ndarray:
+    """Per coordinate: the mean of the gamma values closest to the median (Bulyan's second stage)."""
+    S = np.sort(canonical(U), axis=0)
+    theta = S.shape[0]
+    med = median(U)
+    start = np.full(S.shape[1], theta - gamma)
+    for l in range(theta - gamma - 1, -1, -1):  # the first l that satisfies the test wins
+        stop = (S[l + gamma] - med) >= (med - S[l])
+        start = np.where(stop, l, start)
+    cols = np.arange(S.shape[1])
+    total = np.zeros(S.shape[1])
+    for k in range(gamma):
+        total = total + S[start + k, cols]
+    return total / gamma
+
+
+def bulyan(U, c: int, squared: bool = True) -> np.ndarray:
+    X = _f64(U)
+    theta = X.shape[0] - 2 * c
+    return closest_to_median_mean(X[bulyan_select(X, c, squared)], theta - 2 * c)
+
+
+def coordinate_stats(U, rows=None):
+    """(mean, population std, min, max) per coordinate over the rows (NaN read as +Inf)."""
+    X = canonical(U)
+    if rows is not None:
+        r = np.asarray(rows)
+        X = X[np.flatnonzero(r) if r.dtype == np.bool_ else np.sort(r)]
+    n = X.shape[0]
+    mu = _row_sum(X) / n
+    with np.errstate(invalid="ignore"):
+        var = _row_sum((X - mu) ** 2) / n
+    return mu, np.sqrt(var), X.min(axis=0), X.max(axis=0)
+
+
+def nonfinite_rows(U) -> np.ndarray:
+    return ~np.isfinite(_f64(U)).all(axis=1)

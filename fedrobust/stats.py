@@ -1,0 +1,27 @@
+"""Per-coordinate statistics over a subset of the workers (the attacks build on these)."""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+from fedrobust._native import cpu
+from fedrobust.arrays import as_matrix, as_row_indices
+
+
+class CoordinateStats(NamedTuple):
+    """Each field has shape (d,) and U's type and dtype."""
+
+    mean: Any
+    std: Any  # population standard deviation (divides by the number of rows)
+    min: Any
+    max: Any
+
+
+def coordinate_stats(U: Any, rows: Optional[Any] = None) -> CoordinateStats:
+    """Mean, population std, min and max of every coordinate over the chosen rows, in one pass.
+
+    rows: a boolean mask of shape (m,) or integer indices; None means all rows.
+    Values are read as in the coordinate-wise rules: NaN counts as +Inf.
+    """
+    X, wrap = as_matrix(U)
+    idx = None if rows is None else as_row_indices(rows, X.shape[0])
+    return CoordinateStats(*(wrap(a) for a in cpu.coordinate_stats(X, idx)))
