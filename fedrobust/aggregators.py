@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict
 import numpy as np
 
 from fedrobust._native import cpu
-from fedrobust.arrays import as_count, as_matrix
+from fedrobust.arrays import as_count, as_int, as_matrix
 
 
 def mean(U: Any) -> Any:
@@ -70,7 +70,7 @@ def krum_select(U: Any, c: int, multi: int = 1, squared: bool = True) -> np.ndar
     """Indices (numpy int64, shape (multi,)) of the `multi` rows with the smallest Krum scores,
     ascending by score, ties to the lowest index."""
     X, _ = as_matrix(U)
-    return cpu.krum(X, as_count(c, "c"), as_count(multi, "multi"), bool(squared))[1]
+    return cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[1]
 
 
 def krum(U: Any, c: int, multi: int = 1, squared: bool = True) -> Any:
@@ -78,7 +78,7 @@ def krum(U: Any, c: int, multi: int = 1, squared: bool = True) -> Any:
     the `multi` rows with the smallest scores. Requires m > 2c + 2 and 1 <= multi <= m - c.
     `squared` picks squared distances (Blanchard et al.) or plain ones (Fang et al.'s text)."""
     X, wrap = as_matrix(U)
-    return wrap(cpu.krum(X, as_count(c, "c"), as_count(multi, "multi"), bool(squared))[0])
+    return wrap(cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[0])
 
 
 def bulyan(U: Any, c: int, squared: bool = True) -> Any:

@@ -78,14 +78,19 @@ def _torch_view(t: Any, name: str) -> Tuple[np.ndarray, Wrap]:
     return t.detach().numpy(), torch.from_numpy
 
 
-def as_count(value: Any, name: str) -> int:
-    """A non-negative integer parameter (c, beta, multi); TypeError for floats and bools."""
+def as_int(value: Any, name: str) -> int:
+    """An integer parameter; TypeError for floats, bools and other types."""
     if isinstance(value, bool):
         raise TypeError(f"{name}: expected an integer, got bool {value!r}")
     try:
-        v = operator.index(value)
+        return operator.index(value)
     except TypeError:
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}") from None
+
+
+def as_count(value: Any, name: str) -> int:
+    """A non-negative integer parameter (c, beta)."""
+    v = as_int(value, name)
     if v < 0:
         raise ValueError(f"{name} must be >= 0, got {v}")
     return v
@@ -94,6 +99,8 @@ def as_count(value: Any, name: str) -> int:
 def as_row_indices(rows: Any, m: int, name: str = "rows") -> list:
     """Row indices from a boolean mask of length m or a sequence of integer indices in [0, m)."""
     r = np.asarray(rows)
+    if r.size == 0:
+        raise ValueError(f"{name}: expected at least one row, got none")
     if r.dtype == np.bool_:
         if r.shape != (m,):
             raise ValueError(f"{name}: a boolean mask must have shape ({m},), got {r.shape}")

@@ -107,7 +107,8 @@ def krum_select(U, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
 
 
 def krum(U, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
-    return mean(U, rows=krum_select(U, c, multi, squared))
+    selected = krum_select(U, c, multi, squared)
+    return _f64(U)[selected[0]] if multi == 1 else mean(U, rows=selected)
 
 
 def bulyan_select(U, c: int, squared: bool = True) -> np.ndarray:

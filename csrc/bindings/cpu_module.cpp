@@ -175,7 +175,10 @@ py::tuple krum(const py::array& a, int64_t c, int64_t multi, bool squared) {
       scores = cpu::krum_scores(d.data(), m, all_rows(m), c, squared);
       chosen = cpu::smallest_scores(scores, multi);
     }
-    return py::make_tuple(mean_of_rows<T>(a, chosen), index_array(chosen), to_array<T>(scores));
+    // Krum returns the selected row itself; Multi-Krum the mean of the selected rows.
+    py::object aggregate = multi == 1 ? py::object(a[py::int_(chosen[0])].attr("copy")())
+                                      : py::object(mean_of_rows<T>(a, chosen));
+    return py::make_tuple(aggregate, index_array(chosen), to_array<T>(scores));
   });
 }
 

@@ -37,7 +37,7 @@ FR_BEGIN_SIMD_CODE
 namespace fedrobust::cpu::FR_ARCH {
 namespace {
 
-constexpr int64_t kNetworkMaxRows = 256;
+constexpr int64_t kNetworkMaxRows = 4096;
 
 // Columns per tile on the network path: 256 bytes of each row.
 template <class T>
@@ -61,19 +61,51 @@ void apply_network(const std::vector<Comparator>& net, T* tile) {
   }
 }
 
+// Sort every full aligned block of 16 tile rows, column by column, in
+// registers: 63 comparators per 16 loads and 16 stores. These are the first
+// four phases of the network (selection_network(..., kPresorted)).
+constexpr int64_t kPresorted = 16;
+constexpr Sort16 kSort16 = make_sort16();
+
+template <class T>
+void sort_blocks_of_16(int64_t n, T* tile) {
+  using Vec = simd::V<T>;
+  constexpr int64_t W = kNetworkWidth<T>;
+  constexpr int64_t kVectors = W / simd::Vector<T>::lanes;
+  for (int64_t b = 0; b + kPresorted <= n; b += kPresorted) {
+    Vec* block = reinterpret_cast<Vec*>(tile + b * W);
+    for (int64_t k = 0; k < kVectors; ++k) {
+      Vec r[kPresorted];
+#pragma GCC unroll 16
+      for (int i = 0; i < kPresorted; ++i) r[i] = block[i * kVectors + k];
+#pragma GCC unroll 63
+      for (int c = 0; c < 63; ++c) {
+        const Vec x = r[kSort16.a[c]], y = r[kSort16.b[c]];
+        r[kSort16.a[c]] = simd::vmin(x, y);
+        r[kSort16.b[c]] = simd::vmax(x, y);
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < kPresorted; ++i) block[i * kVectors + k] = r[i];
+    }
+  }
+}
+
 // Run `per_tile(tile, j0, w, width)` over column tiles in parallel. Each
-// thread owns a scratch tile of n x width values (+ `extra` values after it).
+// thread owns a scratch tile of n x width values (+ `extra` values after it);
+// with `twice`, the tile is loaded a second time right after the first
+// (extra must leave room for it).
 template <class T, class F>
-void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, F per_tile) {
+void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twice, F per_tile) {
   const int64_t n_tiles = ceil_div(u.cols, width);
 #pragma omp parallel
   {
     Scratch<T> scratch(static_cast<size_t>(u.n_rows * width + extra));
+    T* second = twice ? scratch.data() + u.n_rows * width : nullptr;
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < n_tiles; ++b) {
       const int64_t j0 = b * width;
       const int64_t w = std::min(width, u.cols - j0);
-      load_canonical_tile(u, j0, w, width, scratch.data());
+      load_canonical_tile(u, j0, w, width, scratch.data(), second);
       per_tile(scratch.data(), j0, w, width);
     }
   }
@@ -97,7 +129,13 @@ struct RankFinder {
     } else {
       ranks = {r1, r2};
     }
-    net = selection_network(n, ranks);
+    net = selection_network(n, ranks, kPresorted);
+  }
+
+  // The whole network on a tile of kNetworkWidth<T> columns, in place.
+  void sort_network(T* tile) const {
+    sort_blocks_of_16(n, tile);
+    apply_network(net, tile);
   }
 
   int64_t width() const {
@@ -106,7 +144,7 @@ struct RankFinder {
 
   void find(T* tile, int64_t w, int64_t width, T* column, T* lo, T* hi) const {
     if (use_network) {
-      apply_network(net, tile);
+      sort_network(tile);
       for (int64_t t = 0; t < w; ++t) {
         lo[t] = tile[r1 * width + t];
         hi[t] = tile[r2 * width + t];
@@ -133,7 +171,7 @@ void median(const RowsView<T>& u, T* out) {
   const RankFinder<T> finder(n, (n - 1) / 2, n / 2);
   const int64_t width = finder.width();
   // scratch layout: tile (n x width) | column (n)
-  for_each_tile(u, width, n, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, n, false, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
     T* column = tile + n * wd;
     alignas(64) T lo[256], hi[256];
     finder.find(tile, w, wd, column, lo, hi);
@@ -148,18 +186,13 @@ void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
   const int64_t width = finder.width();
   // scratch: tile | work copy of the tile (network path) | column
   const int64_t work = finder.use_network ? n * width : 0;
-  for_each_tile(u, width, work + n, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, work + n, finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
     T* work_tile = tile + n * wd;
     T* column = work_tile + work;
     alignas(64) T lo[256], hi[256];
     std::fill(lo + w, lo + wd, T(0));
     std::fill(hi + w, hi + wd, T(0));
-    if (finder.use_network) {
-      std::copy(tile, tile + n * wd, work_tile);
-      finder.find(work_tile, w, wd, column, lo, hi);
-    } else {
-      finder.find(tile, w, wd, column, lo, hi);
-    }
+    finder.find(finder.use_network ? work_tile : tile, w, wd, column, lo, hi);
     // One pass in row order: sum of the values strictly between the
     // thresholds, and how many values sit at or beyond each threshold.
     using Vec = simd::V<T>;
@@ -194,9 +227,9 @@ void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
   const int64_t n = u.n_rows;
   const RankFinder<T> sorter(n, 0, n - 1, /*all_ranks=*/true);
   const int64_t width = sorter.width();
-  for_each_tile(u, width, n, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, n, false, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
     if (sorter.use_network) {
-      apply_network(sorter.net, tile);
+      sorter.sort_network(tile);
       for (int64_t t = 0; t < w; ++t) out[j0 + t] = fedrobust::closest_to_median_mean(tile + t, wd, n, gamma);
       return;
     }

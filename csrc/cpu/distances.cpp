@@ -3,15 +3,17 @@
 // ||a||^2 + ||b||^2 - 2ab cancels catastrophically for the near-identical
 // vectors that attacks send, so this kernel takes direct differences
 // (a - b)^2, which are exact for close values. Work is blocked over d: a
-// chunk of all n rows (about 192 KiB) is packed into a per-thread buffer and
-// every pair assigned to the thread is accumulated over it, 4 x 2 pairs at a
-// time in vector registers. Within a chunk the sums are float lanes for
-// float32 input (double for float64), summed into a double per pair in lane
-// order, and chunks are added in order: every pair is owned by one thread and
-// accumulated in one fixed order, whatever the thread count.
+// chunk of all n rows (about 768 KiB, in L2) is packed into a per-thread
+// buffer and every pair assigned to the thread is accumulated over it, 4 x 2
+// pairs at a time in vector registers. Within a chunk the sums are float
+// lanes for float32 input (double for float64), added into one double per
+// pair in a fixed tree order (sum_lanes), and chunks are added in order:
+// every pair is owned by one thread and accumulated in one fixed order,
+// whatever the thread count.
 //
-// If a chunk's float sum overflows (values near 1e19 and above) the chunk is
-// recomputed for that pair in double. A pair whose total is not finite (a
+// If a chunk's float sum overflows (differences near 1e19 and above) or may
+// have underflowed (below 1e-30: differences near 1e-19 and below, or
+// identical rows) the chunk is recomputed for that pair in double. A pair whose total is not finite (a
 // NaN or an Inf in either row) gets +Inf. This file may contract a*b+c into
 // FMA (the AVX2 build does; the generic build has no FMA), so the two SIMD
 // levels can differ in the last bits of a distance.
@@ -49,6 +51,16 @@ __attribute__((always_inline)) inline typename Vec<T>::type load(const T* p) {
   return v;
 }
 
+// The lanes of one accumulator, added in double in a fixed tree order:
+// float lanes l0..l7 -> (l0+l4, l1+l5, l2+l6, l3+l7) = s0..s3 -> (s0+s2) + (s1+s3).
+typedef double Double4 __attribute__((vector_size(32)));
+inline double sum_lanes(Double4 s) { return (s[0] + s[2]) + (s[1] + s[3]); }
+inline double sum_lanes(Vec<float>::type v) {
+  const Double4 lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), Double4);
+  const Double4 hi = __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), Double4);
+  return sum_lanes(lo + hi);
+}
+
 constexpr int64_t kRowsA = 4, kRowsB = 2;  // pairs per micro-tile: 4 x 2
 
 // Squared distances of rows a[0..3] x b[0..1] over `len` packed values.
@@ -68,21 +80,30 @@ void micro_tile(const T* const a[kRowsA], const T* const b[kRowsB], int64_t len,
     }
   }
   for (int k = 0; k < kRowsA; ++k)
-    for (int l = 0; l < kRowsB; ++l) {
-      double s = 0.0;
-      for (int64_t lane = 0; lane < L; ++lane) s += static_cast<double>(acc[k][l][lane]);
-      out[k][l] = s;
-    }
+    for (int l = 0; l < kRowsB; ++l) out[k][l] = sum_lanes(acc[k][l]);
 }
 
+// The squared distance of two packed rows over `len` values (a multiple of
+// 16) in double: four double lanes, summed as in sum_lanes.
 template <class T>
 double chunk_in_double(const T* a, const T* b, int64_t len) {
-  double s = 0.0;
-  for (int64_t e = 0; e < len; ++e) {
-    const double d = static_cast<double>(a[e]) - static_cast<double>(b[e]);
-    s += d * d;
+  Double4 acc = {};
+  for (int64_t e = 0; e < len; e += 4) {
+    const Double4 d = Double4{double(a[e]), double(a[e + 1]), double(a[e + 2]), double(a[e + 3])} -
+                      Double4{double(b[e]), double(b[e + 1]), double(b[e + 2]), double(b[e + 3])};
+    acc += d * d;
   }
-  return s;
+  return sum_lanes(acc);
+}
+
+// A float chunk sum below this may have lost squares to underflow
+// (differences under ~1e-19): such chunks are recomputed in double.
+constexpr double kFloatUnderflowGuard = 1e-30;
+
+template <class T>
+bool needs_double(double s) {
+  if (!std::isfinite(s)) return true;  // overflow (or NaN / Inf input: stays non-finite)
+  return sizeof(T) == sizeof(float) && s < kFloatUnderflowGuard;
 }
 
 }  // namespace
@@ -92,7 +113,7 @@ void pairwise_sq_distances(const RowsView<T>& u, double* out) {
   const int64_t n = u.n_rows;
   std::fill(out, out + n * n, 0.0);
   if (n < 2) return;
-  const int64_t chunk = tile_width<T>(n, 192 * 1024, 16, 2048);
+  const int64_t chunk = tile_width<T>(n, 768 * 1024, 16, 4096);
   const int64_t n_chunks = ceil_div(u.cols, chunk);
 
   // Micro-tiles (ia, jb) covering every pair i < j of the upper triangle.
@@ -124,7 +145,7 @@ void pairwise_sq_distances(const RowsView<T>& u, double* out) {
               const int64_t i = ia + k, j = jb + l;
               if (i >= j || j >= n) continue;
               double s = part[k][l];
-              if (!std::isfinite(s)) s = chunk_in_double(a[k], b[l], w);
+              if (needs_double<T>(s)) s = chunk_in_double(a[k], b[l], len);
               out[i * n + j] += s;
             }
         }

@@ -31,11 +31,13 @@ class Scratch {
 
 // Copy columns [j0, j0 + w) of every row into tile (n_rows x width, row-major),
 // mapping each value through canonical(); columns w .. width-1 are set to +Inf.
+// With `copy`, the same tile is also written there.
 // Contiguous rows are copied a vector at a time, and the same columns of
 // the next tile (j0 + width ...) are prefetched so that the n row streams are
 // in flight while the caller works on this tile.
 template <class T>
-void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T* tile) {
+void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T* tile,
+                         T* copy = nullptr) {
   typedef T V __attribute__((vector_size(32)));
   constexpr int64_t L = 32 / sizeof(T);
   const T inf = std::numeric_limits<T>::infinity();
@@ -61,6 +63,7 @@ void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t wi
       for (; t < w; ++t) dst[t] = canonical(src[t * u.col_stride]);
     }
     for (t = w; t < width; ++t) dst[t] = inf;
+    if (copy) std::memcpy(copy + i * width, dst, static_cast<size_t>(width) * sizeof(T));
   }
 }
 

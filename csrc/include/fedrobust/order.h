@@ -51,8 +51,9 @@ FR_HD T trimmed_mean_from_pass(T lo, T hi, double mid_sum, int64_t n_le, int64_t
 // Returns the mean of the window, summed in ascending order in double.
 template <class T>
 FR_HD T closest_to_median_mean(const T* v, int64_t stride, int64_t theta, int64_t gamma) {
-  const double med = static_cast<double>(median_from_middle(v[((theta - 1) / 2) * stride],
-                                                            v[(theta / 2) * stride], theta));
+  // The median in double (not rounded to T): lo, or lo/2 + hi/2 for even theta.
+  const double lo = static_cast<double>(v[((theta - 1) / 2) * stride]);
+  const double med = theta % 2 == 1 ? lo : 0.5 * lo + 0.5 * static_cast<double>(v[(theta / 2) * stride]);
   int64_t l = 0;
   while (l < theta - gamma) {
     const double left_gap = med - static_cast<double>(v[l * stride]);

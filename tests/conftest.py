@@ -1,0 +1,275 @@
+"""Shared fixtures and helpers for the fedrobust test suite.
+
+The tests exercise the *installed* package (the compiled `fedrobust._cpu`
+lives only in site-packages). Run them as
+
+    cd /work/main && python -P -m pytest tests      # (-P: no cwd on sys.path)
+    cd /work/main && pytest tests
+    cd /tmp && python -m pytest /work/main/tests
+
+`cd /work/main && python -m pytest tests` puts the source tree first on
+sys.path, where `fedrobust` has no compiled module; the check below turns
+that into one clear error instead of an ImportError in every file.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Dict, Iterator, Tuple
+
+import numpy as np
+import pytest
+
+try:
+    import fedrobust
+    from fedrobust._native import cpu as _cpu_module
+except ImportError as exc:  # pragma: no cover - only with a shadowed / missing install
+    raise pytest.UsageError(
+        f"cannot import the compiled fedrobust ({exc}); if fedrobust resolves to the source tree "
+        "(python -m pytest run from the repository root), run `pytest tests`, "
+        "`python -P -m pytest tests`, or run from another directory"
+    ) from exc
+
+try:
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("fedrobust", max_examples=50, deadline=None, database=None)
+    _hyp_settings.load_profile("fedrobust")
+except ImportError:  # pragma: no cover
+    pass
+
+DTYPES = (np.float32, np.float64)
+LAYOUTS = ("C", "F", "col_strided", "row_reversed", "col_reversed")
+
+
+# ---------------------------------------------------------------------------
+# Array generators (seeded, deterministic).
+# ---------------------------------------------------------------------------
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def random_matrix(m: int, d: int, dtype=np.float64, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    """Standard normal values (times `scale`), C-contiguous, in `dtype`."""
+    return (rng(seed).standard_normal((m, d)) * scale).astype(dtype)
+
+
+def with_duplicate_rows(U: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Rows drawn (with repetition) from at most ceil(m/2) distinct rows."""
+    m = U.shape[0]
+    src = rng(seed).integers(0, max(1, (m + 1) // 2), size=m)
+    return np.ascontiguousarray(U[src])
+
+
+def tied_matrix(m: int, d: int, dtype=np.float64, seed: int = 0, levels: int = 3) -> np.ndarray:
+    """Small integers in [-levels, levels]: almost every column has ties."""
+    return rng(seed).integers(-levels, levels + 1, size=(m, d)).astype(dtype)
+
+
+def signed_zero_matrix(m: int, d: int, dtype=np.float64, seed: int = 0) -> np.ndarray:
+    """Values from {-0.0, +0.0, -1, 1, 0.5}: equal values with different bit patterns."""
+    vals = np.array([-0.0, 0.0, -1.0, 1.0, 0.5, -0.0])
+    return vals[rng(seed).integers(0, len(vals), size=(m, d))].astype(dtype)
+
+
+def with_constant_columns(U: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Every third column constant (different constant per column, including 0 and -0)."""
+    X = np.array(U, copy=True)
+    cols = np.arange(0, X.shape[1], 3)
+    consts = rng(seed).standard_normal(cols.size).astype(X.dtype)
+    consts[0] = -0.0  # a constant column of negative zeros (canonical: +0)
+    X[:, cols] = consts
+    return X
+
+
+def big_beside_small(m: int, d: int, dtype=np.float64, seed: int = 0) -> np.ndarray:
+    """Magnitude 1e30 beside 1e-3 in every column (and across columns): double sums lose the small ones."""
+    g = rng(seed)
+    X = g.standard_normal((m, d)) * 1e-3
+    big = g.random((m, d)) < 0.3
+    X[big] = g.choice([-1.0, 1.0, 2.0, -3.0], size=int(big.sum())) * 1e30
+    return X.astype(dtype)
+
+
+def with_nonfinite_rows(U: np.ndarray, rows_kinds: Dict[int, str]) -> np.ndarray:
+    """Copy of U with whole rows replaced: kind 'nan', 'inf', '-inf', or 'mixed' (all three + finite)."""
+    X = np.array(U, copy=True)
+    for i, kind in rows_kinds.items():
+        if kind == "nan":
+            X[i] = np.nan
+        elif kind == "inf":
+            X[i] = np.inf
+        elif kind == "-inf":
+            X[i] = -np.inf
+        elif kind == "mixed":
+            X[i, 0::3] = np.nan
+            X[i, 1::3] = np.inf
+            X[i, 2::3] = -np.inf
+        else:  # pragma: no cover
+            raise ValueError(kind)
+    return X
+
+
+def make_case(kind: str, m: int, d: int, dtype, seed: int = 0) -> np.ndarray:
+    """A named kind of test matrix (C-contiguous, in dtype)."""
+    if kind == "normal":
+        return random_matrix(m, d, dtype, seed)
+    if kind == "duplicates":
+        return with_duplicate_rows(random_matrix(m, d, dtype, seed), seed)
+    if kind == "ties":
+        return tied_matrix(m, d, dtype, seed)
+    if kind == "signed_zeros":
+        return signed_zero_matrix(m, d, dtype, seed)
+    if kind == "constant_cols":
+        return with_constant_columns(random_matrix(m, d, dtype, seed), seed)
+    if kind == "big_small":
+        return big_beside_small(m, d, dtype, seed)
+    raise ValueError(kind)  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=24)
+def cached_case(kind: str, m: int, d: int, dtype_name: str, seed: int = 0) -> np.ndarray:
+    """make_case, cached (read-only) so that layouts / functions share one matrix and one reference."""
+    X = make_case(kind, m, d, np.dtype(dtype_name), seed)
+    X.setflags(write=False)
+    return X
+
+
+# ---------------------------------------------------------------------------
+# Layouts: the same logical matrix in different memory layouts.
+# ---------------------------------------------------------------------------
+def as_layout(A: np.ndarray, layout: str) -> np.ndarray:
+    """The logical matrix A (m, d) as
+
+    C            C-contiguous copy
+    F            Fortran-ordered copy
+    col_strided  A == wide[:, ::2] for a wider (m, 2d) buffer (column stride 2 elements)
+    row_reversed A == rev[::-1] (negative row stride)
+    col_reversed A == rev[:, ::-1] (negative column stride)
+    """
+    m, d = A.shape
+    if layout == "C":
+        return np.ascontiguousarray(A).copy()
+    if layout == "F":
+        return np.asfortranarray(A).copy()
+    if layout == "col_strided":
+        wide = np.full((m, 2 * d), np.float64(7.25), dtype=A.dtype)  # filler must never leak in
+        wide[:, ::2] = A
+        out = wide[:, ::2]
+        assert out.strides[1] == 2 * A.itemsize or d == 1
+        return out
+    if layout == "row_reversed":
+        rev = np.ascontiguousarray(A[::-1])
+        out = rev[::-1]
+        assert out.strides[0] < 0 or m == 1
+        return out
+    if layout == "col_reversed":
+        rev = np.ascontiguousarray(A[:, ::-1])
+        out = rev[:, ::-1]
+        assert out.strides[1] < 0 or d == 1
+        return out
+    raise ValueError(layout)  # pragma: no cover
+
+
+def layouts(A: np.ndarray) -> Dict[str, np.ndarray]:
+    """All layouts of A by name (see as_layout)."""
+    return {name: as_layout(A, name) for name in LAYOUTS}
+
+
+# ---------------------------------------------------------------------------
+# Comparisons.
+# ---------------------------------------------------------------------------
+def to_numpy(x) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if type(x).__module__.startswith("torch"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _uint_view(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+def assert_identical(got, expected, what: str = "") -> None:
+    """Bit-identical floats: same dtype and shape, NaN at the same places, and the same bit
+    pattern everywhere else (so +0 vs -0 and 1 ulp differences fail)."""
+    got = np.ascontiguousarray(to_numpy(got))
+    expected = np.ascontiguousarray(to_numpy(expected))
+    assert got.dtype == expected.dtype, f"{what}: dtype {got.dtype} != {expected.dtype}"
+    assert got.shape == expected.shape, f"{what}: shape {got.shape} != {expected.shape}"
+    gn, en = np.isnan(got), np.isnan(expected)
+    if not np.array_equal(gn, en):
+        j = int(np.flatnonzero((gn != en).ravel())[0])
+        raise AssertionError(
+            f"{what}: NaN placement differs, first at flat index {j}: got {got.ravel()[j]!r}, "
+            f"expected {expected.ravel()[j]!r}"
+        )
+    gb, eb = _uint_view(got), _uint_view(expected)
+    bad = (gb != eb) & ~gn
+    if bad.any():
+        idx = np.flatnonzero(bad.ravel())
+        j = int(idx[0])
+        raise AssertionError(
+            f"{what}: {idx.size} of {got.size} values differ in their bits; first at flat index {j}: "
+            f"got {got.ravel()[j]!r}, expected {expected.ravel()[j]!r}"
+        )
+
+
+def snapshot(a) -> Tuple[object, bytes]:
+    """Bytes of the whole buffer behind a (the base of a view, or a torch tensor's storage view)."""
+    arr = to_numpy(a)
+    owner = arr
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    return owner, owner.tobytes(order="A")
+
+
+def assert_unchanged(snap: Tuple[object, bytes], what: str = "") -> None:
+    owner, before = snap
+    assert owner.tobytes(order="A") == before, f"{what}: the input buffer was modified"
+
+
+# ---------------------------------------------------------------------------
+# Fixtures: SIMD level and thread count, always restored.
+# ---------------------------------------------------------------------------
+def _max_threads() -> int:
+    return int(fedrobust.backend_info()["cpu"]["threads"])
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[int]:
+    """Yields the current thread count and restores it after the test, whatever happens."""
+    original = _max_threads()
+    try:
+        yield original
+    finally:
+        fedrobust.set_num_threads(original)
+
+
+@pytest.fixture
+def restore_simd() -> Iterator[str]:
+    """Yields the SIMD level in use and restores it after the test (the level 'auto' resolved to,
+    or FEDROBUST_SIMD's choice)."""
+    original = _cpu_module.simd_level()
+    try:
+        yield original
+    finally:
+        _cpu_module.set_simd_level(original)
+
+
+def run_with_threads(n: int, fn: Callable, *args, **kwargs):
+    fedrobust.set_num_threads(n)
+    return fn(*args, **kwargs)
+
+
+def run_with_simd(level: str, fn: Callable, *args, **kwargs):
+    _cpu_module.set_simd_level(level)
+    return fn(*args, **kwargs)
+
+
+HAVE_AVX2 = bool(_cpu_module.simd_level_available("avx2"))
+
+
+def pytest_configure(config):
+    # The float64 oracle overflows / subtracts infinities on purpose for the special-value cases.
+    config.addinivalue_line("filterwarnings", "ignore::RuntimeWarning:fedrobust.reference")

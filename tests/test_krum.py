@@ -1,0 +1,356 @@
+"""Pairwise distances, Krum / Multi-Krum and Bulyan's selection against fedrobust.reference.
+
+Distances are float sums, so they are compared with a relative tolerance
+(float32 rows are accumulated in float lanes: rtol 1e-6; float64: 1e-12).
+Selections are compared exactly, on data whose reference scores are not
+near-tied (otherwise either answer is right).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from fedrobust import aggregators as agg
+from fedrobust import reference as ref
+from fedrobust._native import cpu
+
+from conftest import (
+    DTYPES,
+    LAYOUTS,
+    as_layout,
+    assert_identical,
+    cached_case,
+    random_matrix,
+    tied_matrix,
+    with_nonfinite_rows,
+)
+
+RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
+EXACT_KINDS = ("ties", "duplicates", "signed_zeros")  # exact ties in the scores are real ties
+
+
+@functools.lru_cache(maxsize=256)
+def _ref_sq(kind, m, d, dtype_name, seed=0):
+    return ref.pairwise_sq_distances(cached_case(kind, m, d, dtype_name, seed))
+
+
+def _assert_distances_close(got, expected_f64, dtype, what=""):
+    got = np.asarray(got)
+    assert got.dtype == dtype, what
+    with np.errstate(over="ignore"):  # (float32 +Inf for squared distances beyond 3.4e38, as in the kernel)
+        exp = expected_f64.astype(dtype).astype(np.float64)  # the kernel rounds its double result to dtype
+    np.testing.assert_allclose(got.astype(np.float64), exp, rtol=RTOL[np.dtype(dtype)], atol=0, err_msg=what)
+
+
+# ---------------------------------------------------------------------------
+# Pairwise distances.
+# ---------------------------------------------------------------------------
+DIST_CASES = []
+for _m in (1, 2, 3, 7, 100, 257):
+    for _d in (1, 7, 1000):
+        for _dt in DTYPES:
+            for _lay in LAYOUTS:
+                DIST_CASES.append(pytest.param("normal", _m, _d, np.dtype(_dt).name, _lay,
+                                               id=f"normal-m{_m}-d{_d}-{np.dtype(_dt).name}-{_lay}"))
+for _dt in DTYPES:
+    DIST_CASES.append(pytest.param("normal", 3, 100003, np.dtype(_dt).name, "col_strided",
+                                   id=f"normal-m3-d100003-{np.dtype(_dt).name}-col_strided"))
+for _kind in ("ties", "duplicates", "signed_zeros", "constant_cols", "big_small"):
+    for _m in (7, 100):
+        for _dt in DTYPES:
+            DIST_CASES.append(pytest.param(_kind, _m, 1000, np.dtype(_dt).name, "F",
+                                           id=f"{_kind}-m{_m}-d1000-{np.dtype(_dt).name}-F"))
+
+
+@pytest.mark.parametrize("kind,m,d,dtype_name,layout", DIST_CASES)
+def test_pairwise_distances_match_reference_with_zero_diagonal_and_exact_symmetry(kind, m, d, dtype_name, layout):
+    dtype = np.dtype(dtype_name)
+    U = as_layout(cached_case(kind, m, d, dtype_name), layout)
+    expected = _ref_sq(kind, m, d, dtype_name)
+    for squared in (True, False):
+        D = agg.pairwise_distances(U, squared=squared)
+        assert D.shape == (m, m)
+        _assert_distances_close(D, expected if squared else np.sqrt(expected), dtype, f"squared={squared}")
+        assert np.all(np.diag(D) == 0) and not np.signbit(np.diag(D)).any(), "diagonal must be exactly +0"
+        assert_identical(D, np.ascontiguousarray(D.T), "symmetry")
+
+
+def test_pairwise_distances_of_duplicate_rows_are_exactly_zero():
+    for dtype in DTYPES:
+        U = random_matrix(6, 777, dtype, seed=2)
+        U[4] = U[1]
+        U[5] = U[1]
+        D = agg.pairwise_distances(U)
+        assert D[1, 4] == D[4, 1] == D[1, 5] == D[4, 5] == 0
+        assert (D[~np.eye(6, dtype=bool)] > 0).sum() == 30 - 6
+        # equal rows have bit-identical distances to every other row
+        assert_identical(D[1], D[4][[0, 4, 2, 3, 1, 5]])
+
+
+def test_pairwise_distances_of_tiny_integer_rows_are_exact():
+    U = tied_matrix(9, 1000, np.float32, seed=4)  # integer differences: every partial sum is exact
+    assert_identical(agg.pairwise_distances(U), ref.pairwise_sq_distances(U).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ("C", "F", "row_reversed"))
+def test_nonfinite_rows_give_infinite_distances_and_zero_diagonal(dtype, layout):
+    base = random_matrix(9, 301, dtype, seed=11)
+    bad = {1: "nan", 4: "inf", 6: "-inf", 8: "mixed"}
+    U = as_layout(with_nonfinite_rows(base, bad), layout)
+    U2 = np.array(base, copy=True)
+    U2[3, 150] = np.nan  # one non-finite value is enough
+    expected = ref.pairwise_sq_distances(with_nonfinite_rows(base, bad))
+    for squared in (True, False):
+        D = agg.pairwise_distances(U, squared=squared)
+        badrow = np.zeros(9, dtype=bool)
+        badrow[list(bad)] = True
+        off = ~np.eye(9, dtype=bool)
+        pair_bad = (badrow[:, None] | badrow[None, :]) & off
+        assert np.all(np.isposinf(D[pair_bad])), "a pair with a non-finite row has distance +Inf"
+        assert np.all(np.diag(D) == 0), "the diagonal is 0 even for non-finite rows"
+        good = ~pair_bad & off
+        _assert_distances_close(D[good], (expected if squared else np.sqrt(expected))[good], dtype)
+        D2 = agg.pairwise_distances(U2, squared=squared)
+        assert np.all(np.isposinf(np.delete(D2[3], 3))) and np.all(np.isposinf(np.delete(D2[:, 3], 3)))
+
+
+def test_float32_distances_beyond_float32_range_are_recomputed_in_double():
+    """(1e30 - (-2e30))^2 = 9e60 overflows float32 lanes; the kernel recomputes that chunk in double."""
+    U = np.zeros((4, 64), dtype=np.float32)
+    U[0, 0], U[1, 0], U[2, 5], U[3, 5] = 1e30, -2e30, 1e-3, 2e-3
+    Dplain = agg.pairwise_distances(U, squared=False)
+    expected = np.sqrt(ref.pairwise_sq_distances(U))
+    _assert_distances_close(Dplain, expected, np.float32)
+    assert np.isfinite(Dplain).all()
+    # squared: 9e60 is +Inf in float32 output, but the scores/selection use the double distances
+    assert np.isposinf(agg.pairwise_distances(U)[0, 1])
+    _assert_distances_close(agg.pairwise_distances(U)[2:, 2:], ref.pairwise_sq_distances(U)[2:, 2:], np.float32)
+
+
+def test_float64_distances_that_overflow_double_are_positive_infinity():
+    U = np.zeros((3, 4))
+    U[0, 0], U[1, 0] = 1e200, -1e200
+    D = agg.pairwise_distances(U)
+    assert np.isposinf(D[0, 1]) and np.isposinf(D[1, 0])
+    assert D[0, 2] == np.inf and D[1, 2] == np.inf  # (1e200)^2 overflows too
+    assert_identical(D, ref.pairwise_sq_distances(U))
+
+
+# ---------------------------------------------------------------------------
+# Krum scores and selection.
+# ---------------------------------------------------------------------------
+KRUM_CASES = []
+for (_m, _cs) in ((3, (0,)), (7, (0, 2)), (100, (10, 48)), (257, (0, 127))):
+    for _d in (7, 1000):
+        for _dt in DTYPES:
+            for _lay in ("C", "F", "row_reversed", "col_strided"):
+                KRUM_CASES.append(pytest.param("normal", _m, _cs, _d, np.dtype(_dt).name, _lay,
+                                               id=f"normal-m{_m}-d{_d}-{np.dtype(_dt).name}-{_lay}"))
+for _kind in ("ties", "duplicates", "signed_zeros", "constant_cols", "big_small"):
+    for _dt in DTYPES:
+        KRUM_CASES.append(pytest.param(_kind, 11, (2, 4), 300, np.dtype(_dt).name, "C",
+                                       id=f"{_kind}-m11-d300-{np.dtype(_dt).name}-C"))
+        KRUM_CASES.append(pytest.param(_kind, 100, (10,), 1000, np.dtype(_dt).name, "C",
+                                       id=f"{_kind}-m100-d1000-{np.dtype(_dt).name}-C"))
+
+
+def _selection_is_unambiguous(scores, multi, kind, rtol):
+    """The reference order of the `multi` best scores (and the cut after them) is not a near-tie."""
+    s = np.sort(scores)[: multi + 1]
+    for a, b in zip(s[:-1], s[1:]):
+        if a == b and kind != "big_small":
+            continue  # a structural tie (same distances, e.g. the closest pair when k = 1): real in both
+        if not np.isfinite(b):
+            continue
+        if (b - a) <= rtol * max(abs(b), 1e-300):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=512)
+def _ref_scores(kind, m, d, dtype_name, c, squared):
+    D = _ref_sq(kind, m, d, dtype_name)
+    return ref._krum_scores_from(D, list(range(m)), c, squared)
+
+
+@pytest.mark.parametrize("kind,m,cs,d,dtype_name,layout", KRUM_CASES)
+def test_krum_scores_selection_and_aggregate_match_reference(kind, m, cs, d, dtype_name, layout):
+    dtype = np.dtype(dtype_name)
+    base = cached_case(kind, m, d, dtype_name)
+    U = as_layout(base, layout)
+    checked = 0
+    for c in cs:
+        for squared in (True, False):
+            what = f"c={c} squared={squared}"
+            expected = _ref_scores(kind, m, d, dtype_name, c, squared)
+            scores = agg.krum_scores(U, c, squared=squared)
+            assert scores.shape == (m,) and scores.dtype == dtype
+            _assert_distances_close(scores, expected, dtype, what)
+            for multi in sorted({1, min(3, m - c), m - c}):
+                if not _selection_is_unambiguous(expected, multi, kind, 10 * RTOL[dtype]):
+                    continue
+                checked += 1
+                ref_sel = np.argsort(expected, kind="stable")[:multi]
+                sel = agg.krum_select(U, c, multi=multi, squared=squared)
+                assert sel.dtype == np.int64
+                np.testing.assert_array_equal(sel, ref_sel, err_msg=f"{what} multi={multi}")
+                out = agg.krum(U, c, multi=multi, squared=squared)
+                # Krum returns the selected row itself (bit for bit, -0 included); Multi-Krum the mean.
+                expected_out = base[ref_sel[0]] if multi == 1 else ref.mean(base, rows=ref_sel).astype(dtype)
+                assert_identical(out, expected_out, f"krum {what} multi={multi}")
+                agg_out, agg_sel, agg_scores = cpu.krum(U, c, multi, squared)
+                np.testing.assert_array_equal(agg_sel, sel)
+                assert_identical(agg_scores, scores)
+    if kind != "big_small":
+        assert checked >= len(cs), "test data too close to ties: the selection was never checked"
+
+
+def test_krum_ties_go_to_the_lowest_index():
+    U = np.zeros((9, 17))
+    assert_identical(agg.krum_scores(U, 2), np.zeros(9))
+    np.testing.assert_array_equal(agg.krum_select(U, 2, multi=4), [0, 1, 2, 3])
+    # two identical central rows (3 and 6) among spread-out rows
+    g = np.random.default_rng(5)
+    V = g.standard_normal((9, 17)) * 10
+    V[3] = V[6] = V.mean(axis=0)
+    for dtype in DTYPES:
+        X = V.astype(dtype)
+        s = agg.krum_scores(X, 2)
+        assert s[3] == s[6]
+        np.testing.assert_array_equal(agg.krum_select(X, 2), [3])
+        np.testing.assert_array_equal(agg.krum_select(X, 2, multi=2), [3, 6])
+        np.testing.assert_array_equal(agg.krum_select(X[::-1], 2, multi=2), [2, 5])
+        assert_identical(agg.krum(X, 2), X[3])
+
+
+def test_multi_krum_is_the_mean_of_the_selected_rows_in_index_order():
+    U = random_matrix(20, 513, np.float32, seed=8)
+    sel = agg.krum_select(U, 4, multi=7)
+    assert len(set(sel.tolist())) == 7
+    assert_identical(agg.krum(U, 4, multi=7), ref.mean(U, rows=sel).astype(np.float32))
+    assert_identical(agg.krum(U, 4, multi=7), agg.mean(U[np.sort(sel)]))
+    # multi = m - c averages every row except the c worst
+    worst = np.argsort(ref.krum_scores(U, 4), kind="stable")[16:]
+    keep = np.setdiff1d(np.arange(20), worst)
+    assert_identical(agg.krum(U, 4, multi=16), ref.mean(U, rows=keep).astype(np.float32))
+
+
+def test_squared_flag_changes_the_score_definition():
+    U = random_matrix(9, 50, np.float64, seed=12)
+    sq = agg.krum_scores(U, 1, squared=True)
+    plain = agg.krum_scores(U, 1, squared=False)
+    np.testing.assert_allclose(sq, ref.krum_scores(U, 1, squared=True), rtol=1e-12)
+    np.testing.assert_allclose(plain, ref.krum_scores(U, 1, squared=False), rtol=1e-12)
+    assert not np.allclose(sq, plain)
+
+
+def test_krum_with_smallest_valid_m_uses_one_neighbour():
+    U = np.array([[0.0], [1.0], [3.0]])  # m = 3, c = 0: k = 1 neighbour
+    assert_identical(agg.krum_scores(U, 0), np.array([1.0, 1.0, 4.0]))
+    np.testing.assert_array_equal(agg.krum_select(U, 0, multi=3), [0, 1, 2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("squared", (True, False))
+def test_krum_with_at_most_c_nonfinite_rows_never_selects_them(dtype, squared):
+    base = random_matrix(15, 200, dtype, seed=21)
+    bad = {0: "nan", 7: "inf", 9: "mixed", 14: "-inf"}
+    U = with_nonfinite_rows(base, bad)
+    c = len(bad)
+    scores = agg.krum_scores(U, c, squared=squared)
+    assert np.all(np.isposinf(scores[list(bad)]))
+    good = np.setdiff1d(np.arange(15), list(bad))
+    assert np.isfinite(scores[good]).all()
+    sel = agg.krum_select(U, c, multi=15 - c, squared=squared)
+    assert not set(sel.tolist()) & set(bad)
+    np.testing.assert_array_equal(sel[: 15 - c - 4], ref.krum_select(U, c, 15 - c - 4, squared))
+    assert np.isfinite(agg.krum(U, c, multi=5, squared=squared)).all()
+    np.testing.assert_array_equal(agg.nonfinite_workers(U), sorted(bad))
+
+
+# ---------------------------------------------------------------------------
+# The near-identical case (float32 cancellation).
+# ---------------------------------------------------------------------------
+def _near_identical(m=11, d=1000, center=6, seed=0):
+    """A common component of norm 1e3, each row = common + 1e-4 * (random signs), except the
+    `center` row = common exactly: it is unambiguously Krum's choice."""
+    g = np.random.default_rng(seed)
+    common = g.standard_normal(d)
+    common *= 1e3 / np.linalg.norm(common)
+    U64 = common + 1e-4 * g.choice([-1.0, 1.0], size=(m, d))
+    U64[center] = common
+    return U64
+
+
+@pytest.mark.parametrize("squared", (True, False))
+@pytest.mark.parametrize("layout", ("C", "F", "col_strided"))
+def test_near_identical_float32_rows_krum_selects_the_float64_reference_worker(layout, squared):
+    U64 = _near_identical()
+    U32 = U64.astype(np.float32)
+    c = 2
+    assert ref.krum_select(U64, c, squared=squared)[0] == 6
+    assert ref.krum_select(U32, c, squared=squared)[0] == 6
+    X = as_layout(U32, layout)
+    np.testing.assert_array_equal(agg.krum_select(X, c, squared=squared), [6])
+    assert_identical(agg.krum(X, c, squared=squared), U32[6])
+    D = agg.pairwise_distances(X)
+    _assert_distances_close(D, ref.pairwise_sq_distances(U32), np.float32, "near-identical distances")
+    _assert_distances_close(agg.krum_scores(X, c, squared=squared), ref.krum_scores(U32, c, squared), np.float32)
+    # the test is sensitive: the Gram expansion ||a||^2 + ||b||^2 - 2ab in float32 is far off here
+    n = (U32 * U32).sum(axis=1)
+    gram = n[:, None] + n[None, :] - 2 * (U32 @ U32.T)
+    exact = ref.pairwise_sq_distances(U32)
+    off = ~np.eye(11, dtype=bool)
+    assert np.max(np.abs(gram[off] - exact[off]) / exact[off]) > 0.1
+
+
+def test_near_identical_float64_rows_have_exact_distances():
+    g = np.random.default_rng(3)
+    base = g.standard_normal(500)
+    U = base + 1e-12 * g.standard_normal((7, 500))
+    np.testing.assert_allclose(agg.pairwise_distances(U), ref.pairwise_sq_distances(U), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("exponent", (-80, -70, -40, 0, 40, 64))
+def test_float32_krum_selection_is_invariant_under_power_of_two_scaling(exponent):
+    """Scaling by 2^e is exact in float32 and leaves the float64 reference's choice unchanged;
+    the kernel must not lose the answer to float32 underflow (tiny updates) or overflow."""
+    g = np.random.default_rng(1)
+    U = g.standard_normal((9, 50)).astype(np.float32)
+    U[4] = U.mean(axis=0)  # the central row: Krum's choice
+    V = U * np.float32(2.0**exponent)
+    assert np.array_equal(V / np.float32(2.0**exponent), U), "the scaling must be exact"
+    assert ref.krum_select(V, 2)[0] == 4
+    np.testing.assert_array_equal(agg.krum_select(V, 2), [4], err_msg=f"scale 2^{exponent}")
+    np.testing.assert_array_equal(agg.krum_select(V, 2, multi=9 - 2), ref.krum_select(V, 2, 9 - 2))
+
+
+# ---------------------------------------------------------------------------
+# Bulyan selection.
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("squared", (True, False))
+@pytest.mark.parametrize("layout", ("C", "F", "row_reversed", "col_reversed"))
+@pytest.mark.parametrize("m,c,d", [(7, 1, 50), (12, 2, 300), (30, 6, 64)])
+def test_bulyan_selection_order_matches_reference(m, c, d, layout, squared, dtype):
+    base = random_matrix(m, d, dtype, seed=m * 31 + d)
+    U = as_layout(base, layout)
+    out, sel = cpu.bulyan(U, c, squared)
+    assert sel.dtype == np.int64 and sel.shape == (m - 2 * c,)
+    np.testing.assert_array_equal(sel, ref.bulyan_select(base, c, squared))
+    assert len(set(sel.tolist())) == m - 2 * c
+    assert_identical(agg.bulyan(U, c, squared=squared), out)
+    if dtype == np.float64 or (m - 2 * c) % 2 == 1:  # float32 + even theta: see test_coordinatewise
+        assert_identical(out, ref.bulyan(base, c, squared).astype(dtype), "bulyan aggregate")
+
+
+def test_bulyan_with_c_zero_is_the_median_window_over_all_rows():
+    U = random_matrix(5, 40, np.float64, seed=3)
+    out, sel = cpu.bulyan(U, 0, True)
+    assert sorted(sel.tolist()) == [0, 1, 2, 3, 4]
+    # gamma = theta = m: every value kept -> the mean of the sorted values
+    np.testing.assert_allclose(out, U.mean(axis=0), rtol=1e-14)
+    assert_identical(out, ref.bulyan(U, 0))
