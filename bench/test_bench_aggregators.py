@@ -1,0 +1,88 @@
+"""pytest-benchmark suites: fedrobust against numpy and torch, one benchmark group per rule.
+
+    pytest bench --benchmark-enable               # U: (100, 100_000) float32
+    FEDROBUST_BENCH_FULL=1 pytest bench --benchmark-enable   # U: (100, 1_000_000)
+
+Every group holds the rule's implementations (fedrobust, numpy, torch where one exists; see
+fedrobust.benchmarks for how each is written) and two read-once column sums (numpy and torch)
+over the same U, so the ratios pytest-benchmark prints within a group compare the
+implementations with each other and with one read of U. Each case runs one warm-up call and
+then ROUNDS timed calls; fedrobust and torch use the same thread count.
+
+`test_alternatives_agree` checks, on a small array, that the numpy and torch versions compute
+the same thing as fedrobust, so the timings compare like with like.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import fedrobust
+from fedrobust import aggregators, benchmarks as B, stats
+
+FULL = os.environ.get("FEDROBUST_BENCH_FULL") == "1"
+M, D = (100, 1_000_000) if FULL else (100, 100_000)
+ROUNDS = 3 if FULL else 5
+RULES = ("mean", "median", "trimmed_mean", "krum", "pairwise_distances", "coordinate_stats")
+READ_ONCE = ("read-once numpy", "read-once torch")
+PARAMS = [(rule, impl) for rule in RULES for impl in B.RULE_IMPLS[rule] + READ_ONCE]
+
+
+@pytest.fixture(scope="session")
+def cases():
+    """{(rule, impl): zero-argument callable} over one seeded (M, D) float32 U."""
+    B.set_threads(fedrobust.backend_info()["cpu"]["threads"])
+    U = B.make_updates(M, D)
+    c = beta = B.byzantine_count(M)
+    table = {(case.rule, case.impl): case for case in B.all_cases(U, c, beta, bulyan=False)}
+    for case in B.read_once_cases(U):
+        for rule in RULES:
+            table[(rule, f"read-once {case.impl}")] = case
+    return table
+
+
+@pytest.mark.parametrize("rule,impl", PARAMS, ids=[f"{r}-{i.replace(' ', '-')}" for r, i in PARAMS])
+def test_speed(benchmark, cases, rule, impl):
+    case = cases.get((rule, impl))
+    if case is None:
+        pytest.skip(f"{impl} is not installed")
+    benchmark.group = f"{rule}, U ({M}, {D}) float32"
+    benchmark.extra_info.update(rule=rule, impl=impl, how=case.label, m=M, d=D)
+    benchmark.pedantic(case.fn, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+
+
+def _numpy(x):
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
+def test_alternatives_agree():
+    """The numpy and torch versions agree with fedrobust on a small array (odd m, so that torch's
+    lower-middle median is the median)."""
+    torch = B.import_torch()
+    m, d = 51, 300
+    U = B.make_updates(m, d, seed=1)
+    c = beta = B.byzantine_count(m)
+    mask = B.first_rows_mask(m, c)
+
+    expected = {
+        "mean": aggregators.mean(U),
+        "median": aggregators.median(U),
+        "trimmed_mean": aggregators.trimmed_mean(U, beta),
+        "krum": aggregators.krum(U, c),
+        "pairwise_distances": aggregators.pairwise_distances(U),
+        "coordinate_stats": stats.coordinate_stats(U, mask),
+    }
+    alternatives = B.alternative_cases(U, c, beta)
+    assert {case.impl for case in alternatives} == ({"numpy", "torch"} if torch else {"numpy"})
+    for case in alternatives:
+        got, want = case.fn(), expected[case.rule]
+        if case.rule == "median" and case.impl == "torch":
+            got = got.values
+        if case.rule != "coordinate_stats":
+            got, want = (got,), (want,)
+        # Gram-matrix distances lose digits: |u|^2 ~ 300, so absolute errors ~ 1e-4.
+        atol = 1e-3 if case.rule == "pairwise_distances" else 1e-5
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(_numpy(g), w, rtol=1e-5, atol=atol, err_msg=f"{case.impl} {case.rule}")

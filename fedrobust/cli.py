@@ -1,0 +1,154 @@
+"""The `fedrobust` command line.
+
+    fedrobust info [--json]
+    fedrobust bench [--quick] [--json PATH] [--repeats N] [--threads N] [--memory | --no-memory]
+
+Each subcommand is a pair of functions: `_add_<name>(subparsers)` declares its
+flags and `cmd_<name>(args) -> int` runs it. To add one (run, plot,
+reproduce), write the pair and list `_add_<name>` in `SUBCOMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, List, Optional
+
+
+# ---------------------------------------------------------------------------
+# Argument types: argparse turns their errors into "fedrobust bench: error: ..."
+# ---------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def output_path(text: str) -> str:
+    """A file path whose directory exists (checked before a long run, not after)."""
+    directory = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"directory {directory!r} does not exist")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, expected a file path")
+    return text
+
+
+# ---------------------------------------------------------------------------
+# fedrobust info
+# ---------------------------------------------------------------------------
+def _add_info(subparsers: Any) -> None:
+    p = subparsers.add_parser("info", help="show what was built and what this machine offers",
+                              description="Show fedrobust.backend_info(): SIMD level, OpenMP threads, "
+                                          "CUDA build and devices, numpy/torch/cupy versions.")
+    p.add_argument("--json", action="store_true", help="print the raw dict as JSON")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print backend_info() as indented `key: value` lines, or as JSON with --json."""
+    import fedrobust
+    from fedrobust.benchmarks import cpu_model
+
+    info = fedrobust.backend_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"fedrobust {info['version']} (python {info['python']}, {info['machine']})")
+    print(f"CPU model: {cpu_model()}")
+    _print_section("CPU kernels", info["cpu"])
+    _print_section("CUDA kernels", info["cuda"])
+    print("libraries:")
+    for name in ("numpy", "torch", "cupy"):
+        print(f"  {name:<15} {info.get(name) or 'not installed'}")
+    return 0
+
+
+def _print_section(title: str, values: dict) -> None:
+    print(f"{title}:")
+    for key, value in values.items():
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value)) or "none"
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        print(f"  {key:<15} {value}")
+
+
+# ---------------------------------------------------------------------------
+# fedrobust bench
+# ---------------------------------------------------------------------------
+def _add_bench(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "bench", help="time the aggregation rules against numpy and torch",
+        description="Time fedrobust's rules against numpy and torch on float32 updates of shapes "
+                    "(100, 1e6) and (1000, 1e5) (--quick: (100, 5e4) and (200, 1e4)), "
+                    "relative to one read of the array, and measure each kernel's peak extra memory.")
+    p.add_argument("--quick", action="store_true", help="small shapes, a few seconds in all")
+    p.add_argument("--json", metavar="PATH", type=output_path, help="also write all numbers to PATH")
+    p.add_argument("--repeats", metavar="N", type=positive_int,
+                   help="timed calls per case, the best is kept (default 3)")
+    p.add_argument("--threads", metavar="N", type=positive_int,
+                   help="threads for fedrobust and torch (default: fedrobust's OpenMP thread count)")
+    mem = p.add_mutually_exclusive_group()
+    mem.add_argument("--memory", dest="memory", action="store_true", default=None,
+                     help="measure peak extra memory in fresh processes (default without --quick)")
+    mem.add_argument("--no-memory", dest="memory", action="store_false",
+                     help="skip the memory measurement")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random updates (default 0)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run fedrobust.benchmarks.run, print the table, write the JSON if asked."""
+    from fedrobust import benchmarks
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    result = benchmarks.run(quick=args.quick, repeats=args.repeats, threads=args.threads,
+                            memory=args.memory, seed=args.seed, log=log)
+    print(benchmarks.format_report(result))
+    if args.json:
+        benchmarks.write_json(result, args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Parser and entry point
+# ---------------------------------------------------------------------------
+SUBCOMMANDS = (_add_info, _add_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `fedrobust` parser with one subparser per entry of SUBCOMMANDS."""
+    from fedrobust import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fedrobust",
+        description="Byzantine-robust aggregation rules: fast native kernels, benchmarks, experiments.")
+    parser.add_argument("--version", action="version", version=f"fedrobust {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parse argv (default sys.argv[1:]) and run the chosen subcommand; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
