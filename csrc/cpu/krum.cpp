@@ -36,15 +36,42 @@ std::vector<int64_t> smallest_scores(const std::vector<double>& scores, int64_t 
 }
 
 std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared) {
-  std::vector<int64_t> remaining(n);
-  std::iota(remaining.begin(), remaining.end(), 0);
+  // Each row's distances to the other rows, sorted ascending once. A Krum
+  // score within the rows not chosen yet is then the sum of the first k
+  // entries of that list that are still present: O(n) per row and round.
+  std::vector<std::vector<std::pair<double, int64_t>>> nearest(n);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j)
+      if (j != i) {
+        const double d = sq_dist[i * n + j];
+        nearest[i].emplace_back(squared ? d : std::sqrt(d), j);
+      }
+    std::sort(nearest[i].begin(), nearest[i].end());
+  }
+  std::vector<char> chosen_flag(n, 0);
   std::vector<int64_t> chosen;
   const int64_t theta = n - 2 * c;
-  while (static_cast<int64_t>(chosen.size()) < theta) {
-    const std::vector<double> scores = krum_scores(sq_dist, n, remaining, c, squared);
-    const int64_t best = smallest_scores(scores, 1)[0];
-    chosen.push_back(remaining[best]);
-    remaining.erase(remaining.begin() + best);
+  for (int64_t round = 0; round < theta; ++round) {
+    const int64_t k = std::max<int64_t>((n - round) - c - 2, 0);
+    int64_t best = -1;
+    double best_score = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (chosen_flag[i]) continue;
+      double score = 0.0;
+      int64_t taken = 0;
+      for (const auto& [d, j] : nearest[i]) {
+        if (taken == k) break;
+        if (chosen_flag[j]) continue;
+        score += d;
+        ++taken;
+      }
+      if (best < 0 || score < best_score) {
+        best = i;
+        best_score = score;
+      }
+    }
+    chosen_flag[best] = 1;
+    chosen.push_back(best);
   }
   return chosen;
 }
