@@ -42,7 +42,6 @@ from fedrobust import aggregators, stats
 FULL_SHAPES: Tuple[Tuple[int, int], ...] = ((100, 1_000_000), (1000, 100_000))
 QUICK_SHAPES: Tuple[Tuple[int, int], ...] = ((100, 50_000), (200, 10_000))
 REPEATS = 3
-BULYAN_MAX_M = 200  # Bulyan repeats Krum m - 2c times: ~30 s a call at (1000, 1e5) on 2 cores
 SEED = 0
 
 # Which implementations each rule has; the order is the order of the table rows.
@@ -393,7 +392,6 @@ def bench_shape(m: int, d: int, repeats: int, memory: bool, threads: int, seed: 
                 log: Callable[[str], None] = lambda s: None) -> dict:
     """Time the read-once sums and every case of TABLE_RULES on one seeded (m, d) float32 U."""
     c = beta = byzantine_count(m)
-    with_bulyan = m <= BULYAN_MAX_M
     U = make_updates(m, d, seed)
     read_once = {}
     log("  timing: read-once")
@@ -402,7 +400,7 @@ def bench_shape(m: int, d: int, repeats: int, memory: bool, threads: int, seed: 
     reference = min(read_once.values())
 
     rows = []
-    for case in all_cases(U, c, beta, with_bulyan):
+    for case in all_cases(U, c, beta, bulyan=True):
         if case.rule not in TABLE_RULES:
             continue
         if case.impl == "fedrobust":
@@ -422,7 +420,7 @@ def bench_shape(m: int, d: int, repeats: int, memory: bool, threads: int, seed: 
 
     return {
         "m": m, "d": d, "dtype": "float32", "seed": seed, "c": c, "beta": beta,
-        "u_mib": m * d * 4 / 2**20, "bulyan": with_bulyan,
+        "u_mib": m * d * 4 / 2**20,
         "read_once": {"seconds": read_once, "best": reference},
         "rows": rows,
     }
@@ -545,8 +543,6 @@ def _format_shape(shape: dict, settings: dict) -> List[str]:
         if memory and "peak_extra_mib" in row:
             line += f"{row['peak_extra_mib']:>16.1f}"
         lines.append(line.rstrip())
-    if not shape["bulyan"]:
-        lines.append(f"(bulyan left out for m > {BULYAN_MAX_M}: it repeats Krum m - 2c times and is slow here)")
     if memory:
         lines.append(f"peak extra MiB: growth of the peak RSS across one call, in a fresh process "
                      f"holding U; one copy of U is {shape['u_mib']:.1f} MiB")
