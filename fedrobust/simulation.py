@@ -1,0 +1,430 @@
+"""The federated-learning round loop (SPEC sections 1, 8 and 13).
+
+One round, for the m workers selected (all, or a random subset):
+
+    W = w repeated m times                       (m, d) torch tensor, one row per worker
+    for each local SGD round:                    one batched forward/backward for all workers
+        W -= lr * grad(W; each worker's own minibatch)
+    U = W - w                                    updates (m, d)     [SPEC 13 item 1]
+    U = attack(U, ...)                           rewrites the compromised rows (hook)
+    U = U[defense(U, ...)]                       keeps rows (hook)
+    w = w + A(U)                                 A = fedrobust.aggregators rule
+
+The compromised workers are workers 0 .. c-1 of the partition, which lists
+the workers in a random order (SPEC 8.4), so they come from random groups.
+
+Results are never lost: `config.json` (every setting, the seed, the
+fedrobust version) at the start, one line of `rounds.jsonl` per evaluated
+round as it happens, an atomic checkpoint every `checkpoint_every` rounds, and
+`summary.json` at the end. `run(config)` on a directory with a checkpoint of
+the same configuration continues from it and ends with the same numbers as an
+uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Protocol
+
+import numpy as np
+import torch
+
+import fedrobust
+from fedrobust import aggregators, data, models
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclasses.dataclass
+class Config:
+    """Every setting of a run. `fedrobust run --help` documents each flag."""
+
+    dataset: str = "digits"
+    model: str = "lr"
+    rule: str = "median"
+    beta: Optional[int] = None  # trimmed mean: values removed at each end; None = c
+    krum_distance: str = "squared"  # "squared" (Blanchard et al.) or "plain" (Fang et al.'s text)
+    attack: str = "none"
+    knowledge: str = "full"
+    workers: int = 100
+    compromised: int = 20
+    sample: Optional[int] = None  # workers selected per round; None = all
+    local_rounds: int = 1
+    q: float = 0.5
+    rounds: int = 200
+    lr: Optional[float] = None  # None: the preset of DEFAULT_LR for the dataset
+    batch_size: int = 32
+    eval_every: int = 10
+    seed: int = 0
+    data_dir: Optional[str] = None
+    out: Optional[str] = None
+    device: str = "cpu"
+    checkpoint_every: int = 50
+
+    def validate(self) -> None:
+        """Raise ValueError naming the setting for any value a run cannot use."""
+        _check(self.workers >= 1, "workers", "must be >= 1", self.workers)
+        _check(0 <= self.compromised, "compromised", "must be >= 0", self.compromised)
+        _check(2 * self.compromised < self.workers, "compromised",
+               f"must be < workers / 2 = {self.workers / 2:g} (the rules need an honest majority)",
+               self.compromised)
+        m = self.selected_per_round()
+        _check(1 <= m <= self.workers, "sample", f"must be in [1, workers = {self.workers}]", self.sample)
+        _check(0.0 <= self.q <= 1.0, "q", "(degree of non-IID) must be in [0, 1]", self.q)
+        _check(self.rounds >= 1, "rounds", "must be >= 1", self.rounds)
+        _check(self.local_rounds >= 1, "local_rounds", "must be >= 1", self.local_rounds)
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
+        _check(self.eval_every >= 1, "eval_every", "must be >= 1", self.eval_every)
+        _check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1", self.checkpoint_every)
+        _check(self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "lr",
+               "must be a positive number", self.lr)
+        _check(self.krum_distance in ("squared", "plain"), "krum_distance",
+               "must be 'squared' or 'plain'", self.krum_distance)
+        _check(self.attack in ATTACKS, "attack", f"must be one of {sorted(ATTACKS)}", self.attack)
+        _check(self.knowledge in ("full", "partial"), "knowledge", "must be 'full' or 'partial'",
+               self.knowledge)
+        _check(self.device == "cpu", "device",
+               "must be 'cpu' in this build (the all-GPU path needs the CUDA kernels)", self.device)
+        _check(self.dataset in data.DATASETS, "dataset", f"must be one of {sorted(data.DATASETS)}",
+               self.dataset)
+        _check(self.model in models.MODELS, "model", f"must be one of {sorted(models.MODELS)}", self.model)
+        _check(self.rule in aggregators.available(), "rule",
+               f"must be one of {aggregators.available()}", self.rule)
+        c = self.compromised
+        if self.rule == "trimmed_mean":
+            beta = self.trim_beta()
+            _check(beta >= 0 and 2 * beta < m, "beta",
+                   f"must satisfy 0 <= beta and 2*beta < workers per round = {m}", beta)
+        if self.rule == "krum":
+            _check(m > 2 * c + 2, "compromised",
+                   f"Krum needs workers per round > 2c + 2: got {m} workers and c", c)
+        if self.rule == "bulyan":
+            _check(m >= 4 * c + 3, "compromised",
+                   f"Bulyan needs workers per round >= 4c + 3: got {m} workers and c", c)
+        _check(self.attack == "none" or c >= 1, "compromised", f"must be >= 1 for attack {self.attack!r}", c)
+
+    def learning_rate(self) -> float:
+        return DEFAULT_LR.get(self.dataset, 0.1) if self.lr is None else self.lr
+
+    def selected_per_round(self) -> int:
+        return self.workers if self.sample is None else self.sample
+
+    def trim_beta(self) -> int:
+        return self.compromised if self.beta is None else self.beta
+
+    def rule_params(self) -> Dict[str, Any]:
+        """The aggregation rule's parameters: the server knows c (SPEC 3); beta defaults to c."""
+        squared = self.krum_distance == "squared"
+        return {
+            "mean": {},
+            "median": {},
+            "trimmed_mean": {"beta": self.trim_beta()},
+            "krum": {"c": self.compromised, "squared": squared},
+            "bulyan": {"c": self.compromised, "squared": squared},
+        }[self.rule]
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}; known settings: {sorted(names)}")
+        return cls(**values)
+
+
+# Local SGD learning rates on batch-mean gradients (the paper does not state its rate;
+# SPEC 1, 13 item 2). MNIST / Fashion-MNIST: 0.1, the public reference code's 0.003 on
+# MXNet's batch-SUMMED gradients with batch 32 (= 0.096 on the mean); with it MNIST LR
+# under the median with m = 100, q = 0.5, 500 rounds ends at 0.133 test error (the
+# paper's no-attack figures are 0.12-0.14). digits (pixels / 16, about 14 examples per
+# worker): 0.5, which converges within the 200 default rounds.
+DEFAULT_LR: Dict[str, float] = {"mnist": 0.1, "fashion_mnist": 0.1, "digits": 0.5}
+
+
+def _check(ok: bool, name: str, requirement: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"setting {name!r} {requirement}; got {value!r}")
+
+
+# ---------------------------------------------------------------------------
+# Hooks: attacks rewrite the compromised rows, defenses choose the rows kept.
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class AttackContext:
+    """What an attack may use in one round (SPEC section 3)."""
+
+    updates: np.ndarray  # (m, d) before-attack updates, rows 0..c-1 compromised
+    compromised: np.ndarray  # (c,) row indices
+    global_model: np.ndarray  # (d,) the model w_Re received this round
+    rule: str
+    rule_params: Dict[str, Any]
+    knowledge: str  # "full" or "partial"
+    rng: np.random.Generator
+    round: int
+
+
+class Attack(Protocol):
+    def __call__(self, ctx: AttackContext) -> np.ndarray:
+        """Return the (c, d) rows that replace updates[ctx.compromised]."""
+
+
+class Defense(Protocol):
+    def __call__(self, updates: np.ndarray, evaluate: Callable[[np.ndarray], tuple]) -> np.ndarray:
+        """Return the indices of the rows kept; evaluate(update) -> (error, loss) on validation data."""
+
+
+def no_attack(ctx: AttackContext) -> np.ndarray:
+    return ctx.updates[ctx.compromised]
+
+
+ATTACKS: Dict[str, Attack] = {"none": no_attack}
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class _State:
+    """Everything that changes from round to round (what a checkpoint holds)."""
+
+    w: torch.Tensor  # (d,) global model
+    round: int  # rounds completed
+    rng: np.random.Generator  # worker selection, minibatches, attacks
+    best_error: float = math.inf
+    best_round: int = 0
+    seconds: float = 0.0  # training time so far (not counting evaluation)
+
+
+class Simulation:
+    """A configured run: data, partition, model, rule. `run()` trains and writes results."""
+
+    def __init__(self, config: Config, attack: Optional[Attack] = None,
+                 defense: Optional[Defense] = None, progress: bool = True):
+        config.validate()
+        self.config = config
+        self.progress = progress
+        self.attack = attack or ATTACKS[config.attack]
+        self.defense = defense
+        seeds = np.random.SeedSequence(config.seed).spawn(3)
+        self.dataset = data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
+        ds = self.dataset
+        self.parts = data.partition(ds.y_train, config.workers, ds.num_classes, config.q,
+                                    np.random.default_rng(seeds[0]))
+        self.model = models.get(config.model, ds.input_shape, ds.num_classes)
+        self.rule = aggregators.get(config.rule, **config.rule_params())
+        self.x_train = torch.from_numpy(ds.x_train)
+        self.y_train = torch.from_numpy(ds.y_train)
+        self.x_test = torch.from_numpy(ds.x_test)
+        self.y_test = torch.from_numpy(ds.y_test)
+        # Padded (workers, n_max) table of each worker's example indices (-1 = none).
+        lengths = np.array([len(p) for p in self.parts])
+        self.local_sizes = lengths
+        self.local_index = np.full((config.workers, max(int(lengths.max()), 1)), -1, dtype=np.int64)
+        for i, p in enumerate(self.parts):
+            self.local_index[i, : len(p)] = p
+        self._init_seed = seeds[1]
+        self._train_seed = seeds[2]
+
+    # -- one round ---------------------------------------------------------
+    def sample_batches(self, workers: np.ndarray, rng: np.random.Generator):
+        """Minibatches for the given workers: x (m, B, ...), y (m, B), weight (m, B).
+
+        Each worker draws min(batch_size, local size) of its examples without
+        replacement (SPEC 13 item 10); the rest of its B slots have weight 0.
+        """
+        table = self.local_index[workers]
+        keys = rng.random(table.shape)
+        keys[table < 0] = np.inf
+        B = self.config.batch_size
+        if table.shape[1] < B:
+            pad = np.full((len(workers), B - table.shape[1]), np.inf)
+            keys = np.concatenate([keys, pad], axis=1)
+            table = np.concatenate([table, np.full(pad.shape, -1, dtype=np.int64)], axis=1)
+        order = np.argpartition(keys, B - 1, axis=1)[:, :B] if keys.shape[1] > B else np.argsort(keys, axis=1)
+        chosen = np.take_along_axis(table, order, axis=1)
+        valid = chosen >= 0
+        idx = torch.from_numpy(np.where(valid, chosen, 0))
+        return self.x_train[idx], self.y_train[idx], torch.from_numpy(valid.astype(np.float32))
+
+    def local_updates(self, w: torch.Tensor, workers: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """(m, d) updates: local SGD from w for every selected worker at once, minus w."""
+        W = w.unsqueeze(0).repeat(len(workers), 1)
+        for _ in range(self.config.local_rounds):
+            x, y, weight = self.sample_batches(workers, rng)
+            _, grad = self.model.loss_and_grad(W, x, y, weight)
+            W -= self.config.learning_rate() * grad
+        return W - w
+
+    def step(self, state: _State) -> Dict[str, Any]:
+        """Run one round in place on `state`; return the round's metrics."""
+        cfg = self.config
+        rng = state.rng
+        m = cfg.selected_per_round()
+        workers = np.arange(cfg.workers) if m == cfg.workers else np.sort(
+            rng.choice(cfg.workers, size=m, replace=False))
+        U = self.local_updates(state.w, workers, rng).numpy()
+        compromised = np.flatnonzero(workers < cfg.compromised)
+        metrics: Dict[str, Any] = {"empty_workers": int((self.local_sizes[workers] == 0).sum())}
+        if cfg.attack != "none" and compromised.size:
+            ctx = AttackContext(U, compromised, state.w.numpy(), cfg.rule, cfg.rule_params(),
+                                cfg.knowledge, rng, state.round)
+            U[compromised] = self.attack(ctx)
+        if self.defense is not None:
+            U = U[self.defense(U, lambda u: self.model.evaluate(state.w + torch.from_numpy(u),
+                                                                self.x_test, self.y_test))]
+        bad = aggregators.nonfinite_workers(U)
+        if bad.size:
+            metrics["nonfinite_workers"] = bad.tolist()
+        state.w = state.w + torch.from_numpy(np.asarray(self.rule(U)))
+        state.round += 1
+        return metrics
+
+    # -- the whole run -----------------------------------------------------
+    def initial_state(self) -> _State:
+        w = self.model.init(np.random.default_rng(self._init_seed))
+        return _State(w=w, round=0, rng=np.random.default_rng(self._train_seed))
+
+    def evaluate(self, w: torch.Tensor):
+        return self.model.evaluate(w, self.x_test, self.y_test)
+
+    def run(self) -> Dict[str, Any]:
+        """Train for config.rounds rounds (continuing from a checkpoint in config.out if there is
+        one), write the results and return the summary."""
+        cfg = self.config
+        out = cfg.out
+        state = None
+        if out:
+            os.makedirs(out, exist_ok=True)
+            state = load_checkpoint(out, cfg, self)
+            if state is None:
+                _write_json(os.path.join(out, "config.json"), self.describe())
+                open(os.path.join(out, "rounds.jsonl"), "w").close()
+            else:
+                _truncate_rounds(os.path.join(out, "rounds.jsonl"), state.round)
+        if state is None:
+            state = self.initial_state()
+        error, loss = math.nan, math.nan
+        start_round, start_seconds = state.round, state.seconds
+        while state.round < cfg.rounds:
+            t0 = time.perf_counter()
+            metrics = self.step(state)
+            state.seconds += time.perf_counter() - t0
+            if state.round % cfg.eval_every == 0 or state.round == cfg.rounds:
+                error, loss = self.evaluate(state.w)
+                if error < state.best_error:
+                    state.best_error, state.best_round = error, state.round
+                line = {"round": state.round, "test_error": error, "test_loss": loss,
+                        "seconds": round(state.seconds, 6), **metrics}
+                if out:
+                    with open(os.path.join(out, "rounds.jsonl"), "a") as f:
+                        f.write(json.dumps(line) + "\n")
+                self._report(state, error, start_round, start_seconds)
+            if out and (state.round % cfg.checkpoint_every == 0 or state.round == cfg.rounds):
+                save_checkpoint(out, state)
+        if math.isnan(error):  # resumed at the end: evaluate the final model once more
+            error, loss = self.evaluate(state.w)
+        summary = {
+            "final_test_error": error,
+            "final_test_loss": loss,
+            "best_test_error": state.best_error,
+            "best_round": state.best_round,
+            "rounds": state.round,
+            "rounds_per_second": state.round / state.seconds if state.seconds > 0 else None,
+            "train_seconds": state.seconds,
+        }
+        if out:
+            _write_json(os.path.join(out, "summary.json"), summary)
+        if self.progress:
+            sys.stderr.write("\n")
+        return summary
+
+    def describe(self) -> Dict[str, Any]:
+        """config.json: every setting plus what they resolve to."""
+        ds = self.dataset
+        return {
+            "config": dataclasses.asdict(self.config),
+            "fedrobust_version": fedrobust.__version__,
+            "rule_params": self.config.rule_params(),
+            "learning_rate": self.config.learning_rate(),
+            "dataset": {"name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test),
+                        "classes": ds.num_classes, "input_shape": list(ds.input_shape), "notes": ds.notes},
+            "model": {"name": self.config.model, "parameters": self.model.d},
+            "workers_without_data": int((self.local_sizes == 0).sum()),
+            "compromised_workers": list(range(self.config.compromised)),
+            "backend": fedrobust.backend_info()["cpu"],
+        }
+
+    def _report(self, state: _State, error: float, start_round: int, start_seconds: float) -> None:
+        if not self.progress:
+            return
+        done = state.round - start_round
+        rate = done / (state.seconds - start_seconds) if state.seconds > start_seconds else 0.0
+        width = 30
+        filled = int(width * state.round / self.config.rounds)
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\r" if sys.stderr.isatty() else "\n"
+        sys.stderr.write(f"[{bar}] round {state.round}/{self.config.rounds}  test error {error:.4f}  "
+                         f"{rate:.1f} rounds/s{end}")
+        sys.stderr.flush()
+
+
+def run(config: Config, progress: bool = True) -> Dict[str, Any]:
+    """Build the simulation for `config` and run it (see Simulation.run)."""
+    return Simulation(config, progress=progress).run()
+
+
+# ---------------------------------------------------------------------------
+# Results on disk
+# ---------------------------------------------------------------------------
+def _write_json(path: str, value: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _truncate_rounds(path: str, last_round: int) -> None:
+    """Keep the lines of rounds.jsonl up to the checkpoint: later rounds are run again."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [ln for ln in f if ln.strip() and json.loads(ln)["round"] <= last_round]
+    with open(path + ".tmp", "w") as f:
+        f.writelines(lines)
+    os.replace(path + ".tmp", path)
+
+
+def save_checkpoint(out: str, state: _State) -> None:
+    """Write checkpoint.npz atomically: a crash while writing leaves the previous one intact."""
+    path = os.path.join(out, CHECKPOINT)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, w=state.w.numpy(), round=np.int64(state.round),
+             rng=np.array(json.dumps(state.rng.bit_generator.state)),
+             best_error=np.float64(state.best_error), best_round=np.int64(state.best_round),
+             seconds=np.float64(state.seconds))
+    os.replace(tmp, path)
+
+
+def load_checkpoint(out: str, config: Config, sim: Simulation) -> Optional[_State]:
+    """The state saved in `out`, or None. Refuses a checkpoint of a different configuration."""
+    path = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(path):
+        return None
+    with open(os.path.join(out, "config.json")) as f:
+        saved = json.load(f)["config"]
+    mine = dataclasses.asdict(config)
+    differing = sorted(k for k in mine if k not in ("out", "rounds") and saved.get(k) != mine[k])
+    if differing:
+        raise ValueError(f"{out} holds a run with different settings {differing}; "
+                         "use another --out directory or the same settings to resume")
+    with np.load(path, allow_pickle=False) as z:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = json.loads(str(z["rng"]))
+        return _State(w=torch.from_numpy(z["w"].copy()), round=int(z["round"]), rng=rng,
+                      best_error=float(z["best_error"]), best_round=int(z["best_round"]),
+                      seconds=float(z["seconds"]))
