@@ -3,9 +3,9 @@
 // ||a||^2 + ||b||^2 - 2ab cancels catastrophically for the near-identical
 // vectors that attacks send, so this kernel takes direct differences
 // (a - b)^2, which are exact for close values. Work is blocked over d: a
-// chunk of all n rows (about 768 KiB, in L2) is packed into a per-thread
-// buffer and every pair assigned to the thread is accumulated over it, 4 x 2
-// pairs at a time in vector registers. Within a chunk the sums are float
+// chunk of all n rows (at most 2 KiB per row and about 768 KiB in all, in
+// L2) is packed into a per-thread buffer and every pair assigned to the
+// thread is accumulated over it, 4 x 2 pairs at a time in vector registers. Within a chunk the sums are float
 // lanes for float32 input (double for float64), added into one double per
 // pair in a fixed tree order (sum_lanes), and chunks are added in order:
 // every pair is owned by one thread and accumulated in one fixed order,
@@ -63,6 +63,10 @@ inline double sum_lanes(Vec<float>::type v) {
 
 constexpr int64_t kRowsA = 4, kRowsB = 2;  // pairs per micro-tile: 4 x 2
 
+// A chunk row holds at most 2 KiB, so that the 4 "a" rows of a micro-tile
+// stay in L1 while the tile walks along the "b" rows.
+constexpr int64_t kMaxChunkBytes = 2048;
+
 // Squared distances of rows a[0..3] x b[0..1] over `len` packed values.
 template <class T>
 void micro_tile(const T* const a[kRowsA], const T* const b[kRowsB], int64_t len,
@@ -113,7 +117,7 @@ void pairwise_sq_distances(const RowsView<T>& u, double* out) {
   const int64_t n = u.n_rows;
   std::fill(out, out + n * n, 0.0);
   if (n < 2) return;
-  const int64_t chunk = tile_width<T>(n, 768 * 1024, 16, 4096);
+  const int64_t chunk = tile_width<T>(n, 768 * 1024, 16, kMaxChunkBytes / static_cast<int64_t>(sizeof(T)));
   const int64_t n_chunks = ceil_div(u.cols, chunk);
 
   // Micro-tiles (ia, jb) covering every pair i < j of the upper triangle.

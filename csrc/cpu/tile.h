@@ -68,14 +68,20 @@ void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t wi
 }
 
 // Copy columns [j0, j0 + w) of every row, unchanged, into tile (n_rows x width);
-// columns w .. width-1 are set to 0.
+// columns w .. width-1 are set to 0. Prefetches the next tile like
+// load_canonical_tile.
 template <class T>
 void load_raw_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T* tile) {
+  const bool prefetch = u.col_stride == 1 && j0 + width < u.cols;
+  const int64_t next_bytes = std::min(width, u.cols - j0 - width) * static_cast<int64_t>(sizeof(T));
   for (int64_t i = 0; i < u.n_rows; ++i) {
     const T* src = u.rows[i] + j0 * u.col_stride;
     T* dst = tile + i * width;
     if (u.col_stride == 1) {
-      std::copy(src, src + w, dst);
+      if (prefetch)
+        for (int64_t b = 0; b < next_bytes; b += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(src + width) + b);
+      std::memcpy(dst, src, static_cast<size_t>(w) * sizeof(T));
     } else {
       for (int64_t t = 0; t < w; ++t) dst[t] = src[t * u.col_stride];
     }
