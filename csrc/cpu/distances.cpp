@@ -5,11 +5,11 @@
 // (a - b)^2, which are exact for close values. Work is blocked over d: a
 // chunk of all n rows (at most 2 KiB per row and about 768 KiB in all, in
 // L2) is packed into a per-thread buffer and every pair assigned to the
-// thread is accumulated over it, 4 x 2 pairs at a time in vector registers. Within a chunk the sums are float
-// lanes for float32 input (double for float64), added into one double per
-// pair in a fixed tree order (sum_lanes), and chunks are added in order:
-// every pair is owned by one thread and accumulated in one fixed order,
-// whatever the thread count.
+// thread is accumulated over it, 4 x 2 pairs at a time in vector registers.
+// Within a chunk the sums are float lanes for float32 input (double for
+// float64), added into one double per pair in a fixed tree order
+// (sum_lanes), and chunks are added in order: every pair is owned by one
+// thread and accumulated in one fixed order, whatever the thread count.
 //
 // If a chunk's float sum overflows (differences near 1e19 and above) or may
 // have underflowed (below 1e-30: differences near 1e-19 and below, or
