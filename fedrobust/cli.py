@@ -103,15 +103,34 @@ def _add_bench(subparsers: Any) -> None:
     mem.add_argument("--no-memory", dest="memory", action="store_false",
                      help="skip the memory measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of the random updates (default 0)")
+    p.add_argument("--simulation", action="store_true",
+                   help="instead: rounds per second of the batched simulation against a per-worker "
+                        "loop, and seconds per round for 100 to 10,000 workers")
+    p.add_argument("--data-dir", help="with --simulation: MNIST IDX files for the loop comparison "
+                                      "(default: synthetic MNIST-shaped data)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run fedrobust.benchmarks.run, print the table, write the JSON if asked."""
+    """Run fedrobust.benchmarks.run (or simbench.run), print the table, write the JSON if asked."""
     from fedrobust import benchmarks
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    if args.simulation:
+        from fedrobust import simbench
+
+        if args.threads:
+            benchmarks.set_threads(args.threads)
+        workers = [100, 300, 1000] if args.quick else [100, 1000, 3000, 10000]
+        result = simbench.run(args.data_dir, workers, log=log)
+        print(simbench.format_report(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+            print(f"\nwrote {args.json}")
+        return 0
 
     result = benchmarks.run(quick=args.quick, repeats=args.repeats, threads=args.threads,
                             memory=args.memory, seed=args.seed, log=log)

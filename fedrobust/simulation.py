@@ -203,14 +203,16 @@ class Simulation:
     """A configured run: data, partition, model, rule. `run()` trains and writes results."""
 
     def __init__(self, config: Config, attack: Optional[Attack] = None,
-                 defense: Optional[Defense] = None, progress: bool = True):
+                 defense: Optional[Defense] = None, progress: bool = True,
+                 dataset: Optional[data.Dataset] = None):
+        """`dataset` replaces the one config.dataset names (a user's own data)."""
         config.validate()
         self.config = config
         self.progress = progress
         self.attack = attack or ATTACKS[config.attack]
         self.defense = defense
         seeds = np.random.SeedSequence(config.seed).spawn(3)
-        self.dataset = data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
+        self.dataset = dataset or data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
         ds = self.dataset
         self.parts = data.partition(ds.y_train, config.workers, ds.num_classes, config.q,
                                     np.random.default_rng(seeds[0]))
@@ -235,29 +237,32 @@ class Simulation:
 
         Each worker draws min(batch_size, local size) of its examples without
         replacement (SPEC 13 item 10); the rest of its B slots have weight 0.
+        B = min(batch_size, the largest local set among the workers).
         """
         table = self.local_index[workers]
+        B = min(self.config.batch_size, table.shape[1])
         keys = rng.random(table.shape)
         keys[table < 0] = np.inf
-        B = self.config.batch_size
-        if table.shape[1] < B:
-            pad = np.full((len(workers), B - table.shape[1]), np.inf)
-            keys = np.concatenate([keys, pad], axis=1)
-            table = np.concatenate([table, np.full(pad.shape, -1, dtype=np.int64)], axis=1)
-        order = np.argpartition(keys, B - 1, axis=1)[:, :B] if keys.shape[1] > B else np.argsort(keys, axis=1)
+        order = np.argpartition(keys, B - 1, axis=1)[:, :B] if table.shape[1] > B else np.argsort(keys, axis=1)
         chosen = np.take_along_axis(table, order, axis=1)
         valid = chosen >= 0
         idx = torch.from_numpy(np.where(valid, chosen, 0))
         return self.x_train[idx], self.y_train[idx], torch.from_numpy(valid.astype(np.float32))
 
     def local_updates(self, w: torch.Tensor, workers: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        """(m, d) updates: local SGD from w for every selected worker at once, minus w."""
-        W = w.unsqueeze(0).repeat(len(workers), 1)
+        """(m, d) updates: local SGD from w for every selected worker at once.
+
+        The update U_i = w_i - w is accumulated directly (U -= lr * grad), so the
+        first step reads w broadcast to all workers without copying it.
+        """
+        lr = self.config.learning_rate()
+        U = None
         for _ in range(self.config.local_rounds):
+            params = w.expand(len(workers), -1) if U is None else w + U
             x, y, weight = self.sample_batches(workers, rng)
-            _, grad = self.model.loss_and_grad(W, x, y, weight)
-            W -= self.config.learning_rate() * grad
-        return W - w
+            _, grad = self.model.loss_and_grad(params, x, y, weight)
+            U = grad.mul_(-lr) if U is None else U.sub_(grad, alpha=lr)
+        return U
 
     def step(self, state: _State) -> Dict[str, Any]:
         """Run one round in place on `state`; return the round's metrics."""

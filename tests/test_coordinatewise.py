@@ -496,3 +496,18 @@ def test_set_num_threads_changes_backend_info_threads(restore_threads):
     assert fedrobust.backend_info()["cpu"]["threads"] == 1
     fedrobust.set_num_threads(3)
     assert fedrobust.backend_info()["cpu"]["threads"] == 3
+
+
+# Large m: the comparator network runs up to 16384 rows, std::nth_element beyond; both
+# must give the reference's bits (the switch never changes a result).
+@pytest.mark.parametrize("m", [5000, 16384, 16385])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_median_and_trimmed_mean_for_large_m_are_bit_identical_to_reference(m, dtype):
+    rng = np.random.default_rng(m)
+    U = rng.standard_normal((m, 5)).astype(dtype)
+    U[:, 1] = rng.integers(0, 4, m)  # heavy ties
+    U[: m // 10, 2] = np.nan  # within tolerance for the median and for beta = m // 5
+    U[m // 10: m // 5, 3] = -np.inf
+    assert_identical(agg.median(U), ref.median(U).astype(dtype), f"median m={m}")
+    beta = m // 5
+    assert_identical(agg.trimmed_mean(U, beta), ref.trimmed_mean(U, beta).astype(dtype), f"trimmed m={m}")

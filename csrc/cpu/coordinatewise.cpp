@@ -37,7 +37,7 @@ FR_BEGIN_SIMD_CODE
 namespace fedrobust::cpu::FR_ARCH {
 namespace {
 
-constexpr int64_t kNetworkMaxRows = 4096;
+constexpr int64_t kNetworkMaxRows = 16384;
 
 // Columns per tile on the network path: 256 bytes of each row.
 template <class T>
