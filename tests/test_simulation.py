@@ -182,3 +182,15 @@ def test_short_mnist_lr_run_learns(tmp_path):
                     data_dir=str(SHARED_MNIST), out=str(tmp_path / "mnist"))
     summary = Simulation(config, progress=False).run()
     assert summary["final_test_error"] < 0.35  # chance is 0.9
+
+
+def test_per_worker_loop_baseline_computes_the_same_round_as_the_batched_step(tmp_path):
+    from fedrobust import simbench
+
+    sim = Simulation(small_config(tmp_path, out=None), progress=False)
+    state = sim.initial_state()
+    w0 = state.w.clone()
+    state.rng = np.random.default_rng(7)
+    sim.step(state)
+    looped = simbench.per_worker_loop_round(sim, w0, np.random.default_rng(7))
+    torch.testing.assert_close(looped, state.w, rtol=1e-5, atol=1e-6)
