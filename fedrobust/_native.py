@@ -10,7 +10,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from fedrobust import _cpu as cpu
+try:
+    from fedrobust import _cpu as cpu
+except ImportError as error:  # e.g. importing the source tree, which holds no compiled module
+    import os
+
+    raise ImportError(
+        f"fedrobust's compiled module _cpu was not found next to {os.path.dirname(__file__)}: "
+        "install the package (pip install .) and import it from outside the source tree "
+        "(python -m from the repository root puts the source tree first on sys.path)"
+    ) from error
 
 try:  # built only with a CUDA compiler
     from fedrobust import _cuda as cuda  # type: ignore[attr-defined]

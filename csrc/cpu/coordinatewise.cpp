@@ -14,13 +14,13 @@
 // depend on how the thresholds were found, on the thread count, or on the
 // backend.
 #include <algorithm>
-#include <vector>
-
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <type_traits>
+#include <vector>
 
 #include "fedrobust/order.h"
 #include "fedrobust/sorting_network.h"
@@ -28,7 +28,6 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-#include <type_traits>
 
 FR_BEGIN_SIMD_CODE
 #include "simd.h"

@@ -19,15 +19,13 @@
 // levels can differ in the last bits of a distance.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <limits>
-#include <omp.h>
-#include <vector>
-
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <new>
+#include <omp.h>
+#include <vector>
 
 #include "fedrobust/order.h"
 #include "kernels.h"

@@ -5,8 +5,6 @@
 // accumulators per column, so sums are in row order for any thread count.
 #include <algorithm>
 #include <cmath>
-
-#include "fedrobust/order.h"
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
