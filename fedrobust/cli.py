@@ -234,7 +234,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = _run_config(args)
         simulation = Simulation(config, progress=not args.quiet)
     except (ValueError, FileNotFoundError) as e:
-        print(f"fedrobust run: error: {e}", file=sys.stderr)
+        hint = " (fedrobust run takes the directory as --data-dir DIR)" if isinstance(e, FileNotFoundError) else ""
+        print(f"fedrobust run: error: {e}{hint}", file=sys.stderr)
         return 2
     print(f"results: {config.out}", file=sys.stderr)
     summary = simulation.run()

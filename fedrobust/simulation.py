@@ -101,10 +101,10 @@ class Config:
                    f"must satisfy 0 <= beta and 2*beta < workers per round = {m}", beta)
         if self.rule == "krum":
             _check(m > 2 * c + 2, "compromised",
-                   f"Krum needs workers per round > 2c + 2: got {m} workers and c", c)
+                   f"(c) must satisfy workers per round > 2c + 2 for Krum (workers per round = {m})", c)
         if self.rule == "bulyan":
             _check(m >= 4 * c + 3, "compromised",
-                   f"Bulyan needs workers per round >= 4c + 3: got {m} workers and c", c)
+                   f"(c) must satisfy workers per round >= 4c + 3 for Bulyan (workers per round = {m})", c)
         _check(self.attack == "none" or c >= 1, "compromised", f"must be >= 1 for attack {self.attack!r}", c)
 
     def learning_rate(self) -> float:
