@@ -246,8 +246,11 @@ class Simulation:
         order = np.argpartition(keys, B - 1, axis=1)[:, :B] if table.shape[1] > B else np.argsort(keys, axis=1)
         chosen = np.take_along_axis(table, order, axis=1)
         valid = chosen >= 0
-        idx = torch.from_numpy(np.where(valid, chosen, 0))
-        return self.x_train[idx], self.y_train[idx], torch.from_numpy(valid.astype(np.float32))
+        idx = torch.from_numpy(np.where(valid, chosen, 0).ravel())
+        shape = (len(workers), B)
+        x = torch.index_select(self.x_train, 0, idx).view(*shape, *self.x_train.shape[1:])
+        y = torch.index_select(self.y_train, 0, idx).view(shape)
+        return x, y, torch.from_numpy(valid.astype(np.float32))
 
     def local_updates(self, w: torch.Tensor, workers: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """(m, d) updates: local SGD from w for every selected worker at once.
