@@ -16,7 +16,8 @@ the workers in a random order (SPEC 8.4), so they come from random groups.
 Results are never lost: `config.json` (every setting, the seed, the
 fedrobust version) at the start, one line of `rounds.jsonl` per evaluated
 round as it happens, an atomic checkpoint every `checkpoint_every` rounds, and
-`summary.json` at the end. `run(config)` on a directory with a checkpoint of
+`summary.json` and `best_model.npy` (the global model with the lowest
+test error, the paper's Table 3 strategy) at the end. `run(config)` on a directory with a checkpoint of
 the same configuration continues from it and ends with the same numbers as an
 uninterrupted run.
 """
@@ -37,6 +38,7 @@ import fedrobust
 from fedrobust import aggregators, data, models
 
 CHECKPOINT = "checkpoint.npz"
+BEST_MODEL = "best_model.npy"  # the global model of best_round, (d,) float32
 
 
 @dataclasses.dataclass
@@ -196,6 +198,7 @@ class _State:
     rng: np.random.Generator  # worker selection, minibatches, attacks
     best_error: float = math.inf
     best_round: int = 0
+    best_w: Optional[torch.Tensor] = None  # the global model with the lowest test error (Table 3)
     seconds: float = 0.0  # training time so far (not counting evaluation)
 
 
@@ -324,7 +327,7 @@ class Simulation:
             if state.round % cfg.eval_every == 0 or state.round == cfg.rounds:
                 error, loss = self.evaluate(state.w)
                 if error < state.best_error:
-                    state.best_error, state.best_round = error, state.round
+                    state.best_error, state.best_round, state.best_w = error, state.round, state.w.clone()
                 line = {"round": state.round, "test_error": error, "test_loss": loss,
                         "seconds": round(state.seconds, 6), **metrics}
                 if out:
@@ -345,6 +348,9 @@ class Simulation:
             "train_seconds": state.seconds,
         }
         if out:
+            if state.best_w is not None:
+                _save_array(os.path.join(out, BEST_MODEL), state.best_w.numpy())
+                summary["best_model"] = BEST_MODEL
             _write_json(os.path.join(out, "summary.json"), summary)
         if self.progress:
             sys.stderr.write("\n")
@@ -396,6 +402,12 @@ def _write_json(path: str, value: Any) -> None:
     os.replace(tmp, path)
 
 
+def _save_array(path: str, array: np.ndarray) -> None:
+    tmp = path + ".tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
 def _truncate_rounds(path: str, last_round: int) -> None:
     """Keep the lines of rounds.jsonl up to the checkpoint: later rounds are run again."""
     if not os.path.exists(path):
@@ -414,6 +426,7 @@ def save_checkpoint(out: str, state: _State) -> None:
     np.savez(tmp, w=state.w.numpy(), round=np.int64(state.round),
              rng=np.array(json.dumps(state.rng.bit_generator.state)),
              best_error=np.float64(state.best_error), best_round=np.int64(state.best_round),
+             best_w=state.best_w.numpy() if state.best_w is not None else np.zeros(0, np.float32),
              seconds=np.float64(state.seconds))
     os.replace(tmp, path)
 
@@ -435,4 +448,5 @@ def load_checkpoint(out: str, config: Config, sim: Simulation) -> Optional[_Stat
         rng.bit_generator.state = json.loads(str(z["rng"]))
         return _State(w=torch.from_numpy(z["w"].copy()), round=int(z["round"]), rng=rng,
                       best_error=float(z["best_error"]), best_round=int(z["best_round"]),
+                      best_w=torch.from_numpy(z["best_w"].copy()) if z["best_w"].size else None,
                       seconds=float(z["seconds"]))

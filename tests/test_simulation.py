@@ -45,6 +45,10 @@ def test_run_writes_config_rounds_and_summary(tmp_path):
     assert on_disk["rounds"] == 12
     assert on_disk["final_test_error"] == rounds[-1]["test_error"] == summary["final_test_error"]
     assert on_disk["best_test_error"] == min(r["test_error"] for r in rounds)
+    best = np.load(os.path.join(config.out, on_disk["best_model"]))
+    sim = Simulation(config, progress=False)
+    error, _ = sim.evaluate(torch.from_numpy(best))
+    assert error == on_disk["best_test_error"]
 
 
 def test_same_seed_gives_the_same_numbers(tmp_path):
@@ -76,6 +80,9 @@ def test_resume_after_a_crash_ends_with_the_same_numbers(tmp_path, monkeypatch):
     resumed = Simulation(interrupted, progress=False).run()
     assert numbers(read_rounds(interrupted.out)) == numbers(read_rounds(tmp_path / "whole"))
     assert resumed["final_test_error"] == reference["final_test_error"]
+    assert resumed["best_round"] == reference["best_round"]
+    np.testing.assert_array_equal(np.load(os.path.join(interrupted.out, "best_model.npy")),
+                                  np.load(tmp_path / "whole" / "best_model.npy"))
 
 
 def test_resume_refuses_a_directory_of_other_settings(tmp_path):
