@@ -38,6 +38,7 @@ import fedrobust
 from fedrobust import aggregators, data, models
 
 CHECKPOINT = "checkpoint.npz"
+VALIDATION_SIZE = 100  # examples of the test split a defense validates on (SPEC 13 item 11)
 BEST_MODEL = "best_model.npy"  # the global model of best_round, (d,) float32
 
 
@@ -176,7 +177,9 @@ class Attack(Protocol):
 
 class Defense(Protocol):
     def __call__(self, updates: np.ndarray, evaluate: Callable[[np.ndarray], tuple]) -> np.ndarray:
-        """Return the indices of the rows kept; evaluate(update) -> (error, loss) on validation data."""
+        """Return the indices of the rows kept. evaluate(update) -> (error, loss) of the global
+        model moved by `update`, on the validation set: 100 test examples, which are then left
+        out of the reported test error."""
 
 
 def no_attack(ctx: AttackContext) -> np.ndarray:
@@ -214,7 +217,7 @@ class Simulation:
         self.progress = progress
         self.attack = attack or ATTACKS[config.attack]
         self.defense = defense
-        seeds = np.random.SeedSequence(config.seed).spawn(3)
+        seeds = np.random.SeedSequence(config.seed).spawn(4)  # partition, init, training, validation
         self.dataset = dataset or data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
         ds = self.dataset
         self.parts = data.partition(ds.y_train, config.workers, ds.num_classes, config.q,
@@ -223,8 +226,14 @@ class Simulation:
         self.rule = aggregators.get(config.rule, **config.rule_params())
         self.x_train = torch.from_numpy(ds.x_train)
         self.y_train = torch.from_numpy(ds.y_train)
-        self.x_test = torch.from_numpy(ds.x_test)
-        self.y_test = torch.from_numpy(ds.y_test)
+        test = np.arange(len(ds.y_test))
+        if defense is not None:  # SPEC 13 item 11: 100 test examples become the validation set
+            test = np.random.default_rng(seeds[3]).permutation(test)
+            self.x_val = torch.from_numpy(ds.x_test[test[:VALIDATION_SIZE]])
+            self.y_val = torch.from_numpy(ds.y_test[test[:VALIDATION_SIZE]])
+            test = np.sort(test[VALIDATION_SIZE:])
+        self.x_test = torch.from_numpy(ds.x_test[test])
+        self.y_test = torch.from_numpy(ds.y_test[test])
         # Padded (workers, n_max) table of each worker's example indices (-1 = none).
         lengths = np.array([len(p) for p in self.parts])
         self.local_sizes = lengths
@@ -240,7 +249,7 @@ class Simulation:
 
         Each worker draws min(batch_size, local size) of its examples without
         replacement (SPEC 13 item 10); the rest of its B slots have weight 0.
-        B = min(batch_size, the largest local set among the workers).
+        B = min(batch_size, the largest local set of any worker).
         """
         table = self.local_index[workers]
         B = min(self.config.batch_size, table.shape[1])
@@ -286,7 +295,7 @@ class Simulation:
             U[compromised] = self.attack(ctx)
         if self.defense is not None:
             U = U[self.defense(U, lambda u: self.model.evaluate(state.w + torch.from_numpy(u),
-                                                                self.x_test, self.y_test))]
+                                                                self.x_val, self.y_val))]
         bad = aggregators.nonfinite_workers(U)
         if bad.size:
             metrics["nonfinite_workers"] = bad.tolist()

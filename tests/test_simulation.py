@@ -201,3 +201,18 @@ def test_per_worker_loop_baseline_computes_the_same_round_as_the_batched_step(tm
     sim.step(state)
     looped = simbench.per_worker_loop_round(sim, w0, np.random.default_rng(7))
     torch.testing.assert_close(looped, state.w, rtol=1e-5, atol=1e-6)
+
+
+def test_defense_hook_keeps_rows_and_validates_on_100_held_out_test_examples(tmp_path):
+    seen = {}
+
+    def keep_all_but_first(updates, evaluate):
+        seen["rows"] = updates.shape[0]
+        seen["error"] = evaluate(np.zeros(updates.shape[1], np.float32))[0]
+        return np.arange(1, updates.shape[0])
+
+    config = small_config(tmp_path, rounds=2, eval_every=1)
+    sim = Simulation(config, defense=keep_all_but_first, progress=False)
+    assert len(sim.y_val) == 100 and len(sim.y_test) + 100 == len(sim.dataset.y_test)
+    sim.run()
+    assert seen["rows"] == config.workers and 0.0 <= seen["error"] <= 1.0
