@@ -12,6 +12,8 @@ from typing import Any, Callable, Tuple
 
 import numpy as np
 
+from fedrobust._native import cpu
+
 Wrap = Callable[[np.ndarray], Any]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -34,7 +36,7 @@ def as_matrix(U: Any, name: str = "U") -> Tuple[np.ndarray, Wrap]:
 
     Accepts numpy arrays (any strides) and CPU torch tensors. Raises TypeError
     for other types, non-float dtypes and GPU arrays (the CUDA kernels are not
-    part of this build), ValueError for a wrong shape.
+    part of this build), ValueError for a shape other than (m >= 1, d >= 1).
     """
     if isinstance(U, np.ndarray):
         X, wrap = U, _identity
@@ -52,12 +54,7 @@ def as_matrix(U: Any, name: str = "U") -> Tuple[np.ndarray, Wrap]:
         )
     if X.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{name}: expected float32 or float64 values, got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(
-            f"{name}: expected a 2-D array of shape (m workers, d parameters), got shape {tuple(X.shape)}"
-        )
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"{name}: expected at least one row and one column, got shape {tuple(X.shape)}")
+    cpu.check_matrix(X)  # the shape rule lives in the native module (csrc/bindings), once
     return X, wrap
 
 

@@ -51,13 +51,19 @@ Rows<T> rows_of(const py::array& a, const std::vector<int64_t>* subset = nullptr
   return r;
 }
 
+// The shape as Python prints a tuple: "(9,)", "(2, 3, 4)".
+std::string shape_text(const py::array& a) {
+  std::string text = "(";
+  for (py::ssize_t k = 0; k < a.ndim(); ++k) text += (k ? ", " : "") + std::to_string(a.shape(k));
+  return text + (a.ndim() == 1 ? ",)" : ")");
+}
+
 void check_matrix(const py::array& a) {
   if (a.ndim() != 2)
-    throw py::value_error("U: expected a 2-D array of shape (m workers, d parameters), got " +
-                          std::to_string(a.ndim()) + " dimension(s)");
+    throw py::value_error("U: expected a 2-D array of shape (m workers, d parameters), got shape " +
+                          shape_text(a));
   if (a.shape(0) < 1 || a.shape(1) < 1)
-    throw py::value_error("U: expected at least one row and one column, got shape (" +
-                          std::to_string(a.shape(0)) + ", " + std::to_string(a.shape(1)) + ")");
+    throw py::value_error("U: expected at least one row and one column, got shape " + shape_text(a));
 }
 
 bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
@@ -294,6 +300,8 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("coordinate_stats", &coordinate_stats, py::arg("U"), py::arg("rows") = py::none(),
         "Returns (mean, population std, min, max) over the given rows.");
   m.def("nonfinite_rows", &nonfinite_rows, py::arg("U"));
+  m.def("check_matrix", &check_matrix, py::arg("U"),
+        "Raise ValueError unless U is 2-D with at least one row and one column.");
 
   m.def("simd_level", [] { return std::string(cpu::simd_level()); });
   m.def("set_simd_level", [](const std::string& s) {
