@@ -207,8 +207,7 @@ def _run_config(args: argparse.Namespace):
 
         config.out = os.path.join("results", time.strftime("%Y%m%d-%H%M%S") +
                                   f"-{config.dataset}-{config.model}-{config.rule}")
-    config.validate()
-    return config
+    return config  # Simulation(config) validates it before loading anything
 
 
 def _read_toml(path: str) -> dict:

@@ -235,9 +235,8 @@ class Simulation:
         self.x_test = torch.from_numpy(ds.x_test[test])
         self.y_test = torch.from_numpy(ds.y_test[test])
         # Padded (workers, n_max) table of each worker's example indices (-1 = none).
-        lengths = np.array([len(p) for p in self.parts])
-        self.local_sizes = lengths
-        self.local_index = np.full((config.workers, max(int(lengths.max()), 1)), -1, dtype=np.int64)
+        self.local_sizes = np.array([len(p) for p in self.parts])
+        self.local_index = np.full((config.workers, max(int(self.local_sizes.max()), 1)), -1, dtype=np.int64)
         for i, p in enumerate(self.parts):
             self.local_index[i, : len(p)] = p
         self._init_seed = seeds[1]
@@ -319,7 +318,7 @@ class Simulation:
         state = None
         if out:
             os.makedirs(out, exist_ok=True)
-            state = load_checkpoint(out, cfg, self)
+            state = load_checkpoint(out, cfg)
             if state is None:
                 _write_json(os.path.join(out, "config.json"), self.describe())
                 open(os.path.join(out, "rounds.jsonl"), "w").close()
@@ -440,7 +439,7 @@ def save_checkpoint(out: str, state: _State) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(out: str, config: Config, sim: Simulation) -> Optional[_State]:
+def load_checkpoint(out: str, config: Config) -> Optional[_State]:
     """The state saved in `out`, or None. Refuses a checkpoint of a different configuration."""
     path = os.path.join(out, CHECKPOINT)
     if not os.path.exists(path):

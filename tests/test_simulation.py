@@ -96,7 +96,7 @@ def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint(tmp_path, mo
     config = small_config(tmp_path, rounds=4)
     sim = Simulation(config, progress=False)
     sim.run()
-    before = simulation.load_checkpoint(config.out, config, sim)
+    before = simulation.load_checkpoint(config.out, config)
 
     def failing_replace(src, dst):
         raise OSError("disk full")
@@ -106,7 +106,7 @@ def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint(tmp_path, mo
     with pytest.raises(OSError):
         simulation.save_checkpoint(config.out, state)
     monkeypatch.undo()
-    after = simulation.load_checkpoint(config.out, config, sim)
+    after = simulation.load_checkpoint(config.out, config)
     assert after.round == before.round == 4
     assert torch.equal(after.w, before.w)
 
