@@ -71,6 +71,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fedrobust._native import cpu
+
 __all__ = [
     "ParamSpec",
     "BatchedModel",
@@ -299,6 +301,26 @@ class BatchedModel:
             (grad,) = torch.autograd.grad(loss.sum(), p)
         return loss.detach(), grad
 
+    def sgd_step(self, w: Tensor, U: Optional[Tensor], x_all: Tensor, y_all: Tensor, batches: np.ndarray,
+                 lr: float) -> Tensor:
+        """One local SGD step for every worker, accumulated into the updates.
+
+        w (d,) the global model; U (m, d) the updates so far, None before the first
+        step (worker i's model is w + U_i, or w); x_all (N, *input_shape), y_all (N,)
+        the training set; batches (m, B) int64 indices into it, -1 = empty slot.
+        Returns U_i - lr * grad_i (U updated in place when given), grad_i the gradient
+        of worker i's batch-mean cross-entropy at its model; a worker with an empty
+        batch has grad_i = 0.
+        """
+        m, b = batches.shape
+        valid = batches >= 0
+        idx = torch.from_numpy(np.where(valid, batches, 0).ravel())
+        x = torch.index_select(x_all, 0, idx).view(m, b, *x_all.shape[1:])
+        y = torch.index_select(y_all, 0, idx).view(m, b)
+        params = w.expand(m, -1) if U is None else w + U
+        _, grad = self.loss_and_grad(params, x, y, torch.from_numpy(valid.astype(np.float32)))
+        return grad.mul_(-lr) if U is None else U.sub_(grad, alpha=lr)
+
     @torch.no_grad()
     def evaluate(self, params: Tensor, x: Tensor, y: Tensor, batch_size: int = 2048) -> Tuple[float, float]:
         """Error rate and mean CE of ONE model on a data set.
@@ -356,6 +378,18 @@ class LogisticRegression(BatchedModel):
     def _logits(self, p: Dict[str, Tensor], x: Tensor) -> Tensor:
         m, b = x.shape[:2]
         return batched_linear(x.reshape(m, b, self.features), p["fc.weight"], p["fc.bias"])
+
+    def sgd_step(self, w: Tensor, U: Optional[Tensor], x_all: Tensor, y_all: Tensor, batches: np.ndarray,
+                 lr: float) -> Tensor:
+        """BatchedModel.sgd_step by the native kernel (csrc/cpu/training.cpp) for CPU
+        tensors: it reads each worker's examples in place and writes U directly, with no
+        gathered batch and no (m, d) gradient. Other devices take the autograd path."""
+        if w.device.type != "cpu" or x_all.dtype != w.dtype:
+            return super().sgd_step(w, U, x_all, y_all, batches, lr)
+        X = x_all.reshape(x_all.shape[0], self.features).numpy()
+        out = cpu.lr_sgd_step(w.numpy(), X, y_all.numpy(), np.ascontiguousarray(batches, dtype=np.int64),
+                              self.num_classes, lr, None if U is None else U.numpy())
+        return U if U is not None else torch.from_numpy(out)
 
 
 # ---------------------------------------------------------------------------

@@ -158,3 +158,31 @@ def coordinate_stats(U, rows=None):
 
 def nonfinite_rows(U) -> np.ndarray:
     return ~np.isfinite(_f64(U)).all(axis=1)
+
+
+def lr_sgd_step(w, X, y, batches, classes: int, lr: float, U=None) -> np.ndarray:
+    """One local SGD step of multi-class LR for every worker (the training kernel's twin).
+
+    w (d,), X (N, F), y (N,), batches (m, B) indices into X (-1 = empty slot),
+    U (m, d) or None (= zeros), d = F*C + C with weights W (C, F) then biases b (C,).
+    Worker i: P = w + U_i, p_e = softmax(W x_e + b) over its examples e (n of them),
+    g_e = (p_e - onehot(y_e)) / n, U_i - lr * (sum_e g_e x_e^T, sum_e g_e).
+    A worker without examples keeps U_i.
+    """
+    w, X = _f64(w), _f64(X)
+    y, batches = np.asarray(y), np.asarray(batches)
+    F, C = X.shape[1], classes
+    U = np.zeros((batches.shape[0], F * C + C)) if U is None else _f64(U)
+    for i, row in enumerate(batches):
+        idx = row[row >= 0]
+        if idx.size == 0:
+            continue
+        P = w + U[i]
+        logits = X[idx] @ P[: F * C].reshape(C, F).T + P[F * C:]
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(idx.size), y[idx]] -= 1.0
+        g = p / idx.size
+        U[i, : F * C] -= lr * (g.T @ X[idx]).ravel()
+        U[i, F * C:] -= lr * g.sum(axis=0)
+    return U

@@ -243,11 +243,11 @@ class Simulation:
         self._train_seed = seeds[2]
 
     # -- one round ---------------------------------------------------------
-    def sample_batches(self, workers: np.ndarray, rng: np.random.Generator):
-        """Minibatches for the given workers: x (m, B, ...), y (m, B), weight (m, B).
+    def sample_indices(self, workers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Minibatch example indices for the given workers: (m, B) int64, -1 = empty slot.
 
         Each worker draws min(batch_size, local size) of its examples without
-        replacement (SPEC 13 item 10); the rest of its B slots have weight 0.
+        replacement (SPEC 13 item 10); the rest of its B slots are -1.
         B = min(batch_size, the largest local set of any worker).
         """
         table = self.local_index[workers]
@@ -255,27 +255,24 @@ class Simulation:
         keys = rng.random(table.shape)
         keys[table < 0] = np.inf
         order = np.argpartition(keys, B - 1, axis=1)[:, :B] if table.shape[1] > B else np.argsort(keys, axis=1)
-        chosen = np.take_along_axis(table, order, axis=1)
+        return np.take_along_axis(table, order, axis=1)
+
+    def sample_batches(self, workers: np.ndarray, rng: np.random.Generator):
+        """The examples of sample_indices: x (m, B, ...), y (m, B), weight (m, B) (0 = empty slot)."""
+        chosen = self.sample_indices(workers, rng)
         valid = chosen >= 0
         idx = torch.from_numpy(np.where(valid, chosen, 0).ravel())
-        shape = (len(workers), B)
-        x = torch.index_select(self.x_train, 0, idx).view(*shape, *self.x_train.shape[1:])
-        y = torch.index_select(self.y_train, 0, idx).view(shape)
+        x = torch.index_select(self.x_train, 0, idx).view(*chosen.shape, *self.x_train.shape[1:])
+        y = torch.index_select(self.y_train, 0, idx).view(chosen.shape)
         return x, y, torch.from_numpy(valid.astype(np.float32))
 
     def local_updates(self, w: torch.Tensor, workers: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        """(m, d) updates: local SGD from w for every selected worker at once.
-
-        The update U_i = w_i - w is accumulated directly (U -= lr * grad), so the
-        first step reads w broadcast to all workers without copying it.
-        """
+        """(m, d) updates: local SGD from w for every selected worker at once
+        (model.sgd_step accumulates U_i -= lr * grad_i, starting from U = 0)."""
         lr = self.config.learning_rate()
         U = None
         for _ in range(self.config.local_rounds):
-            params = w.expand(len(workers), -1) if U is None else w + U
-            x, y, weight = self.sample_batches(workers, rng)
-            _, grad = self.model.loss_and_grad(params, x, y, weight)
-            U = grad.mul_(-lr) if U is None else U.sub_(grad, alpha=lr)
+            U = self.model.sgd_step(w, U, self.x_train, self.y_train, self.sample_indices(workers, rng), lr)
         return U
 
     def step(self, state: _State) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ template <class T>
 const KernelTable<T>& kernel_table() {
   static const KernelTable<T> table{
       &pairwise_sq_distances<T>, &median<T>, &trimmed_mean<T>, &closest_to_median_mean<T>,
-      &mean<T>, &coordinate_stats<T>, &nonfinite_rows<T>};
+      &mean<T>, &coordinate_stats<T>, &nonfinite_rows<T>, &lr_sgd_step<T>};
   return table;
 }
 template const KernelTable<float>& kernel_table<float>();

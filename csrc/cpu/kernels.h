@@ -13,6 +13,20 @@
 
 namespace fedrobust::cpu {
 
+// Arguments of lr_sgd_step (training.cpp): one local SGD step of multi-class
+// LR for `workers` workers. d = features * classes + classes.
+template <class T>
+struct LrStep {
+  const T* w;               // (d,) the global model
+  const T* X;               // (N, features) row-major
+  const int64_t* y;         // (N,) labels in [0, classes)
+  const int64_t* batches;   // (workers, batch) example indices into X, -1 = empty slot
+  T* U;                     // (workers, d) row-major, in/out (only out when first)
+  int64_t features, classes, workers, batch;
+  T lr;
+  bool first;               // U holds no update yet: the model is w itself
+};
+
 template <class T>
 struct KernelTable {
   // out (n, n) row-major: squared Euclidean distances in double; exactly 0 on
@@ -31,6 +45,8 @@ struct KernelTable {
   void (*coordinate_stats)(const RowsView<T>& u, T* mean, T* std, T* min, T* max);
   // out (n,): 1 where the row holds a NaN or an Inf.
   void (*nonfinite_rows)(const RowsView<T>& u, uint8_t* out);
+  // U_i <- U_i - lr * grad of worker i's batch-mean CE at w + U_i (training.cpp).
+  void (*lr_sgd_step)(const LrStep<T>& step);
 };
 
 #define FR_DECLARE_LEVEL(level)                   \
@@ -74,5 +90,6 @@ template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gam
 template <class T> void mean(const RowsView<T>& u, T* out);
 template <class T> void coordinate_stats(const RowsView<T>& u, T* mean, T* std, T* min, T* max);
 template <class T> void nonfinite_rows(const RowsView<T>& u, uint8_t* out);
+template <class T> void lr_sgd_step(const LrStep<T>& step);
 }  // namespace fedrobust::cpu::FR_ARCH
 #endif

@@ -1,0 +1,109 @@
+"""The native LR training step (csrc/cpu/training.cpp) against its float64 twin
+(reference.lr_sgd_step) and against the autograd path every model has."""
+import numpy as np
+import pytest
+import torch
+
+import fedrobust
+from fedrobust import models, reference
+from fedrobust._native import cpu
+
+from conftest import run_with_threads
+
+
+def make_case(m, b, features, classes, n=200, dtype=np.float32, seed=0, empty_frac=0.2):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, features)).astype(dtype)
+    y = rng.integers(0, classes, n).astype(np.int64)
+    w = (0.1 * rng.standard_normal(features * classes + classes)).astype(dtype)
+    batches = rng.integers(0, n, (m, b)).astype(np.int64)
+    batches[rng.random((m, b)) < empty_frac] = -1
+    batches[0] = -1  # one worker without examples
+    return w, X, y, batches
+
+
+SHAPES = [(1, 1, 1, 2), (5, 3, 30, 2), (7, 32, 64, 10), (4, 9, 784, 10), (3, 17, 33, 3), (6, 1, 129, 5)]
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("m, b, features, classes", SHAPES)
+def test_step_matches_reference_and_leaves_inputs_alone(m, b, features, classes, dtype, tol):
+    w, X, y, batches = make_case(m, b, features, classes, dtype=dtype)
+    copies = [a.copy() for a in (w, X, y, batches)]
+    U = cpu.lr_sgd_step(w, X, y, batches, classes, 0.5)
+    assert U.dtype == dtype and U.shape == (m, w.size)
+    expected = reference.lr_sgd_step(w, X, y, batches, classes, 0.5)
+    np.testing.assert_allclose(U, expected, rtol=tol, atol=tol)
+    assert np.all(U[0] == 0.0)  # no examples: no update
+    # A second step starts from w + U and updates U in place.
+    U2 = cpu.lr_sgd_step(w, X, y, batches, classes, 0.5, U)
+    expected2 = reference.lr_sgd_step(w, X, y, batches, classes, 0.5, expected)
+    np.testing.assert_allclose(U2, expected2, rtol=tol, atol=tol)
+    for a, c in zip((w, X, y, batches), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_reference_is_the_autograd_gradient():
+    """The twin's formula is the gradient of the batch-mean cross-entropy."""
+    w, X, y, batches = make_case(4, 6, 12, 3, dtype=np.float64)
+    U = reference.lr_sgd_step(w, X, y, batches, 3, 1.0)
+    for i in range(1, 4):
+        idx = batches[i][batches[i] >= 0]
+        p = torch.tensor(w, requires_grad=True)
+        logits = torch.tensor(X[idx]) @ p[:36].view(3, 12).T + p[36:]
+        torch.nn.functional.cross_entropy(logits, torch.tensor(y[idx])).backward()
+        np.testing.assert_allclose(U[i], -p.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_lr_model_native_path_equals_autograd_path():
+    """LogisticRegression.sgd_step (native) and BatchedModel.sgd_step (gather + autograd)."""
+    model = models.get("lr", (1, 6, 6), 4)
+    rng = np.random.default_rng(3)
+    x_all = torch.from_numpy(rng.random((50, 1, 6, 6), dtype=np.float32))
+    y_all = torch.from_numpy(rng.integers(0, 4, 50).astype(np.int64))
+    w = model.init(rng)
+    batches = rng.integers(-1, 50, (8, 5)).astype(np.int64)
+    native = autograd = None
+    for _ in range(3):  # several local steps
+        native = model.sgd_step(w, native, x_all, y_all, batches, 0.3)
+        autograd = models.BatchedModel.sgd_step(model, w, autograd, x_all, y_all, batches, 0.3)
+    torch.testing.assert_close(native, autograd, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bit_identical_for_1_2_and_3_threads(dtype, restore_threads):
+    w, X, y, batches = make_case(37, 8, 100, 10, dtype=dtype)
+    results = [run_with_threads(n, cpu.lr_sgd_step, w, X, y, batches, 10, 0.1) for n in (1, 2, 3)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (lambda a: a.update(w=a["w"][:-1]), ValueError, "w: expected 40 = features"),
+    (lambda a: a.update(w=a["w"].astype(np.float16)), TypeError, "w: expected float32 or float64"),
+    (lambda a: a.update(X=a["X"].astype(np.float64)), TypeError, "X: expected dtype float32"),
+    (lambda a: a.update(X=np.asfortranarray(a["X"])), ValueError, "X: expected a C-contiguous"),
+    (lambda a: a.update(y=a["y"][:-1]), ValueError, "y: expected one label per row of X"),
+    (lambda a: a["y"].__setitem__(3, 4), ValueError, r"y: labels must lie in \[0, 4\), got 4 at index 3"),
+    (lambda a: a.update(y=a["y"].astype(np.int32)), TypeError, "y: expected dtype int64"),
+    (lambda a: a["batches"].__setitem__((0, 0), 20), ValueError, r"batches: indices must lie in \[-1, 20\)"),
+    (lambda a: a.update(batches=a["batches"][0]), ValueError, "batches: expected a 2-D array"),
+    (lambda a: a.update(U=np.zeros((2, 40), np.float32)), ValueError, r"U: expected shape \(3, 40\)"),
+    (lambda a: a.update(classes=0), ValueError, "classes must be >= 1"),
+])
+def test_bad_arguments_say_what_was_expected(change, error, match):
+    rng = np.random.default_rng(0)
+    args = dict(w=np.zeros(40, np.float32), X=rng.random((20, 9), dtype=np.float32),
+                y=rng.integers(0, 4, 20).astype(np.int64), batches=rng.integers(-1, 20, (3, 2)).astype(np.int64),
+                classes=4, lr=0.1, U=None)
+    change(args)
+    with pytest.raises(error, match=match):
+        cpu.lr_sgd_step(**args)
+
+
+def test_read_only_U_is_refused():
+    U = np.zeros((1, 6), np.float32)
+    U.flags.writeable = False
+    with pytest.raises(ValueError, match="U: expected a writable array"):
+        cpu.lr_sgd_step(np.zeros(6, np.float32), np.zeros((2, 2), np.float32), np.zeros(2, np.int64),
+                        np.zeros((1, 1), np.int64), 2, 0.1, U)
