@@ -10,9 +10,10 @@
 // db = sum_b g_b, and the step is U_i <- U_i - lr * (dW, db). A worker with
 // no examples gets a zero gradient.
 //
-// Each worker is computed by one thread in a fixed order, and the sums use a
-// fixed pattern of 8 partial sums, so the result is the same on any thread
-// count and at every SIMD level.
+// Each worker is computed by one thread in a fixed order, so the result is
+// the same on any thread count. Products may be contracted into FMAs (built
+// with -ffp-contract=fast, like the distances), so the AVX2 and generic
+// levels can differ in the last bits.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -32,8 +33,9 @@ namespace fedrobust::cpu::FR_ARCH {
 namespace {
 
 // The forward dot products keep kLanes partial sums (element f goes to sum
-// f % kLanes), whatever the vector width: 4 AVX2 or 8 SSE2 vectors.
-constexpr int64_t kLanes = 32;
+// f % kLanes, the sums are added in lane order, then the tail), whatever the
+// vector width and however the products are blocked.
+constexpr int64_t kLanes = 8;
 
 template <class T>
 simd::V<T> load(const T* p) {
@@ -42,24 +44,50 @@ simd::V<T> load(const T* p) {
   return v;
 }
 
-// sum_f p[f] * x[f] with p = w + u (kWithU) or p = w.
-template <bool kWithU, class T>
-T dot_params(const T* w, const T* u, const T* x, int64_t n) {
+// logits[b * C + c] = sum_f P_c[f] * x_b[f] for the NC classes from c0 and the
+// NB examples from b0, with P_c = w_c + u_c (kWithU) or w_c: every loaded
+// parameter vector serves NB examples and every example vector NC classes.
+template <int NC, int NB, bool kWithU, class T>
+void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t C, int64_t c0, int64_t b0,
+                  T* logits) {
   using Vec = simd::V<T>;
   constexpr int64_t L = simd::Vector<T>::lanes, kVectors = kLanes / L;
-  Vec acc[kVectors] = {};
+  Vec acc[NC][NB][kVectors] = {};
   int64_t f = 0;
-  for (; f + kLanes <= n; f += kLanes)
+  for (; f + kLanes <= F; f += kLanes)
     for (int64_t k = 0; k < kVectors; ++k) {
-      const Vec p = kWithU ? load(w + f + k * L) + load(u + f + k * L) : load(w + f + k * L);
-      acc[k] += p * load(x + f + k * L);
+      Vec x[NB];
+      for (int j = 0; j < NB; ++j) x[j] = load(xs[b0 + j] + f + k * L);
+      for (int i = 0; i < NC; ++i) {
+        const int64_t at = (c0 + i) * F + f + k * L;
+        const Vec p = kWithU ? load(w + at) + load(u + at) : load(w + at);
+        for (int j = 0; j < NB; ++j) acc[i][j][k] += p * x[j];
+      }
     }
-  alignas(64) T lanes[kLanes];
-  std::memcpy(lanes, acc, sizeof(lanes));
-  T total = 0;
-  for (int64_t k = 0; k < kLanes; ++k) total += lanes[k];
-  for (; f < n; ++f) total += (kWithU ? w[f] + u[f] : w[f]) * x[f];
-  return total;
+  for (int i = 0; i < NC; ++i)
+    for (int j = 0; j < NB; ++j) {
+      alignas(64) T lanes[kLanes];
+      std::memcpy(lanes, acc[i][j], sizeof(lanes));
+      T total = 0;
+      for (int64_t k = 0; k < kLanes; ++k) total += lanes[k];
+      const T* pw = w + (c0 + i) * F;
+      const T* pu = kWithU ? u + (c0 + i) * F : nullptr;
+      for (int64_t t = f; t < F; ++t) total += (kWithU ? pw[t] + pu[t] : pw[t]) * xs[b0 + j][t];
+      logits[(b0 + j) * C + c0 + i] = total;
+    }
+}
+
+// All n x C logits (without the biases), in blocks of 2 classes x 4 examples.
+template <bool kWithU, class T>
+void all_logits(const T* w, const T* u, const T* const* xs, int64_t n, int64_t F, int64_t C, T* logits) {
+  int64_t c0 = 0;
+  for (; c0 + 2 <= C; c0 += 2) {
+    int64_t b0 = 0;
+    for (; b0 + 4 <= n; b0 += 4) logits_block<2, 4, kWithU>(w, u, xs, F, C, c0, b0, logits);
+    for (; b0 < n; ++b0) logits_block<2, 1, kWithU>(w, u, xs, F, C, c0, b0, logits);
+  }
+  for (; c0 < C; ++c0)
+    for (int64_t b0 = 0; b0 < n; ++b0) logits_block<1, 1, kWithU>(w, u, xs, F, C, c0, b0, logits);
 }
 
 }  // namespace
@@ -85,12 +113,16 @@ void lr_sgd_step(const LrStep<T>& s) {
         ++n;
       }
       // Forward: logits, softmax, gradient of the batch-mean loss.
+      if (u_in) {
+        all_logits<true>(s.w, u_in, xs.data(), n, F, C, g.data());
+      } else {
+        all_logits<false>(s.w, u_in, xs.data(), n, F, C, g.data());
+      }
       for (int64_t b = 0; b < n; ++b) {
         T* gb = g.data() + b * C;
         T top = -std::numeric_limits<T>::infinity();
         for (int64_t c = 0; c < C; ++c) {
-          gb[c] = u_in ? dot_params<true>(s.w + c * F, u_in + c * F, xs[b], F) + (s.w[F * C + c] + u_in[F * C + c])
-                       : dot_params<false>(s.w + c * F, u_in, xs[b], F) + s.w[F * C + c];
+          gb[c] += u_in ? s.w[F * C + c] + u_in[F * C + c] : s.w[F * C + c];
           top = std::max(top, gb[c]);
         }
         T z = 0;
