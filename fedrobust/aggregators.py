@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict
 import numpy as np
 
 from fedrobust._native import cpu
-from fedrobust.arrays import as_count, as_int, as_matrix
+from fedrobust.arrays import as_count, as_int, as_matrix, as_row_indices
 
 
 def mean(U: Any) -> Any:
@@ -52,11 +52,14 @@ def trimmed_mean(U: Any, beta: int) -> Any:
     return wrap(cpu.trimmed_mean(X, as_count(beta, "beta")))
 
 
-def pairwise_distances(U: Any, squared: bool = True) -> Any:
+def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
     """(m, m) Euclidean distances ||U_i - U_j|| (squared if `squared`), computed from direct
-    differences (exact for near-identical rows), 0 on the diagonal, +Inf for rows with NaN/Inf."""
+    differences (exact for near-identical rows), 0 on the diagonal, +Inf for rows with NaN/Inf.
+    With `rows` (k indices), the (k, k) distances between those rows, in that order, without
+    copying them."""
     X, wrap = as_matrix(U)
-    return wrap(cpu.pairwise_distances(X, bool(squared)))
+    subset = None if rows is None else as_row_indices(rows, X.shape[0])
+    return wrap(cpu.pairwise_distances(X, bool(squared), subset))
 
 
 def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
@@ -87,6 +90,13 @@ def bulyan(U: Any, c: int, squared: bool = True) -> Any:
     their median. Requires m >= 4c + 3."""
     X, wrap = as_matrix(U)
     return wrap(cpu.bulyan(X, as_count(c, "c"), bool(squared))[0])
+
+
+def bulyan_select(U: Any, c: int, squared: bool = True) -> np.ndarray:
+    """Indices (numpy int64, shape (m - 2c,)) of the rows Bulyan's first stage selects, in
+    selection order. Requires m >= 4c + 3."""
+    X, _ = as_matrix(U)
+    return cpu.bulyan(X, as_count(c, "c"), bool(squared))[1]
 
 
 def nonfinite_workers(U: Any) -> np.ndarray:

@@ -186,3 +186,101 @@ def lr_sgd_step(w, X, y, batches, classes: int, lr: float, U=None) -> np.ndarray
         U[i, : F * C] -= lr * (g.T @ X[idx]).ravel()
         U[i, F * C:] -= lr * g.sum(axis=0)
     return U
+
+
+# ---------------------------------------------------------------------------
+# Attack crafting (csrc/cpu/attacks.cpp, csrc/include/fedrobust/random.h)
+# ---------------------------------------------------------------------------
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def mix64(z) -> np.ndarray:
+    """The splitmix64 finalizer on uint64 arrays (wrapping arithmetic)."""
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def counter_hash(seed: int, round: int, row, column) -> np.ndarray:
+    """mix(mix(mix(mix(seed) ^ round) ^ row) ^ column), broadcast over row and column."""
+    h = mix64(np.uint64(seed)) ^ np.uint64(round)
+    h = mix64(h) ^ np.asarray(row, dtype=np.uint64)
+    return mix64(mix64(h) ^ np.asarray(column, dtype=np.uint64))
+
+
+def uniform01(h) -> np.ndarray:
+    return (np.asarray(h, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def _uniform01_open_low(h) -> np.ndarray:
+    return ((np.asarray(h, dtype=np.uint64) >> np.uint64(11)) + np.uint64(1)).astype(np.float64) * 2.0 ** -53
+
+
+def craft_coordinates(U, rows, mode: str, out_ids, seed: int, round: int, direction=None, base=None,
+                      b: float = 2.0, sigma_lo: float = 3.0, sigma_hi: float = 4.0):
+    """Twin of the crafting kernel: (values (n_out, d) float64, direction used (d,) int8).
+
+    Statistics over U[rows] in row order: trim_full uses max / min (plus base when given:
+    intervals on model values), trim_partial and gaussian the mean and population std.
+    The value of output row k, column j draws u = uniform01(counter_hash(seed, round,
+    out_ids[k], j)) and is lo + u (hi - lo) (clamped to hi) minus base, or 0 where the
+    direction is 0; gaussian: mean + std * sqrt(-2 ln u1) cos(2 pi u2) with u1 from the
+    hash (in (0, 1]) and u2 from mix64(hash).
+    """
+    X = _f64(U)[np.asarray(rows)]
+    d = X.shape[1]
+    ids = np.asarray(out_ids, dtype=np.int64)
+    cols = np.arange(d, dtype=np.uint64)
+    h = counter_hash(seed, round, ids.astype(np.uint64)[:, None], cols[None, :])
+    offset = np.zeros(d) if base is None or mode != "trim_full" else _f64(base)
+    if mode == "gaussian" or mode == "trim_partial":
+        mu = _row_sum(X) / X.shape[0]
+        sd = np.sqrt(_row_sum((X - mu) ** 2) / X.shape[0])
+    if mode == "gaussian":
+        z = np.sqrt(-2.0 * np.log(_uniform01_open_low(h))) * np.cos(2.0 * np.pi * uniform01(mix64(h)))
+        return mu + sd * z, np.zeros(d, dtype=np.int8)
+    if mode == "trim_full":
+        s = np.asarray(direction, dtype=np.int8)
+        mx, mn = X.max(axis=0) + offset, X.min(axis=0) + offset
+        lo = np.where(s < 0, mx, np.where(mn > 0, mn / b, b * mn))
+        hi = np.where(s < 0, np.where(mx > 0, b * mx, mx / b), mn)
+    elif mode == "trim_partial":
+        s = np.sign(mu).astype(np.int8)
+        lo = np.where(s < 0, mu + sigma_lo * sd, mu - sigma_hi * sd)
+        hi = np.where(s < 0, mu + sigma_hi * sd, mu - sigma_lo * sd)
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    values = np.minimum(lo + uniform01(h) * (hi - lo), hi)
+    values = np.where(s == 0, offset, values) - offset
+    return values, s
+
+
+def norms_and_dots(U, direction, rows=None):
+    """(||u_i||^2, <u_i, direction>) in float64 for the given rows (all by default)."""
+    X = _f64(U) if rows is None else _f64(U)[np.asarray(rows)]
+    s = np.asarray(direction, dtype=np.float64)
+    return np.einsum("ij,ij->i", X, X), X @ s
+
+
+def krum_craft(direction, lam: float, eps: float, seed: int, round: int, out_ids) -> np.ndarray:
+    """Twin of the Krum crafting kernel, float64: row 0 = -lam s; row k >= 1 adds r_k z_k / ||z_k||,
+    z_k standard normal by Box-Muller pairs (columns 2p, 2p+1 from the counter at column 2p),
+    r_k = eps * uniform01(counter_hash(seed, round, out_ids[k], d))."""
+    s = np.asarray(direction, dtype=np.float64)
+    d = s.size
+    ids = np.asarray(out_ids, dtype=np.int64)
+    out = np.tile(-lam * s, (ids.size, 1))
+    pairs = np.arange(0, d, 2, dtype=np.uint64)
+    for k in range(1, ids.size):
+        h = counter_hash(seed, round, np.uint64(ids[k]), pairs)
+        radius = np.sqrt(-2.0 * np.log(_uniform01_open_low(h)))
+        angle = 2.0 * np.pi * uniform01(mix64(h))
+        z = np.empty(d)
+        z[0::2] = radius * np.cos(angle)
+        z[1::2] = (radius * np.sin(angle))[: d // 2]
+        r = eps * uniform01(counter_hash(seed, round, np.uint64(ids[k]), np.uint64(d)))
+        out[k] += r / np.sqrt(np.sum(z * z)) * z
+    return out

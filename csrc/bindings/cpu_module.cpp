@@ -133,10 +133,11 @@ py::array_t<T> mean_of_rows(const py::array& a, std::vector<int64_t> rows) {
   return out;
 }
 
-py::object pairwise_distances(const py::array& a, bool squared) {
+py::object pairwise_distances(const py::array& a, bool squared, std::optional<std::vector<int64_t>> rows) {
   return dispatch_float(a, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    Rows<T> r = rows_of<T>(a);
+    if (rows && rows->empty()) throw py::value_error("rows: expected at least one row index, got none");
+    Rows<T> r = rows ? rows_of<T>(a, &*rows) : rows_of<T>(a);
     const int64_t m = r.view.n_rows;
     py::array_t<T> out({m, m});
     T* p = out.mutable_data();
@@ -345,11 +346,126 @@ py::object lr_sgd_step(const py::array& w, const py::array& X, const py::array& 
   throw py::type_error("w: expected float32 or float64 values, got dtype " + std::string(py::str(w.dtype())));
 }
 
+// A direction s: (cols,) int8 with values in {-1, 0, 1}.
+const int8_t* direction_of(const py::array& s, int64_t cols) {
+  check_dense<int8_t>(s, "direction", 1, "a 1-D array of signs");
+  if (s.shape(0) != cols)
+    throw py::value_error("direction: expected " + std::to_string(cols) + " signs (one per column of U), got " +
+                          std::to_string(s.shape(0)));
+  const int8_t* p = static_cast<const int8_t*>(s.data());
+  for (int64_t j = 0; j < cols; ++j)
+    if (p[j] < -1 || p[j] > 1)
+      throw py::value_error("direction: values must be -1, 0 or 1, got " + std::to_string(p[j]) + " at index " +
+                            std::to_string(j));
+  return p;
+}
+
+std::vector<int64_t> ids_of(const py::array& ids) {
+  check_dense<int64_t>(ids, "out_ids", 1, "a 1-D array of row ids");
+  if (ids.shape(0) < 1) throw py::value_error("out_ids: expected at least one id, got none");
+  const int64_t* p = static_cast<const int64_t*>(ids.data());
+  return std::vector<int64_t>(p, p + ids.shape(0));
+}
+
+py::tuple craft_coordinates(const py::array& a, const std::vector<int64_t>& rows, const std::string& mode,
+                            const py::array& out_ids, uint64_t seed, uint64_t round,
+                            std::optional<py::array> direction, std::optional<py::array> base, double b,
+                            double sigma_lo, double sigma_hi) {
+  return dispatch_float(a, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    if (rows.empty()) throw py::value_error("rows: expected at least one row index, got none");
+    Rows<T> r = rows_of<T>(a, &rows);
+    const int64_t d = r.view.cols;
+    cpu::CraftSpec<T> spec{};
+    spec.rows = r.view;
+    if (mode == "trim_full") {
+      spec.mode = cpu::CraftMode::kTrimFull;
+      if (!direction) throw py::value_error("mode 'trim_full' needs a direction");
+      spec.direction = direction_of(*direction, d);
+      if (base) {
+        check_dense<T>(*base, "base", 1, "a 1-D array (the global model)");
+        if (base->shape(0) != d)
+          throw py::value_error("base: expected " + std::to_string(d) + " values, got " + std::to_string(base->shape(0)));
+        spec.base = static_cast<const T*>(base->data());
+      }
+      if (!(b > 1.0)) throw py::value_error("b must be > 1, got " + std::to_string(b));
+      spec.b = b;
+    } else if (mode == "trim_partial") {
+      spec.mode = cpu::CraftMode::kTrimPartial;
+      if (!(0.0 <= sigma_lo && sigma_lo <= sigma_hi))
+        throw py::value_error("sigma interval must satisfy 0 <= sigma_lo <= sigma_hi, got [" +
+                              std::to_string(sigma_lo) + ", " + std::to_string(sigma_hi) + "]");
+      spec.sigma_lo = sigma_lo;
+      spec.sigma_hi = sigma_hi;
+    } else if (mode == "gaussian") {
+      spec.mode = cpu::CraftMode::kGaussian;
+    } else {
+      throw py::value_error("mode must be 'trim_full', 'trim_partial' or 'gaussian', got '" + mode + "'");
+    }
+    const std::vector<int64_t> ids = ids_of(out_ids);
+    spec.seed = seed;
+    spec.round = round;
+    spec.out_ids = ids.data();
+    spec.n_out = static_cast<int64_t>(ids.size());
+    py::array_t<T> out({spec.n_out, d});
+    py::array_t<int8_t> used(d);
+    spec.out = out.mutable_data();
+    spec.direction_out = used.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      cpu::kernels<T>().craft_coordinates(spec);
+    }
+    return py::make_tuple(out, used);
+  });
+}
+
+py::tuple norms_and_dots(const py::array& a, const py::array& direction, std::optional<std::vector<int64_t>> rows) {
+  return dispatch_float(a, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    if (rows && rows->empty()) throw py::value_error("rows: expected at least one row index, got none");
+    Rows<T> r = rows ? rows_of<T>(a, &*rows) : rows_of<T>(a);
+    const int8_t* s = direction_of(direction, r.view.cols);
+    py::array_t<double> sq(r.view.n_rows), dots(r.view.n_rows);
+    double *ps = sq.mutable_data(), *pd = dots.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      cpu::kernels<T>().norms_and_dots(r.view, s, ps, pd);
+    }
+    return py::make_tuple(sq, dots);
+  });
+}
+
+py::object krum_craft(const py::array& direction, double lambda, double eps, uint64_t seed, uint64_t round,
+                      const py::array& out_ids, const py::dtype& dtype) {
+  if (!std::isfinite(lambda)) throw py::value_error("lambda must be finite, got " + std::to_string(lambda));
+  if (!(eps >= 0.0 && std::isfinite(eps))) throw py::value_error("eps must be >= 0, got " + std::to_string(eps));
+  auto run = [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    if (direction.ndim() != 1)
+      throw py::value_error("direction: expected a 1-D array of signs, got shape " + shape_text(direction));
+    const int64_t d = direction.shape(0);
+    const std::vector<int64_t> ids = ids_of(out_ids);
+    cpu::KrumCraft<T> spec{direction_of(direction, d), d, lambda, eps, seed, round, ids.data(),
+                           static_cast<int64_t>(ids.size()), nullptr};
+    py::array_t<T> out({spec.n_out, d});
+    spec.out = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      cpu::kernels<T>().krum_craft(spec);
+    }
+    return std::move(out);
+  };
+  if (dtype.is(py::dtype::of<float>())) return run(float{});
+  if (dtype.is(py::dtype::of<double>())) return run(double{});
+  throw py::type_error("dtype must be float32 or float64, got " + std::string(py::str(dtype)));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fedrobust CPU kernels (C++17, OpenMP). Use fedrobust.aggregators, not this module.";
-  m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"));
+  m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"), py::arg("rows") = py::none(),
+        "Distances between the given rows (all by default), in that order.");
   m.def("krum_scores", &krum_scores, py::arg("U"), py::arg("c"), py::arg("squared"));
   m.def("krum", &krum, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
         "Returns (aggregate, selected rows, scores).");
@@ -364,6 +480,16 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("lr_sgd_step", &lr_sgd_step, py::arg("w"), py::arg("X"), py::arg("y"), py::arg("batches"),
         py::arg("classes"), py::arg("lr"), py::arg("U") = py::none(),
         "One local SGD step of multi-class LR for every worker; returns U (updated in place when given).");
+  m.def("craft_coordinates", &craft_coordinates, py::arg("U"), py::arg("rows"), py::arg("mode"),
+        py::arg("out_ids"), py::arg("seed"), py::arg("round"), py::arg("direction") = py::none(),
+        py::arg("base") = py::none(), py::arg("b") = 2.0, py::arg("sigma_lo") = 3.0, py::arg("sigma_hi") = 4.0,
+        "Trim / Gaussian attack values from per-coordinate statistics of U[rows]: returns (out (n_out, d), "
+        "direction used (d,) int8).");
+  m.def("norms_and_dots", &norms_and_dots, py::arg("U"), py::arg("direction"), py::arg("rows") = py::none(),
+        "Returns (||u_i||^2, <u_i, direction>) in float64 for the given rows (all by default).");
+  m.def("krum_craft", &krum_craft, py::arg("direction"), py::arg("lam"), py::arg("eps"), py::arg("seed"),
+        py::arg("round"), py::arg("out_ids"), py::arg("dtype"),
+        "The Krum attack's sent updates: row 0 = -lam * direction, row k = row 0 + r_k v_k, |v_k| = 1, r_k ~ U(0, eps).");
   m.def("check_matrix", &check_matrix, py::arg("U"),
         "Raise ValueError unless U is 2-D with at least one row and one column.");
 

@@ -27,6 +27,36 @@ struct LrStep {
   bool first;               // U holds no update yet: the model is w itself
 };
 
+// Arguments of craft_coordinates (attacks.cpp).
+enum class CraftMode : int { kTrimFull = 0, kTrimPartial = 1, kGaussian = 2 };
+
+template <class T>
+struct CraftSpec {
+  RowsView<T> rows;          // the rows whose per-coordinate statistics set the values
+  CraftMode mode;
+  const int8_t* direction;   // (cols,) s_j in {-1, 0, 1}: kTrimFull only
+  const T* base;             // (cols,) or null: kTrimFull intervals on base + value (model values)
+  double b;                  // kTrimFull interval factor, > 1
+  double sigma_lo, sigma_hi; // kTrimPartial interval in standard deviations
+  uint64_t seed, round;      // the counter of random.h, with out_ids[k] and the column
+  const int64_t* out_ids;    // (n_out,)
+  int64_t n_out;
+  T* out;                    // (n_out, cols) row-major
+  int8_t* direction_out;     // (cols,) or null: the direction used
+};
+
+// Arguments of krum_craft (attacks.cpp).
+template <class T>
+struct KrumCraft {
+  const int8_t* direction;   // (cols,) s
+  int64_t cols;
+  double lambda, eps;
+  uint64_t seed, round;
+  const int64_t* out_ids;    // (n_out,) counter rows
+  int64_t n_out;
+  T* out;                    // (n_out, cols) row-major
+};
+
 template <class T>
 struct KernelTable {
   // out (n, n) row-major: squared Euclidean distances in double; exactly 0 on
@@ -47,6 +77,11 @@ struct KernelTable {
   void (*nonfinite_rows)(const RowsView<T>& u, uint8_t* out);
   // U_i <- U_i - lr * grad of worker i's batch-mean CE at w + U_i (training.cpp).
   void (*lr_sgd_step)(const LrStep<T>& step);
+  // Attack crafting (attacks.cpp).
+  void (*craft_coordinates)(const CraftSpec<T>& spec);
+  // sq_norms[i] = ||u_i||^2, dots[i] = <u_i, direction>, in double.
+  void (*norms_and_dots)(const RowsView<T>& u, const int8_t* direction, double* sq_norms, double* dots);
+  void (*krum_craft)(const KrumCraft<T>& spec);
 };
 
 #define FR_DECLARE_LEVEL(level)                   \
@@ -91,5 +126,8 @@ template <class T> void mean(const RowsView<T>& u, T* out);
 template <class T> void coordinate_stats(const RowsView<T>& u, T* mean, T* std, T* min, T* max);
 template <class T> void nonfinite_rows(const RowsView<T>& u, uint8_t* out);
 template <class T> void lr_sgd_step(const LrStep<T>& step);
+template <class T> void craft_coordinates(const CraftSpec<T>& spec);
+template <class T> void norms_and_dots(const RowsView<T>& u, const int8_t* direction, double* sq_norms, double* dots);
+template <class T> void krum_craft(const KrumCraft<T>& spec);
 }  // namespace fedrobust::cpu::FR_ARCH
 #endif
