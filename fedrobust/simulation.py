@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 import fedrobust
-from fedrobust import aggregators, data, models
+from fedrobust import aggregators, attacks, data, models
+from fedrobust.attacks import ATTACKS, Attack, AttackContext, AttackOptions
 
 CHECKPOINT = "checkpoint.npz"
 VALIDATION_SIZE = 100  # examples of the test split a defense validates on (SPEC 13 item 11)
@@ -51,8 +52,16 @@ class Config:
     rule: str = "median"
     beta: Optional[int] = None  # trimmed mean: values removed at each end; None = c
     krum_distance: str = "squared"  # "squared" (Blanchard et al.) or "plain" (Fang et al.'s text)
-    attack: str = "none"
+    attack: str = "none"  # none, gaussian, labelflip, krum, trim (fedrobust.attacks)
     knowledge: str = "full"
+    attack_rule: Optional[str] = None  # the rule the attacker assumes; None: krum for the Krum attack, else rule
+    attack_fraction: float = 1.0  # fraction of rounds attacked, drawn at random per round (Figure 5c)
+    epsilon: float = 0.01  # Krum attack: supporters within this distance of the crafted model
+    goal: str = "directed"  # "directed" (SPEC 4) or "deviation" (Appendix B)
+    direction: str = "rule"  # full knowledge: sign of the assumed rule's output, "mean" (benign) or "sum"
+    on_failure: str = "last"  # Krum attack without a lambda: send the "last" crafted model or "benign"
+    trim_reference: str = "model"  # trim attack b-interval on "model" values (paper) or "update" values
+    trim_b: float = 2.0  # trim attack, full knowledge: the interval factor b
     workers: int = 100
     compromised: int = 20
     sample: Optional[int] = None  # workers selected per round; None = all
@@ -98,17 +107,50 @@ class Config:
         _check(self.rule in aggregators.available(), "rule",
                f"must be one of {aggregators.available()}", self.rule)
         c = self.compromised
-        if self.rule == "trimmed_mean":
+        self._check_rule_fits(self.rule, "rule", m)
+        self._validate_attack(m)
+
+    def _check_rule_fits(self, rule: str, setting: str, m: int) -> None:
+        """The rule's parameters (c, beta) must be valid for m workers per round."""
+        c = self.compromised
+        if rule == "trimmed_mean":
             beta = self.trim_beta()
             _check(beta >= 0 and 2 * beta < m, "beta",
-                   f"must satisfy 0 <= beta and 2*beta < workers per round = {m}", beta)
-        if self.rule == "krum":
+                   f"must satisfy 0 <= beta and 2*beta < workers per round = {m} (for {setting} trimmed_mean)", beta)
+        if rule == "krum":
             _check(m > 2 * c + 2, "compromised",
-                   f"(c) must satisfy workers per round > 2c + 2 for Krum (workers per round = {m})", c)
-        if self.rule == "bulyan":
+                   f"(c) must satisfy workers per round > 2c + 2 for Krum ({setting}; workers per round = {m})", c)
+        if rule == "bulyan":
             _check(m >= 4 * c + 3, "compromised",
-                   f"(c) must satisfy workers per round >= 4c + 3 for Bulyan (workers per round = {m})", c)
+                   f"(c) must satisfy workers per round >= 4c + 3 for Bulyan ({setting}; workers per round = {m})", c)
+
+    def _validate_attack(self, m: int) -> None:
+        c = self.compromised
         _check(self.attack == "none" or c >= 1, "compromised", f"must be >= 1 for attack {self.attack!r}", c)
+        _check(self.attack_rule is None or self.attack_rule in aggregators.available(), "attack_rule",
+               f"must be one of {aggregators.available()}", self.attack_rule)
+        _check(0.0 <= self.attack_fraction <= 1.0, "attack_fraction", "must be in [0, 1]", self.attack_fraction)
+        _check(math.isfinite(self.epsilon) and self.epsilon >= 0, "epsilon", "must be >= 0", self.epsilon)
+        _check(self.goal in attacks.GOALS, "goal", f"must be one of {list(attacks.GOALS)}", self.goal)
+        _check(self.direction in attacks.DIRECTIONS, "direction", f"must be one of {list(attacks.DIRECTIONS)}",
+               self.direction)
+        _check(self.on_failure in attacks.ON_FAILURE, "on_failure", f"must be one of {list(attacks.ON_FAILURE)}",
+               self.on_failure)
+        _check(self.trim_reference in attacks.TRIM_REFERENCES, "trim_reference",
+               f"must be one of {list(attacks.TRIM_REFERENCES)}", self.trim_reference)
+        _check(math.isfinite(self.trim_b) and self.trim_b > 1, "trim_b", "must be > 1", self.trim_b)
+        if self.attack not in ("krum", "trim"):
+            return
+        _check(self.goal == "directed" or self.knowledge == "full" or self.attack == "krum", "goal",
+               "'deviation' with the trim attack needs knowledge 'full' (it uses the benign extremes)", self.goal)
+        self._check_rule_fits(self.assumed_rule(), "attack_rule", m)
+        if self.attack == "krum" and self.knowledge == "full":
+            _check(m > 2 * c + 2, "compromised",
+                   f"(c) must satisfy workers per round > 2c + 2 for the Krum attack's simulated Krum "
+                   f"(workers per round = {m})", c)
+        if self.attack == "krum" and self.knowledge == "partial":
+            _check(c >= 2, "compromised",
+                   "must be >= 2 for the partial-knowledge Krum attack (it needs c - 1 >= 1 supporters)", c)
 
     def learning_rate(self) -> float:
         return DEFAULT_LR.get(self.dataset, 0.1) if self.lr is None else self.lr
@@ -119,8 +161,9 @@ class Config:
     def trim_beta(self) -> int:
         return self.compromised if self.beta is None else self.beta
 
-    def rule_params(self) -> Dict[str, Any]:
-        """The aggregation rule's parameters: the server knows c (SPEC 3); beta defaults to c."""
+    def rule_params(self, rule: Optional[str] = None) -> Dict[str, Any]:
+        """The parameters of `rule` (default: the server's): the server knows c (SPEC 3); beta
+        defaults to c."""
         squared = self.krum_distance == "squared"
         return {
             "mean": {},
@@ -128,7 +171,19 @@ class Config:
             "trimmed_mean": {"beta": self.trim_beta()},
             "krum": {"c": self.compromised, "squared": squared},
             "bulyan": {"c": self.compromised, "squared": squared},
-        }[self.rule]
+        }[rule or self.rule]
+
+    def assumed_rule(self) -> str:
+        """The rule the attacker crafts against: attack_rule, else Krum for the Krum attack and
+        the server's rule (known, SPEC 3) for the others."""
+        if self.attack_rule:
+            return self.attack_rule
+        return "krum" if self.attack == "krum" else self.rule
+
+    def attack_options(self) -> AttackOptions:
+        return AttackOptions(epsilon=self.epsilon, goal=self.goal, direction=self.direction,
+                             on_failure=self.on_failure, trim_reference=self.trim_reference, b=self.trim_b,
+                             krum_squared=self.krum_distance == "squared")
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "Config":
@@ -154,39 +209,13 @@ def _check(ok: bool, name: str, requirement: str, value: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Hooks: attacks rewrite the compromised rows, defenses choose the rows kept.
+# Hooks: attacks (fedrobust.attacks) rewrite the compromised rows, defenses choose the rows kept.
 # ---------------------------------------------------------------------------
-@dataclasses.dataclass
-class AttackContext:
-    """What an attack may use in one round (SPEC section 3)."""
-
-    updates: np.ndarray  # (m, d) before-attack updates, rows 0..c-1 compromised
-    compromised: np.ndarray  # (c,) row indices
-    global_model: np.ndarray  # (d,) the model w_Re received this round
-    rule: str
-    rule_params: Dict[str, Any]
-    knowledge: str  # "full" or "partial"
-    rng: np.random.Generator
-    round: int
-
-
-class Attack(Protocol):
-    def __call__(self, ctx: AttackContext) -> np.ndarray:
-        """Return the (c, d) rows that replace updates[ctx.compromised]."""
-
-
 class Defense(Protocol):
     def __call__(self, updates: np.ndarray, evaluate: Callable[[np.ndarray], tuple]) -> np.ndarray:
         """Return the indices of the rows kept. evaluate(update) -> (error, loss) of the global
         model moved by `update`, on the validation set: 100 test examples, which are then left
         out of the reported test error."""
-
-
-def no_attack(ctx: AttackContext) -> np.ndarray:
-    return ctx.updates[ctx.compromised]
-
-
-ATTACKS: Dict[str, Attack] = {"none": no_attack}
 
 
 # ---------------------------------------------------------------------------
@@ -203,6 +232,7 @@ class _State:
     best_round: int = 0
     best_w: Optional[torch.Tensor] = None  # the global model with the lowest test error (Table 3)
     seconds: float = 0.0  # training time so far (not counting evaluation)
+    pending: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # attack metrics since the last line
 
 
 class Simulation:
@@ -217,7 +247,8 @@ class Simulation:
         self.progress = progress
         self.attack = attack or ATTACKS[config.attack]
         self.defense = defense
-        seeds = np.random.SeedSequence(config.seed).spawn(4)  # partition, init, training, validation
+        # partition, init, training, validation, attack draws
+        seeds = np.random.SeedSequence(config.seed).spawn(5)
         self.dataset = dataset or data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
         ds = self.dataset
         self.parts = data.partition(ds.y_train, config.workers, ds.num_classes, config.q,
@@ -225,7 +256,7 @@ class Simulation:
         self.model = models.get(config.model, ds.input_shape, ds.num_classes)
         self.rule = aggregators.get(config.rule, **config.rule_params())
         self.x_train = torch.from_numpy(ds.x_train)
-        self.y_train = torch.from_numpy(ds.y_train)
+        self.y_train = torch.from_numpy(self._training_labels())
         test = np.arange(len(ds.y_test))
         if defense is not None:  # SPEC 13 item 11: 100 test examples become the validation set
             test = np.random.default_rng(seeds[3]).permutation(test)
@@ -241,6 +272,28 @@ class Simulation:
             self.local_index[i, : len(p)] = p
         self._init_seed = seeds[1]
         self._train_seed = seeds[2]
+        self._attack_seed = int(seeds[4].generate_state(1, np.uint64)[0])
+
+    def _training_labels(self) -> np.ndarray:
+        """The labels the workers train on: with the labelflip attack, the compromised workers'
+        examples carry L - 1 - l (SPEC 7)."""
+        y = self.dataset.y_train
+        if self.config.attack != "labelflip":
+            return y
+        y = y.copy()
+        for worker in range(self.config.compromised):
+            y[self.parts[worker]] = attacks.flip_labels(y[self.parts[worker]], self.dataset.num_classes)
+        return y
+
+    def attacked(self, round_index: int) -> bool:
+        """Whether round `round_index` is attacked: always with attack_fraction 1, else a draw
+        keyed by (seed, round) so that the attacked rounds do not depend on anything else."""
+        cfg = self.config
+        if cfg.attack in ("none", "labelflip") or cfg.attack_fraction <= 0:
+            return False
+        if cfg.attack_fraction >= 1:
+            return True
+        return bool(np.random.default_rng([self._attack_seed, round_index]).random() < cfg.attack_fraction)
 
     # -- one round ---------------------------------------------------------
     def sample_indices(self, workers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -285,19 +338,40 @@ class Simulation:
         U = self.local_updates(state.w, workers, rng).numpy()
         compromised = np.flatnonzero(workers < cfg.compromised)
         metrics: Dict[str, Any] = {"empty_workers": int((self.local_sizes[workers] == 0).sum())}
-        if cfg.attack != "none" and compromised.size:
-            ctx = AttackContext(U, compromised, state.w.numpy(), cfg.rule, cfg.rule_params(),
-                                cfg.knowledge, rng, state.round)
+        round_metrics: Dict[str, Any] = {"round": state.round + 1}
+        if compromised.size and self.attacked(state.round):
+            rule = cfg.assumed_rule()
+            ctx = AttackContext(U, compromised, state.w.numpy(), rule, cfg.rule_params(rule), cfg.knowledge,
+                                rng, state.round, seed=self._attack_seed, worker_ids=workers,
+                                lr=cfg.learning_rate(), options=cfg.attack_options())
             U[compromised] = self.attack(ctx)
+            round_metrics.update(attacked=True, **ctx.metrics)
+        else:
+            round_metrics["attacked"] = False
         if self.defense is not None:
             U = U[self.defense(U, lambda u: self.model.evaluate(state.w + torch.from_numpy(u),
                                                                 self.x_val, self.y_val))]
         bad = aggregators.nonfinite_workers(U)
         if bad.size:
             metrics["nonfinite_workers"] = bad.tolist()
-        state.w = state.w + torch.from_numpy(np.asarray(self.rule(U)))
+        state.w = state.w + torch.from_numpy(np.asarray(self._aggregate(U, compromised, round_metrics)))
+        if cfg.attack != "none":
+            state.pending.append(round_metrics)
         state.round += 1
         return metrics
+
+    def _aggregate(self, U: np.ndarray, compromised: np.ndarray, round_metrics: Dict[str, Any]) -> np.ndarray:
+        """The rule's output; for Krum and Bulyan also which rows were selected (how many of
+        them compromised) into round_metrics. Row indices refer to U as aggregated."""
+        cfg = self.config
+        if cfg.rule == "krum" and self.defense is None:
+            chosen = int(aggregators.krum_select(U, **cfg.rule_params())[0])
+            round_metrics["krum_selected_compromised"] = bool(np.isin(chosen, compromised))
+            return U[chosen]
+        if cfg.rule == "bulyan" and self.defense is None:
+            chosen = aggregators.bulyan_select(U, **cfg.rule_params())
+            round_metrics["bulyan_selected_compromised"] = int(np.isin(chosen, compromised).sum())
+        return self.rule(U)
 
     # -- the whole run -----------------------------------------------------
     def initial_state(self) -> _State:
@@ -324,6 +398,7 @@ class Simulation:
         if state is None:
             state = self.initial_state()
         error, loss = math.nan, math.nan
+        lines: List[Dict[str, Any]] = []  # the lines of rounds.jsonl written by this call
         start_round, start_seconds = state.round, state.seconds
         while state.round < cfg.rounds:
             t0 = time.perf_counter()
@@ -335,6 +410,9 @@ class Simulation:
                     state.best_error, state.best_round, state.best_w = error, state.round, state.w.clone()
                 line = {"round": state.round, "test_error": error, "test_loss": loss,
                         "seconds": round(state.seconds, 6), **metrics}
+                if cfg.attack != "none":
+                    line["attack"], state.pending = state.pending, []
+                lines.append(line)
                 if out:
                     with open(os.path.join(out, "rounds.jsonl"), "a") as f:
                         f.write(json.dumps(line) + "\n")
@@ -352,6 +430,8 @@ class Simulation:
             "rounds_per_second": state.round / state.seconds if state.seconds > 0 else None,
             "train_seconds": state.seconds,
         }
+        if cfg.attack != "none":
+            summary["attack"] = summarize_attack(read_rounds(out) if out else lines)
         if out:
             if state.best_w is not None:
                 _save_array(os.path.join(out, BEST_MODEL), state.best_w.numpy())
@@ -369,6 +449,11 @@ class Simulation:
             "fedrobust_version": fedrobust.__version__,
             "rule_params": self.config.rule_params(),
             "learning_rate": self.config.learning_rate(),
+            "attack": None if self.config.attack == "none" else {
+                "name": self.config.attack, "knowledge": self.config.knowledge,
+                "assumed_rule": self.config.assumed_rule(),
+                "assumed_rule_params": self.config.rule_params(self.config.assumed_rule()),
+                "options": dataclasses.asdict(self.config.attack_options())},
             "dataset": {"name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test),
                         "classes": ds.num_classes, "input_shape": list(ds.input_shape), "notes": ds.notes},
             "model": {"name": self.config.model, "parameters": self.model.d},
@@ -413,6 +498,26 @@ def _save_array(path: str, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def read_rounds(out: str) -> List[Dict[str, Any]]:
+    """The lines of out/rounds.jsonl."""
+    with open(os.path.join(out, "rounds.jsonl")) as f:
+        return [json.loads(ln) for ln in f if ln.strip()]
+
+
+def summarize_attack(lines: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Over the attacked rounds listed in the lines' "attack" entries: how many there were and
+    the mean of every numeric or boolean metric (e.g. found_mean = the fraction of rounds in
+    which the Krum attack found a lambda)."""
+    rounds = [r for line in lines for r in line.get("attack", ()) if r.get("attacked")]
+    summary: Dict[str, Any] = {"rounds_attacked": len(rounds)}
+    keys = sorted({k for r in rounds for k, v in r.items()
+                   if k not in ("round", "attacked") and isinstance(v, (bool, int, float))})
+    for key in keys:
+        values = [float(r[key]) for r in rounds if isinstance(r.get(key), (bool, int, float))]
+        summary[f"{key}_mean"] = float(np.mean(values))
+    return summary
+
+
 def _truncate_rounds(path: str, last_round: int) -> None:
     """Keep the lines of rounds.jsonl up to the checkpoint: later rounds are run again."""
     if not os.path.exists(path):
@@ -432,7 +537,7 @@ def save_checkpoint(out: str, state: _State) -> None:
              rng=np.array(json.dumps(state.rng.bit_generator.state)),
              best_error=np.float64(state.best_error), best_round=np.int64(state.best_round),
              best_w=state.best_w.numpy() if state.best_w is not None else np.zeros(0, np.float32),
-             seconds=np.float64(state.seconds))
+             seconds=np.float64(state.seconds), pending=np.array(json.dumps(state.pending)))
     os.replace(tmp, path)
 
 
@@ -454,4 +559,5 @@ def load_checkpoint(out: str, config: Config) -> Optional[_State]:
         return _State(w=torch.from_numpy(z["w"].copy()), round=int(z["round"]), rng=rng,
                       best_error=float(z["best_error"]), best_round=int(z["best_round"]),
                       best_w=torch.from_numpy(z["best_w"].copy()) if z["best_w"].size else None,
-                      seconds=float(z["seconds"]))
+                      seconds=float(z["seconds"]),
+                      pending=json.loads(str(z["pending"])) if "pending" in z.files else [])

@@ -1,0 +1,96 @@
+"""What an attack sees in one round, and the switches of SPEC section 13."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional, Protocol, Tuple
+
+import numpy as np
+
+GOALS = ("directed", "deviation")
+DIRECTIONS = ("rule", "mean", "sum")
+ON_FAILURE = ("last", "benign")
+TRIM_REFERENCES = ("model", "update")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackOptions:
+    """The attack's settings (SPEC 5, 6, 13). Defaults are the paper's (Table 1) and our decisions.
+
+    epsilon:        Krum attack: the supporters lie within this distance of the crafted model.
+    goal:           "directed" (the paper's directed deviation, SPEC 4) or "deviation" (Appendix B).
+    direction:      full knowledge: s = sign of the assumed rule's before-attack output ("rule",
+                    the paper's definition), of the benign mean ("mean", NDSS21 and others) or of
+                    the sum of all m updates ("sum", the FLTrust-derived codes). SPEC 13 item 4.
+    on_failure:     Krum attack when no lambda >= threshold makes Krum pick the crafted model:
+                    send the last crafted model ("last") or the genuine updates ("benign").
+    trim_reference: trim attack, full knowledge: the b-interval scales model values ("model",
+                    the paper's text) or update values ("update", all reference codes). SPEC 13.8.
+    b:              trim attack, full knowledge: the interval factor (> 1).
+    sigma:          trim attack, partial knowledge: the interval in standard deviations.
+    threshold:      Krum attack: the lambda search stops below this (model units).
+    krum_squared:   the Krum the attack simulates uses squared distances (the server's setting).
+    """
+
+    epsilon: float = 0.01
+    goal: str = "directed"
+    direction: str = "rule"
+    on_failure: str = "last"
+    trim_reference: str = "model"
+    b: float = 2.0
+    sigma: Tuple[float, float] = (3.0, 4.0)
+    threshold: float = 1e-5
+    krum_squared: bool = True
+
+
+@dataclasses.dataclass
+class AttackContext:
+    """One round, as the attacker sees it (SPEC section 3). All in update space: an update is a
+    local model minus the received global model w_Re (SPEC 13 item 1).
+
+    updates:      (m, d) before-attack updates of the selected workers.
+    compromised:  (c,) row indices of the compromised workers among them.
+    global_model: (d,) w_Re.
+    rule, rule_params: the rule the attacker assumes the server runs, and its parameters.
+    knowledge:    "full" (every worker's update) or "partial" (the compromised ones only).
+    rng:          the simulation's generator (for anything not drawn from the counter).
+    round:        the round index; with `seed` and the worker ids it keys the counter-based draws.
+    worker_ids:   (m,) the global index of each row's worker (default: the row index).
+    lr:           the local learning rate (the partial Krum attack's lambda start, SPEC 13.7).
+    measure:      also compute the round metrics that need extra passes over the updates.
+    metrics:      filled by the attack: what it did this round (written to rounds.jsonl).
+    """
+
+    updates: np.ndarray
+    compromised: np.ndarray
+    global_model: np.ndarray
+    rule: str
+    rule_params: Dict[str, Any]
+    knowledge: str
+    rng: np.random.Generator
+    round: int
+    seed: int = 0
+    worker_ids: Optional[np.ndarray] = None
+    lr: float = 1.0
+    options: AttackOptions = dataclasses.field(default_factory=AttackOptions)
+    measure: bool = True
+    metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def c(self) -> int:
+        return int(self.compromised.size)
+
+    def benign(self) -> np.ndarray:
+        """Row indices of the benign workers."""
+        mask = np.ones(self.updates.shape[0], dtype=bool)
+        mask[self.compromised] = False
+        return np.flatnonzero(mask)
+
+    def compromised_ids(self) -> np.ndarray:
+        """The compromised workers' global ids (int64): the rows of the counter-based draws."""
+        ids = self.compromised if self.worker_ids is None else np.asarray(self.worker_ids)[self.compromised]
+        return np.ascontiguousarray(ids, dtype=np.int64)
+
+
+class Attack(Protocol):
+    def __call__(self, ctx: AttackContext) -> np.ndarray:
+        """Return the (c, d) rows that replace updates[ctx.compromised]; may fill ctx.metrics."""

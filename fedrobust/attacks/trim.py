@@ -1,0 +1,66 @@
+"""Fang et al.'s attack on trimmed mean and median (SPEC section 6), full and partial
+knowledge, crafted by one native pass over the updates (csrc/cpu/attacks.cpp).
+
+Full knowledge: per coordinate, c values drawn uniformly beyond the benign extreme on the
+side opposite to the direction s, inside the b-interval:
+    s_j = -1: [w_max, b w_max] if w_max > 0, else [w_max, w_max / b]
+    s_j = +1: [w_min / b, w_min] if w_min > 0, else [b w_min, w_min]
+with w_max / w_min the benign maximum / minimum of the model values (trim_reference="model",
+the paper's text) or of the updates ("update", what the reference codes do).
+Partial knowledge: mu and sigma (population) of the c compromised updates, s~ = sign(mu);
+s~_j = -1: [mu + 3 sigma, mu + 4 sigma]; s~_j = +1: [mu - 4 sigma, mu - 3 sigma].
+A coordinate with s_j = 0 gets the update 0. The draws come from the counter (seed, round,
+worker, coordinate), so they do not depend on threads or backend.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fedrobust import aggregators
+from fedrobust._native import cpu
+from fedrobust.attacks import direction
+from fedrobust.attacks.context import AttackContext
+
+
+def _deviation_direction(ctx: AttackContext) -> np.ndarray:
+    """Appendix B's deviation goal: per coordinate, the side (above the benign maximum or below
+    the benign minimum) farther from the before-attack aggregate; s_j = -1 means above."""
+    U = ctx.updates
+    _, _, lo, hi = cpu.coordinate_stats(U, ctx.benign().tolist())
+    before = np.asarray(aggregators.get(ctx.rule, **ctx.rule_params)(U), dtype=np.float64)
+    up = (hi - before) >= (before - lo)
+    return np.where(up, -1, 1).astype(np.int8)
+
+
+def beyond_benign_extremes(U: np.ndarray, benign: np.ndarray, crafted: np.ndarray, s: np.ndarray) -> float:
+    """Fraction of the crafted values (over coordinates with s_j != 0) strictly beyond the benign
+    extreme on their side: above the maximum where s_j = -1, below the minimum where s_j = +1."""
+    _, _, lo, hi = cpu.coordinate_stats(U, benign.tolist())
+    up, down = s < 0, s > 0
+    moved = int(up.sum() + down.sum()) * crafted.shape[0]
+    if moved == 0:
+        return 0.0
+    count = int((crafted[:, up] > hi[up]).sum() + (crafted[:, down] < lo[down]).sum())
+    return count / moved
+
+
+def trim_attack(ctx: AttackContext) -> np.ndarray:
+    """The (c, d) sent updates of the trim attack; fills ctx.metrics with beyond_extremes (and
+    direction_agreement for partial knowledge) when measuring."""
+    U, opts = ctx.updates, ctx.options
+    ids = ctx.compromised_ids()
+    if ctx.knowledge == "full":
+        s = _deviation_direction(ctx) if opts.goal == "deviation" else direction.full_knowledge(ctx)
+        base = ctx.global_model.astype(U.dtype) if opts.trim_reference == "model" else None
+        crafted, used = cpu.craft_coordinates(U, ctx.benign().tolist(), "trim_full", ids, ctx.seed, ctx.round,
+                                              direction=s, base=base, b=opts.b)
+    else:
+        if opts.goal == "deviation":
+            raise ValueError("the trim attack's deviation goal needs full knowledge (the benign extremes)")
+        crafted, used = cpu.craft_coordinates(U, ctx.compromised.tolist(), "trim_partial", ids, ctx.seed,
+                                              ctx.round, sigma_lo=opts.sigma[0], sigma_hi=opts.sigma[1])
+    if ctx.measure:
+        ctx.metrics["beyond_extremes"] = beyond_benign_extremes(U, ctx.benign(), crafted, used)
+        if ctx.knowledge == "partial":
+            ctx.metrics["direction_agreement"] = direction.agreement(used, direction.full_knowledge(ctx))
+    return crafted
