@@ -388,6 +388,25 @@ def _cpu_seconds() -> Tuple[Optional[float], float]:
     return busy / os.sysconf("SC_CLK_TCK"), own
 
 
+def _start_clock() -> Tuple[Optional[float], Optional[float], float, float]:
+    """Load average, machine and own CPU-seconds, and wall time at the start of a run."""
+    busy, own = _cpu_seconds()
+    return _load_average(), busy, own, time.perf_counter()
+
+
+def _machine(info: dict, clock: Tuple[Optional[float], Optional[float], float, float]) -> dict:
+    """The "machine" entry of a result: CPU, SIMD level, and how busy the rest of the machine
+    was since `clock` (from `_start_clock`)."""
+    load_before, busy_before, own_before, t0 = clock
+    wall = time.perf_counter() - t0
+    busy_after, own_after = _cpu_seconds()
+    other = None if busy_before is None else (busy_after - busy_before) - (own_after - own_before)
+    return {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
+            "simd": info["cpu"]["simd"], "platform": platform.platform(),
+            "load_average_before": load_before, "load_average_after": _load_average(),
+            "wall_seconds": wall, "other_processes_cpu_seconds": other}
+
+
 def bench_shape(m: int, d: int, repeats: int, memory: bool, threads: int, seed: int = SEED,
                 log: Callable[[str], None] = lambda s: None) -> dict:
     """Time the read-once sums and every case of TABLE_RULES on one seeded (m, d) float32 U."""
@@ -457,23 +476,15 @@ def run(quick: bool = False, repeats: Optional[int] = None, threads: Optional[in
         threads = fedrobust.backend_info()["cpu"]["threads"]
     set_threads(threads)
     info = fedrobust.backend_info()
-    load_before = _load_average()
-    busy_before, own_before = _cpu_seconds()
-    t0 = time.perf_counter()
+    clock = _start_clock()
     results = []
     for m, d in shapes:
         log(f"U ({m}, {d}) float32")
         results.append(bench_shape(m, d, repeats, memory, threads, seed, log))
-    wall = time.perf_counter() - t0
-    busy_after, own_after = _cpu_seconds()
-    other = None if busy_before is None else (busy_after - busy_before) - (own_after - own_before)
     return {
         "settings": {"quick": quick, "repeats": repeats, "warmup": 1, "threads": threads,
                      "memory": memory, "seed": seed},
-        "machine": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
-                    "simd": info["cpu"]["simd"], "platform": platform.platform(),
-                    "load_average_before": load_before, "load_average_after": _load_average(),
-                    "wall_seconds": wall, "other_processes_cpu_seconds": other},
+        "machine": _machine(info, clock),
         "backend_info": info,
         "shapes": results,
     }
@@ -554,3 +565,88 @@ def write_json(result: dict, path: str) -> None:
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
+
+
+# ---------------------------------------------------------------------------
+# Attacks: the cost of crafting an attack against one aggregation (`fedrobust bench --attacks`)
+# ---------------------------------------------------------------------------
+ATTACK_SHAPE: Tuple[int, int] = (100, 1_000_000)
+ATTACK_QUICK_SHAPE: Tuple[int, int] = (100, 50_000)
+ATTACK_REPEATS = 5
+# (attack, knowledge, rule): the attack crafted against `rule` (the rule the attacker assumes),
+# timed against one aggregation of the same U with that rule. The order is the order of the table.
+ATTACK_CASES: Tuple[Tuple[str, str, str], ...] = (
+    ("krum", "full", "krum"),
+    ("krum", "partial", "krum"),
+    ("trim", "full", "median"),
+    ("trim", "full", "trimmed_mean"),
+    ("trim", "partial", "median"),
+    ("trim", "partial", "trimmed_mean"),
+    ("gaussian", "full", "mean"),
+)
+
+
+@dataclass
+class AttackCase:
+    """One attack and the aggregation it targets, over one (m, d) U.
+
+    `craft()` returns the (c, d) crafted rows (the attack with measure=False: no metric passes);
+    `aggregate()` runs `rule` once on U; `context` is the AttackContext `craft` reuses, so its
+    `metrics` tell what the last call did (lambda, probes, ...).
+    """
+
+    attack: str
+    knowledge: str
+    rule: str
+    rule_params: Dict[str, Any]
+    craft: Callable[[], Any]
+    aggregate: Callable[[], Any]
+    context: Any
+
+    @property
+    def name(self) -> str:
+        """"krum full vs krum", "trim partial vs median", "gaussian vs mean"."""
+        who = self.attack if self.attack == "gaussian" else f"{self.attack} {self.knowledge}"
+        return f"{who} vs {self.rule}"
+
+
+def make_attack_inputs(m: int, d: int, seed: int = SEED) -> Tuple[np.ndarray, np.ndarray]:
+    """Realistic updates and global model, float32: U = 0.01 N(0, 1) per entry plus a common
+    drift 0.001 N(0, 1) per coordinate (C-contiguous (m, d)); w = 0.1 N(0, 1), shape (d,).
+    Generated directly in float32 (no float64 copy of U)."""
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((m, d), dtype=np.float32)
+    U *= np.float32(0.01)
+    U += np.float32(0.001) * rng.standard_normal(d, dtype=np.float32)
+    w = np.float32(0.1) * rng.standard_normal(d, dtype=np.float32)
+    return U, w
+
+
+def attack_rule_params(rule: str, c: int, beta: int) -> Dict[str, Any]:
+    """The parameters the attacker assumes for `rule` (and the timed aggregation uses)."""
+    return {"krum": {"c": c, "squared": True}, "trimmed_mean": {"beta": beta}}.get(rule, {})
+
+
+def attack_cases(U: np.ndarray, w: np.ndarray, c: int, beta: int, seed: int = 1) -> List[AttackCase]:
+    """The ATTACK_CASES over U: rows 0..c-1 compromised, round 0, lr 0.1, the attacks' default
+    options with Krum on squared distances, measure=False."""
+    from fedrobust.attacks import ATTACKS, AttackContext, AttackOptions
+
+    compromised = np.arange(c)
+    cases = []
+    for attack, knowledge, rule in ATTACK_CASES:
+        params = attack_rule_params(rule, c, beta)
+        ctx = AttackContext(updates=U, compromised=compromised, global_model=w, rule=rule, rule_params=params,
+                            knowledge=knowledge, rng=np.random.default_rng(0), round=0, seed=seed, lr=0.1,
+                            options=AttackOptions(krum_squared=True), measure=False)
+        fn = ATTACKS[attack]
+        cases.append(AttackCase(attack, knowledge, rule, params,
+                                craft=lambda fn=fn, ctx=ctx: fn(ctx),
+                                aggregate=_bound_rule(rule, params, U),
+                                context=ctx))
+    return cases
+
+
+def _bound_rule(rule: str, params: Dict[str, Any], U: np.ndarray) -> Callable[[], Any]:
+    agg = aggregators.get(rule, **params)
+    return lambda: agg(U)
