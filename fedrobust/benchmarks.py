@@ -19,8 +19,14 @@ U (seeded standard normal, C-contiguous), all in one process on the same U:
 `run` does it all and returns a JSON-ready dict; `format_report` turns that
 into the plain-text table that ``fedrobust bench`` prints.
 
+`run_attacks` and `format_attack_report` (``fedrobust bench --attacks``) time
+crafting each attack of fedrobust.attacks against one aggregation of the same
+(100, 1e6) float32 updates with the rule it targets, as ratios measured in one
+process (see `ATTACK_CASES`); `attack_cases` also feeds bench/test_bench_attacks.py.
+
 This module imports only numpy and fedrobust; torch is imported when first
-needed, and the torch rows are left out when it is not installed.
+needed, and the torch rows are left out when it is not installed; fedrobust.attacks
+is imported by `attack_cases` only.
 """
 from __future__ import annotations
 
@@ -650,3 +656,93 @@ def attack_cases(U: np.ndarray, w: np.ndarray, c: int, beta: int, seed: int = 1)
 def _bound_rule(rule: str, params: Dict[str, Any], U: np.ndarray) -> Callable[[], Any]:
     agg = aggregators.get(rule, **params)
     return lambda: agg(U)
+
+
+def best_times_interleaved(fns: Sequence[Callable[[], Any]], repeats: int) -> List[float]:
+    """Best (minimum) wall time in seconds of each fn over `repeats` rounds, after one warm-up
+    call each; a round calls every fn once, in turn, so that slow phases of a busy machine fall
+    on all of them alike and their ratios stay fair. Results are dropped before the next call."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            out = fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+            del out
+    return best
+
+
+def _jsonable(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """ctx.metrics with numpy scalars turned into Python ones."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in metrics.items()}
+
+
+def run_attacks(quick: bool = False, repeats: Optional[int] = None, threads: Optional[int] = None,
+                seed: int = SEED, shape: Optional[Tuple[int, int]] = None,
+                log: Callable[[str], None] = lambda s: None) -> dict:
+    """Time crafting each attack of ATTACK_CASES against one aggregation of the same U with the
+    rule it targets, in this process; returns a JSON-ready dict.
+
+    U and w come from `make_attack_inputs` (ATTACK_SHAPE, or ATTACK_QUICK_SHAPE with quick=True);
+    c = beta = m // 5. Each case times its attack and its aggregation interleaved, best of
+    `repeats` (default ATTACK_REPEATS) after one warm-up call each; ratio = attack / aggregation.
+    The read-once time (fastest column sum) is given for scale.
+    """
+    m, d = shape if shape is not None else (ATTACK_QUICK_SHAPE if quick else ATTACK_SHAPE)
+    if repeats is None:
+        repeats = ATTACK_REPEATS
+    if threads is None:
+        threads = fedrobust.backend_info()["cpu"]["threads"]
+    set_threads(threads)
+    info = fedrobust.backend_info()
+    clock = _start_clock()
+    c = beta = byzantine_count(m)
+    log(f"U ({m}, {d}) float32")
+    U, w = make_attack_inputs(m, d, seed)
+    log("  timing: read-once")
+    read_once = {case.impl: best_time(case.fn, repeats) for case in read_once_cases(U)}
+    rows = []
+    for case in attack_cases(U, w, c, beta):
+        log(f"  timing: {case.name}")
+        attack_s, aggregation_s = best_times_interleaved([case.craft, case.aggregate], repeats)
+        rows.append({"case": case.name, "attack": case.attack, "knowledge": case.knowledge,
+                     "rule": case.rule, "rule_params": case.rule_params,
+                     "attack_seconds": attack_s, "aggregation_seconds": aggregation_s,
+                     "ratio": attack_s / aggregation_s, "metrics": _jsonable(case.context.metrics)})
+    del U, w
+    return {
+        "settings": {"quick": quick, "repeats": repeats, "warmup": 1, "threads": threads, "seed": seed,
+                     "measure": False, "krum_squared": True},
+        "machine": _machine(info, clock),
+        "backend_info": info,
+        "m": m, "d": d, "dtype": "float32", "c": c, "beta": beta, "u_mib": m * d * 4 / 2**20,
+        "read_once": {"seconds": read_once, "best": min(read_once.values())},
+        "rows": rows,
+    }
+
+
+def format_attack_report(result: dict) -> str:
+    """The plain-text table of `run_attacks`: one row per case."""
+    st, mach, info = result["settings"], result["machine"], result["backend_info"]
+    lines = [
+        "fedrobust benchmark: crafting an attack vs one aggregation with the rule it targets",
+        f"CPU: {mach['cpu_model']} ({mach['logical_cpus']} logical CPUs), SIMD {mach['simd']}; "
+        f"threads: {st['threads']}",
+        _format_machine_load(mach),
+        f"versions: fedrobust {info['version']}, numpy {info['numpy']}",
+        f"U: ({result['m']}, {result['d']}) {result['dtype']}, {result['u_mib']:.1f} MiB, 0.01 N(0,1) + common "
+        f"drift; c = beta = {result['c']} (rows 0..{result['c'] - 1} compromised), seed {st['seed']}",
+        f"timing: attack and aggregation interleaved, best of {st['repeats']} calls each after "
+        f"{st['warmup']} warm-up; attacks with measure=False; read-once (column sum) "
+        f"{_fmt_seconds(result['read_once']['best'])} s",
+        "ratio = attack seconds / aggregation seconds",
+        "",
+    ]
+    header = f"{'case':<30}{'attack s':>10}{'aggregation s':>15}{'ratio':>8}"
+    lines += [header, "-" * len(header)]
+    for row in result["rows"]:
+        lines.append(f"{row['case']:<30}{_fmt_seconds(row['attack_seconds']):>10}"
+                     f"{_fmt_seconds(row['aggregation_seconds']):>15}{row['ratio']:>8.2f}")
+    return "\n".join(lines)

@@ -4,6 +4,8 @@
     fedrobust plot DIR [DIR ...] [--output PNG]
     fedrobust info [--json]
     fedrobust bench [--quick] [--json PATH] [--repeats N] [--threads N] [--memory | --no-memory]
+    fedrobust bench --simulation [--quick] [--json PATH] [--threads N] [--data-dir DIR]
+    fedrobust bench --attacks [--quick] [--json PATH] [--repeats N] [--threads N] [--seed N]
 
 Each subcommand is a pair of functions: `_add_<name>(subparsers)` declares its
 flags and `cmd_<name>(args) -> int` runs it. To add one (run, plot,
@@ -94,7 +96,7 @@ def _add_bench(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true", help="small shapes, a few seconds in all")
     p.add_argument("--json", metavar="PATH", type=output_path, help="also write all numbers to PATH")
     p.add_argument("--repeats", metavar="N", type=positive_int,
-                   help="timed calls per case, the best is kept (default 3)")
+                   help="timed calls per case, the best is kept (default 3; 5 with --attacks)")
     p.add_argument("--threads", metavar="N", type=positive_int,
                    help="threads for fedrobust and torch (default: fedrobust's OpenMP thread count)")
     mem = p.add_mutually_exclusive_group()
@@ -103,16 +105,22 @@ def _add_bench(subparsers: Any) -> None:
     mem.add_argument("--no-memory", dest="memory", action="store_false",
                      help="skip the memory measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of the random updates (default 0)")
-    p.add_argument("--simulation", action="store_true",
-                   help="instead: rounds per second of the batched simulation against a per-worker "
-                        "loop, and seconds per round for 100 to 10,000 workers")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--simulation", action="store_true",
+                      help="instead: rounds per second of the batched simulation against a per-worker "
+                           "loop, and seconds per round for 100 to 10,000 workers")
+    mode.add_argument("--attacks", action="store_true",
+                      help="instead: seconds to craft each attack (Krum, trim, Gaussian) against one "
+                           "aggregation of the same (100, 1e6) float32 updates with the rule it "
+                           "targets, and their ratio (--quick: (100, 5e4))")
     p.add_argument("--data-dir", help="with --simulation: MNIST IDX files for the loop comparison "
                                       "(default: synthetic MNIST-shaped data)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run fedrobust.benchmarks.run (or simbench.run), print the table, write the JSON if asked."""
+    """Run fedrobust.benchmarks.run (or simbench.run, or benchmarks.run_attacks), print the table,
+    write the JSON if asked."""
     from fedrobust import benchmarks
 
     def log(message: str) -> None:
@@ -129,6 +137,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)
+            print(f"\nwrote {args.json}")
+        return 0
+
+    if args.attacks:
+        result = benchmarks.run_attacks(quick=args.quick, repeats=args.repeats, threads=args.threads,
+                                        seed=args.seed, log=log)
+        print(benchmarks.format_attack_report(result))
+        if args.json:
+            benchmarks.write_json(result, args.json)
             print(f"\nwrote {args.json}")
         return 0
 

@@ -139,6 +139,9 @@ class Config:
         _check(self.trim_reference in attacks.TRIM_REFERENCES, "trim_reference",
                f"must be one of {list(attacks.TRIM_REFERENCES)}", self.trim_reference)
         _check(math.isfinite(self.trim_b) and self.trim_b > 1, "trim_b", "must be > 1", self.trim_b)
+        _check(self.attack != "labelflip" or self.attack_fraction == 1.0, "attack_fraction",
+               "must be 1 for labelflip (the compromised workers' data is poisoned in every round)",
+               self.attack_fraction)
         if self.attack not in ("krum", "trim"):
             return
         _check(self.goal == "directed" or self.knowledge == "full" or self.attack == "krum", "goal",
@@ -289,7 +292,7 @@ class Simulation:
         """Whether round `round_index` is attacked: always with attack_fraction 1, else a draw
         keyed by (seed, round) so that the attacked rounds do not depend on anything else."""
         cfg = self.config
-        if cfg.attack in ("none", "labelflip") or cfg.attack_fraction <= 0:
+        if cfg.attack == "none" or cfg.attack_fraction <= 0:
             return False
         if cfg.attack_fraction >= 1:
             return True

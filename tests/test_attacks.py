@@ -347,6 +347,7 @@ def test_label_flipping_touches_only_the_compromised_workers_labels(tmp_path):
     ("trim", "full", "trimmed_mean", {"beyond_extremes"}),
     ("trim", "partial", "median", {"beyond_extremes", "direction_agreement"}),
     ("gaussian", "full", "bulyan", {"bulyan_selected_compromised"}),
+    ("labelflip", "full", "krum", {"krum_selected_compromised"}),
 ])
 def test_round_metrics_reach_rounds_jsonl_and_the_summary(tmp_path, attack, knowledge, rule, keys):
     config = sim_config(tmp_path, attack=attack, knowledge=knowledge, rule=rule,
@@ -407,6 +408,7 @@ def test_attacked_run_resumes_with_the_same_numbers_and_metrics(tmp_path, monkey
     (dict(attack="krum", on_failure="retry"), "'on_failure' must be one of"),
     (dict(attack="trim", trim_reference="zero"), "'trim_reference' must be one of"),
     (dict(attack="backdoor"), "'attack' must be one of"),
+    (dict(attack="labelflip", attack_fraction=0.5), "must be 1 for labelflip"),
     (dict(attack="krum", attack_rule="median", workers=20, compromised=9), "Krum attack's simulated Krum"),
     (dict(attack="krum", workers=20, compromised=9), "for Krum (attack_rule"),
     (dict(attack="trim", attack_rule="bulyan", workers=20, compromised=5), "Bulyan (attack_rule"),
