@@ -11,7 +11,9 @@ batch 32, beta = c, Krum with plain Euclidean distances as in the paper's text):
 * ``attacks``   rules (Krum, trimmed mean, median, and mean) by attacks (none, Gaussian,
                 label flipping, partial and full knowledge). The partial / full columns run
                 the attack on the row's rule: the Krum attack against Krum, the trim attack
-                against trimmed mean, median and mean (as the paper's Tables 3 and 5).
+                against trimmed mean, median and mean (as the paper's Tables 3 and 5). The
+                last column is the full-knowledge attack with the direction of the public
+                reference codes (sign of the sum of all updates, SPEC 13 item 4).
 * ``transfer``  the paper's Table 4: partial-knowledge attacks crafted for one rule (rows:
                 none, the Krum attack, the trim attack assuming trimmed mean) against the
                 rule the server runs (columns: Krum, trimmed mean, median).
@@ -41,7 +43,8 @@ def attacks_grid() -> List[Cell]:
         columns = [("none", dict(attack="none")), ("gaussian", dict(attack="gaussian")),
                    ("labelflip", dict(attack="labelflip")),
                    ("partial", dict(attack=RULE_ATTACK[rule], knowledge="partial")),
-                   ("full", dict(attack=RULE_ATTACK[rule], knowledge="full"))]
+                   ("full", dict(attack=RULE_ATTACK[rule], knowledge="full")),
+                   ("full, direction sum", dict(attack=RULE_ATTACK[rule], knowledge="full", direction="sum"))]
         for column, settings in columns:
             if rule == "mean" and column in ("gaussian", "labelflip"):
                 continue  # the paper's mean row (Table 5) has the model-poisoning attacks only
