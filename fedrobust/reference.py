@@ -227,8 +227,8 @@ def craft_coordinates(U, rows, mode: str, out_ids, seed: int, round: int, direct
     intervals on model values), trim_partial and gaussian the mean and population std.
     The value of output row k, column j draws u = uniform01(counter_hash(seed, round,
     out_ids[k], j)) and is lo + u (hi - lo) (clamped to hi) minus base, or 0 where the
-    direction is 0; gaussian: mean + std * sqrt(-2 ln u1) cos(2 pi u2) with u1 from the
-    hash (in (0, 1]) and u2 from mix64(hash).
+    direction is 0; gaussian: mean + std * z with z the Box-Muller pair of columns (2p, 2p+1)
+    from the hash h of column 2p (`normal_pairs`).
     """
     X = _f64(U)[np.asarray(rows)]
     d = X.shape[1]
@@ -240,7 +240,7 @@ def craft_coordinates(U, rows, mode: str, out_ids, seed: int, round: int, direct
         mu = _row_sum(X) / X.shape[0]
         sd = np.sqrt(_row_sum((X - mu) ** 2) / X.shape[0])
     if mode == "gaussian":
-        z = np.sqrt(-2.0 * np.log(_uniform01_open_low(h))) * np.cos(2.0 * np.pi * uniform01(mix64(h)))
+        z = np.stack([normal_pairs(seed, round, k, d) for k in ids])
         return mu + sd * z, np.zeros(d, dtype=np.int8)
     if mode == "trim_full":
         s = np.asarray(direction, dtype=np.int8)
@@ -265,22 +265,29 @@ def norms_and_dots(U, direction, rows=None):
     return np.einsum("ij,ij->i", X, X), X @ s
 
 
-def krum_craft(direction, lam: float, eps: float, seed: int, round: int, out_ids) -> np.ndarray:
-    """Twin of the Krum crafting kernel, float64: row 0 = -lam s; row k >= 1 adds r_k z_k / ||z_k||,
-    z_k standard normal by Box-Muller pairs (columns 2p, 2p+1 from the counter at column 2p),
+def normal_pairs(seed: int, round: int, row: int, d: int) -> np.ndarray:
+    """(d,) standard normals of one counter row: columns 2p and 2p + 1 are r cos(a) and
+    r sin(a) with h = counter_hash(seed, round, row, 2p), r = sqrt(-2 ln u1),
+    u1 = ((h >> 11) + 1) 2^-53, a = 2 pi uniform01(mix64(h))."""
+    h = counter_hash(seed, round, np.uint64(row), np.arange(0, d, 2, dtype=np.uint64))
+    radius = np.sqrt(-2.0 * np.log(_uniform01_open_low(h)))
+    angle = 2.0 * np.pi * uniform01(mix64(h))
+    z = np.empty(d)
+    z[0::2] = radius * np.cos(angle)
+    z[1::2] = (radius * np.sin(angle))[: d // 2]
+    return z
+
+
+def krum_craft(direction, lam: float, eps: float, seed: int, round: int, out_ids, dtype=np.float64) -> np.ndarray:
+    """Twin of the Krum crafting kernel (float64 result): row 0 = -lam s; row k >= 1 adds
+    r_k z_k / ||z_k||, z_k = normal_pairs(seed, round, out_ids[k], d) rounded to `dtype`,
     r_k = eps * uniform01(counter_hash(seed, round, out_ids[k], d))."""
     s = np.asarray(direction, dtype=np.float64)
     d = s.size
     ids = np.asarray(out_ids, dtype=np.int64)
     out = np.tile(-lam * s, (ids.size, 1))
-    pairs = np.arange(0, d, 2, dtype=np.uint64)
     for k in range(1, ids.size):
-        h = counter_hash(seed, round, np.uint64(ids[k]), pairs)
-        radius = np.sqrt(-2.0 * np.log(_uniform01_open_low(h)))
-        angle = 2.0 * np.pi * uniform01(mix64(h))
-        z = np.empty(d)
-        z[0::2] = radius * np.cos(angle)
-        z[1::2] = (radius * np.sin(angle))[: d // 2]
+        z = normal_pairs(seed, round, int(ids[k]), d).astype(dtype).astype(np.float64)
         r = eps * uniform01(counter_hash(seed, round, np.uint64(ids[k]), np.uint64(d)))
         out[k] += r / np.sqrt(np.sum(z * z)) * z
     return out

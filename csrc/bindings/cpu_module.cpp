@@ -133,20 +133,29 @@ py::array_t<T> mean_of_rows(const py::array& a, std::vector<int64_t> rows) {
   return out;
 }
 
-py::object pairwise_distances(const py::array& a, bool squared, std::optional<std::vector<int64_t>> rows) {
+py::object pairwise_distances(const py::array& a, bool squared, std::optional<std::vector<int64_t>> rows,
+                              bool as_double) {
   return dispatch_float(a, [&](auto tag) -> py::object {
     using T = decltype(tag);
     if (rows && rows->empty()) throw py::value_error("rows: expected at least one row index, got none");
     Rows<T> r = rows ? rows_of<T>(a, &*rows) : rows_of<T>(a);
     const int64_t m = r.view.n_rows;
-    py::array_t<T> out({m, m});
-    T* p = out.mutable_data();
+    std::vector<double> d;
     {
       py::gil_scoped_release nogil;
-      std::vector<double> d = sq_distances(r.view);
-      for (int64_t i = 0; i < m * m; ++i) p[i] = static_cast<T>(squared ? d[i] : std::sqrt(d[i]));
+      d = sq_distances(r.view);
+      if (!squared)
+        for (double& x : d) x = std::sqrt(x);
     }
-    return out;
+    if (as_double) {
+      py::array_t<double> out({m, m});
+      std::copy(d.begin(), d.end(), out.mutable_data());
+      return std::move(out);
+    }
+    py::array_t<T> out({m, m});
+    T* p = out.mutable_data();
+    for (int64_t i = 0; i < m * m; ++i) p[i] = static_cast<T>(d[i]);
+    return std::move(out);
   });
 }
 
@@ -465,7 +474,9 @@ py::object krum_craft(const py::array& direction, double lambda, double eps, uin
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fedrobust CPU kernels (C++17, OpenMP). Use fedrobust.aggregators, not this module.";
   m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"), py::arg("rows") = py::none(),
-        "Distances between the given rows (all by default), in that order.");
+        py::arg("as_double") = false,
+        "Distances between the given rows (all by default), in that order; in U's dtype, or float64 "
+        "(the values Krum scores) with as_double.");
   m.def("krum_scores", &krum_scores, py::arg("U"), py::arg("c"), py::arg("squared"));
   m.def("krum", &krum, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
         "Returns (aggregate, selected rows, scores).");

@@ -11,7 +11,8 @@
 //     over the rows (the compromised ones), s_j = sign(mu_j); s_j = -1:
 //     [mu + lo sigma, mu + hi sigma]; s_j = +1: [mu - hi sigma, mu - lo sigma];
 //     s_j = 0: 0.
-//   gaussian (SPEC 7): mu + sigma z, z standard normal, mu and sigma over the rows (all).
+//   gaussian (SPEC 7): mu + sigma z, z standard normal (Box-Muller pairs over
+//     columns 2p, 2p + 1), mu and sigma over the rows (all).
 // Every draw comes from random.h's counter (seed, round, out_ids[k], j), so
 // the values are the same for any thread count and on any backend.
 //
@@ -21,7 +22,8 @@
 //
 // krum_craft: the Krum attack's c sent updates: row 0 is -lambda s (the
 // crafted model w_Re - lambda s), row k >= 1 is -lambda s + r_k v_k with v_k
-// uniform on the unit sphere (normalised standard normals) and r_k ~ U(0, eps).
+// uniform on the unit sphere (normalised standard normals, rounded to T before
+// the norm is taken) and r_k ~ U(0, eps).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -38,7 +40,6 @@ namespace fedrobust::cpu::FR_ARCH {
 namespace {
 
 constexpr int64_t kBlock = 256;  // columns per block
-constexpr double kTwoPi = 6.283185307179586476925286766559;
 
 // The row's values of columns [j0, j0 + w) as a contiguous run (copied when strided).
 template <class T>
@@ -49,13 +50,6 @@ const T* block_of_row(const RowsView<T>& u, int64_t i, int64_t j0, int64_t w, T*
   return buffer;
 }
 
-// A standard normal for the counter (seed, round, row, column), Box-Muller.
-double standard_normal(uint64_t seed, uint64_t round, uint64_t row, uint64_t column) {
-  const uint64_t h = counter_hash(seed, round, row, column);
-  const double u1 = uniform01_open_low(h), u2 = uniform01(mix64(h));
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
-}
-
 }  // namespace
 
 template <class T>
@@ -63,6 +57,8 @@ void craft_coordinates(const CraftSpec<T>& s) {
   const RowsView<T>& u = s.rows;
   const int64_t n = u.n_rows, d = u.cols;
   const int64_t n_blocks = (d + kBlock - 1) / kBlock;
+  std::vector<uint64_t> prefix(static_cast<size_t>(s.n_out));
+  for (int64_t k = 0; k < s.n_out; ++k) prefix[k] = counter_prefix(s.seed, s.round, static_cast<uint64_t>(s.out_ids[k]));
 #pragma omp parallel
   {
     double a[kBlock], b[kBlock];  // max / min, or sum / sum of squared deviations
@@ -98,7 +94,21 @@ void craft_coordinates(const CraftSpec<T>& s) {
         }
         for (int64_t t = 0; t < w; ++t) b[t] = std::sqrt(b[t] / static_cast<double>(n));  // population std
       }
-      // The crafted values of the block.
+      if (s.mode == CraftMode::kGaussian) {
+        // Box-Muller pairs: columns 2p and 2p + 1 from the hash of column 2p (blocks
+        // start at even columns).
+        for (int64_t k = 0; k < s.n_out; ++k) {
+          T* row = s.out + k * d + j0;
+          for (int64_t t = 0; t < w; t += 2) {
+            const NormalPair z = normal_pair(counter_hash_at(prefix[k], static_cast<uint64_t>(j0 + t)));
+            row[t] = static_cast<T>(a[t] + b[t] * z.first);
+            if (t + 1 < w) row[t + 1] = static_cast<T>(a[t + 1] + b[t + 1] * z.second);
+          }
+        }
+        if (s.direction_out) std::fill(s.direction_out + j0, s.direction_out + j0 + w, int8_t(0));
+        continue;
+      }
+      // The trim attack's values of the block.
       for (int64_t t = 0; t < w; ++t) {
         const int64_t j = j0 + t;
         double lo = 0.0, hi = 0.0, offset = 0.0;
@@ -129,19 +139,13 @@ void craft_coordinates(const CraftSpec<T>& s) {
             break;
           }
           case CraftMode::kGaussian:
-            break;
+            break;  // handled above
         }
         if (s.direction_out) s.direction_out[j] = static_cast<int8_t>(direction);
         for (int64_t k = 0; k < s.n_out; ++k) {
-          const uint64_t id = static_cast<uint64_t>(s.out_ids[k]);
-          double value;
-          if (s.mode == CraftMode::kGaussian) {
-            value = a[t] + b[t] * standard_normal(s.seed, s.round, id, static_cast<uint64_t>(j));
-          } else if (direction == 0) {
-            value = offset;  // the base point: the update 0
-          } else {
-            value = uniform_between(lo, hi, uniform01(counter_hash(s.seed, s.round, id, static_cast<uint64_t>(j))));
-          }
+          const double value = direction == 0
+                                   ? offset  // the base point: the update 0
+                                   : uniform_between(lo, hi, uniform01(counter_hash_at(prefix[k], static_cast<uint64_t>(j))));
           s.out[k * d + j] = static_cast<T>(value - offset);
         }
       }
@@ -181,34 +185,48 @@ void norms_and_dots(const RowsView<T>& u, const int8_t* direction, double* sq_no
 
 template <class T>
 void krum_craft(const KrumCraft<T>& s) {
-  const int64_t d = s.cols;
+  // Row k >= 1: out = z (standard normals) with the sum of squares per chunk of
+  // kChunk columns, then out = -lambda s + (r_k / ||z||) z. The chunks are fixed,
+  // so the norm, summed over chunks in order, does not depend on the threads.
+  constexpr int64_t kChunk = 4096;  // even: Box-Muller pairs never straddle chunks
+  const int64_t d = s.cols, n_chunks = (d + kChunk - 1) / kChunk, n_sup = s.n_out - 1;
+  std::vector<double> chunk_sq(static_cast<size_t>(std::max<int64_t>(n_sup, 0) * n_chunks));
+  std::vector<uint64_t> prefix(static_cast<size_t>(s.n_out));
+  for (int64_t k = 0; k < s.n_out; ++k) prefix[k] = counter_prefix(s.seed, s.round, static_cast<uint64_t>(s.out_ids[k]));
 #pragma omp parallel for schedule(static)
-  for (int64_t k = 0; k < s.n_out; ++k) {
+  for (int64_t item = 0; item < n_sup * n_chunks; ++item) {
+    const int64_t k = 1 + item / n_chunks, j0 = (item % n_chunks) * kChunk, j1 = std::min(d, j0 + kChunk);
     T* row = s.out + k * d;
-    if (k == 0) {
-      for (int64_t j = 0; j < d; ++j) row[j] = static_cast<T>(-s.lambda * static_cast<double>(s.direction[j]));
-      continue;
-    }
-    // v = z / ||z||, z standard normal (Box-Muller pairs: columns 2p and 2p + 1).
-    const uint64_t id = static_cast<uint64_t>(s.out_ids[k]);
-    std::vector<double> z(static_cast<size_t>(d));
     double sq = 0.0;
-    for (int64_t j = 0; j < d; j += 2) {
-      const uint64_t h = counter_hash(s.seed, s.round, id, static_cast<uint64_t>(j));
-      const double radius = std::sqrt(-2.0 * std::log(uniform01_open_low(h)));
-      const double angle = kTwoPi * uniform01(mix64(h));
-      z[j] = radius * std::cos(angle);
-      sq += z[j] * z[j];
-      if (j + 1 < d) {
-        z[j + 1] = radius * std::sin(angle);
-        sq += z[j + 1] * z[j + 1];
+    for (int64_t j = j0; j < j1; j += 2) {
+      const NormalPair z = normal_pair(counter_hash_at(prefix[k], static_cast<uint64_t>(j)));
+      const T z0 = static_cast<T>(z.first);
+      row[j] = z0;
+      sq += static_cast<double>(z0) * static_cast<double>(z0);
+      if (j + 1 < j1) {
+        const T z1 = static_cast<T>(z.second);
+        row[j + 1] = z1;
+        sq += static_cast<double>(z1) * static_cast<double>(z1);
       }
     }
+    chunk_sq[item] = sq;
+  }
+  std::vector<double> scale(static_cast<size_t>(s.n_out), 0.0);
+  for (int64_t k = 1; k < s.n_out; ++k) {
+    double sq = 0.0;
+    for (int64_t c = 0; c < n_chunks; ++c) sq += chunk_sq[(k - 1) * n_chunks + c];
     // The radius r ~ U(0, eps) uses the counter's column d.
-    const double r = s.eps * uniform01(counter_hash(s.seed, s.round, id, static_cast<uint64_t>(d)));
-    const double scale = sq > 0 ? r / std::sqrt(sq) : 0.0;
-    for (int64_t j = 0; j < d; ++j)
-      row[j] = static_cast<T>(-s.lambda * static_cast<double>(s.direction[j]) + scale * z[j]);
+    const double r = s.eps * uniform01(counter_hash_at(prefix[k], static_cast<uint64_t>(d)));
+    scale[k] = sq > 0 ? r / std::sqrt(sq) : 0.0;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t item = 0; item < s.n_out * n_chunks; ++item) {
+    const int64_t k = item / n_chunks, j0 = (item % n_chunks) * kChunk, j1 = std::min(d, j0 + kChunk);
+    T* row = s.out + k * d;
+    for (int64_t j = j0; j < j1; ++j) {
+      const double base = -s.lambda * static_cast<double>(s.direction[j]);
+      row[j] = static_cast<T>(k == 0 ? base : base + scale[k] * static_cast<double>(row[j]));
+    }
   }
 }
 

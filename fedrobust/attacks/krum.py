@@ -20,7 +20,6 @@ from typing import Callable, Tuple
 
 import numpy as np
 
-from fedrobust import aggregators
 from fedrobust._native import cpu
 from fedrobust.attacks import direction
 from fedrobust.attacks.context import AttackContext
@@ -110,20 +109,36 @@ def halving_search(wins: Callable[[float], bool], lam0: float, threshold: float)
         lam /= 2
 
 
-def _direction(ctx: AttackContext) -> np.ndarray:
-    if ctx.options.goal == "deviation":  # Appendix B: w'_1 = w_Re - lambda * 1
-        return np.ones(ctx.updates.shape[1], dtype=np.int8)
-    if ctx.knowledge == "partial":
-        return direction.partial_knowledge(ctx)
-    return direction.full_knowledge(ctx)
+def krum_choice(sq_dist: np.ndarray, c: int, squared: bool) -> int:
+    """The row Krum selects given the (m, m) float64 squared distances: the smallest sum of the
+    m - c - 2 smallest distances to the other rows (summed in ascending order, as the kernel
+    does), ties to the lowest index."""
+    m = sq_dist.shape[0]
+    k = max(m - c - 2, 0)
+    dist = sq_dist if squared else np.sqrt(sq_dist)
+    others = np.sort(dist[~np.eye(m, dtype=bool)].reshape(m, m - 1), axis=1)
+    scores = np.cumsum(others[:, :k], axis=1)[:, -1] if k > 0 else np.zeros(m)
+    return int(np.argmin(scores))
 
 
-def _search_full(ctx: AttackContext, s: np.ndarray, ss: float) -> Tuple[float, bool, int, float]:
-    """SPEC 5.1: c crafted copies against the m - c benign models, Krum with parameter c."""
+def _full_direction_and_distances(ctx: AttackContext) -> Tuple[np.ndarray, np.ndarray]:
+    """s and the benign models' squared distances. When s comes from Krum's own before-attack
+    choice, one distance matrix over all m rows serves both."""
+    U, benign = ctx.updates, ctx.benign()
+    if ctx.options.goal == "directed" and ctx.options.direction == "rule" and ctx.rule == "krum":
+        sq = cpu.pairwise_distances(U, True, None, True)
+        chosen = krum_choice(sq, ctx.rule_params["c"], ctx.rule_params.get("squared", True))
+        return direction.signs(U[chosen]), sq[np.ix_(benign, benign)]
+    s = np.ones(U.shape[1], dtype=np.int8) if ctx.options.goal == "deviation" else direction.full_knowledge(ctx)
+    return s, cpu.pairwise_distances(U, True, benign.tolist(), True)
+
+
+def _search_full(ctx: AttackContext, s: np.ndarray, ss: float, sq: np.ndarray) -> Tuple[float, bool, int, float]:
+    """SPEC 5.1: c crafted copies against the m - c benign models (squared distances sq),
+    Krum with parameter c."""
     U, c = ctx.updates, ctx.c
     m = U.shape[0]
     benign = ctx.benign()
-    sq = aggregators.pairwise_distances(U, squared=True, rows=benign)
     norms, dots = cpu.norms_and_dots(U, s, benign.tolist())
     pool = KrumPool.build(sq, norms, dots, ss, benign, ctx.options.krum_squared)
     neighbours = m - c - 2
@@ -141,7 +156,7 @@ def _search_partial(ctx: AttackContext, s: np.ndarray, ss: float) -> Tuple[float
     units of a gradient step)."""
     U, c = ctx.updates, ctx.c
     rows = ctx.compromised.tolist()
-    sq = aggregators.pairwise_distances(U, squared=True, rows=rows)
+    sq = cpu.pairwise_distances(U, True, rows, True)
     norms, dots = cpu.norms_and_dots(U, s, rows)
     neighbours = c - 2
     total_probes = 0
@@ -161,12 +176,17 @@ def krum_attack(ctx: AttackContext) -> np.ndarray:
     """The (c, d) sent updates of the Krum attack; fills ctx.metrics with lambda, lambda_start,
     found, probes (and copies for partial knowledge; direction_agreement when measuring)."""
     U = ctx.updates
-    s = _direction(ctx)
+    if ctx.knowledge == "full":
+        s, sq = _full_direction_and_distances(ctx)
+    elif ctx.options.goal == "deviation":  # Appendix B: w'_1 = w_Re - lambda * 1
+        s = np.ones(U.shape[1], dtype=np.int8)
+    else:
+        s = direction.partial_knowledge(ctx)
     ss = float(np.count_nonzero(s))
     if ss == 0:  # nothing moves: -lambda s is the update 0 whatever lambda
         lam, found, probes, lam0, copies = 0.0, False, 0, 0.0, ctx.c
     elif ctx.knowledge == "full":
-        lam, found, probes, lam0 = _search_full(ctx, s, ss)
+        lam, found, probes, lam0 = _search_full(ctx, s, ss, sq)
         copies = ctx.c
     else:
         lam, found, probes, lam0, copies = _search_partial(ctx, s, ss)

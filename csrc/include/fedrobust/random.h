@@ -7,6 +7,7 @@
 // with `mix` the splitmix64 finalizer (a bijection of 64-bit integers with
 // full avalanche). A uniform double in [0, 1) takes the top 53 bits.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "fedrobust/common.h"
@@ -20,8 +21,15 @@ FR_HD uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// The part of the hash that depends on (seed, round, row) only: computed once per row.
+FR_HD uint64_t counter_prefix(uint64_t seed, uint64_t round, uint64_t row) {
+  return mix64(mix64(mix64(seed) ^ round) ^ row);
+}
+
+FR_HD uint64_t counter_hash_at(uint64_t prefix, uint64_t column) { return mix64(prefix ^ column); }
+
 FR_HD uint64_t counter_hash(uint64_t seed, uint64_t round, uint64_t row, uint64_t column) {
-  return mix64(mix64(mix64(mix64(seed) ^ round) ^ row) ^ column);
+  return counter_hash_at(counter_prefix(seed, round, row), column);
 }
 
 // Uniform in [0, 1): k * 2^-53 with k the top 53 bits of h.
@@ -29,6 +37,17 @@ FR_HD double uniform01(uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0
 
 // Uniform in (0, 1]: for logarithms.
 FR_HD double uniform01_open_low(uint64_t h) { return static_cast<double>((h >> 11) + 1) * 0x1.0p-53; }
+
+// Two standard normals from one hash h (Box-Muller): r cos(a) and r sin(a) with
+// r = sqrt(-2 ln u1), u1 = uniform01_open_low(h), a = 2 pi u2, u2 = uniform01(mix64(h)).
+struct NormalPair {
+  double first, second;
+};
+FR_HD NormalPair normal_pair(uint64_t h) {
+  const double r = sqrt(-2.0 * log(uniform01_open_low(h)));
+  const double a = 6.283185307179586476925286766559 * uniform01(mix64(h));
+  return {r * cos(a), r * sin(a)};
+}
 
 // A value drawn uniformly from [lo, hi] (lo <= hi) by u in [0, 1): lo + u * (hi - lo) in
 // double, clamped to hi against rounding. With lo and hi representable in T,
