@@ -265,16 +265,73 @@ def norms_and_dots(U, direction, rows=None):
     return np.einsum("ij,ij->i", X, X), X @ s
 
 
+def _estrin(c, z):
+    """c[0] + c[1] z + ... grouped as the kernels' estrin8 / estrin9 / estrin11 (random.h)."""
+    z2 = z * z
+    z4 = z2 * z2
+    low = (c[0] + c[1] * z + (c[2] + c[3] * z) * z2) + (c[4] + c[5] * z + (c[6] + c[7] * z) * z2) * z4
+    if len(c) == 8:
+        return low
+    z8 = z4 * z4
+    if len(c) == 9:
+        return low + c[8] * z8
+    return low + (c[8] + c[9] * z + c[10] * z2) * z8
+
+
+_LOG_C = [1.0 / k for k in (3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23)]
+_SIN_C = [1.0 / 6.0, -1.0 / 120.0, 1.0 / 5040.0, -1.0 / 362880.0, 1.0 / 39916800.0, -1.0 / 6227020800.0,
+          1.0 / 1307674368000.0, -1.0 / 355687428096000.0]
+_COS_C = [0.5, -1.0 / 24.0, 1.0 / 720.0, -1.0 / 40320.0, 1.0 / 3628800.0, -1.0 / 479001600.0,
+          1.0 / 87178291200.0, -1.0 / 20922789888000.0, 1.0 / 6402373705728000.0]
+
+
+def counter_log(x) -> np.ndarray:
+    """ln(x) by the kernels' plain-arithmetic formula (random.h counter_log), elementwise,
+    for normal x > 0: x = m 2^e, m folded into [sqrt(2)/2, sqrt(2)), 2 atanh((m-1)/(m+1))."""
+    x = np.asarray(x, dtype=np.float64)
+    bits = x.view(np.uint64)
+    e = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64) - 1023
+    m = ((bits & np.uint64(0x000FFFFFFFFFFFFF)) | np.uint64(0x3FF0000000000000)).view(np.float64)
+    high = m > 1.4142135623730950488
+    m = np.where(high, 0.5 * m, m)
+    e = np.where(high, e + 1, e)
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    ln_m = 2.0 * s + 2.0 * s * z * _estrin(_LOG_C, z)
+    ed = e.astype(np.float64)
+    return ed * 6.93147180369123816490e-01 + (ln_m + ed * 1.90821492927058770002e-10)
+
+
+def counter_sincos_small(a):
+    """(sin a, cos a) for |a| <= pi/4 by the kernels' Taylor polynomials (random.h)."""
+    a = np.asarray(a, dtype=np.float64)
+    z = a * a
+    return a - a * z * _estrin(_SIN_C, z), 1.0 - z * _estrin(_COS_C, z)
+
+
+def normal_pair(h):
+    """(first, second) standard normals of hashes h, as random.h normal_pair: Box-Muller with
+    the angle 2 pi t reduced in turns (t = q/4 + f, f > 1/8 folded to 1/4 - f)."""
+    r = np.sqrt(-2.0 * counter_log(_uniform01_open_low(h)))
+    t = uniform01(mix64(h))
+    q = np.floor(4.0 * t)
+    f = t - 0.25 * q
+    fold = f > 0.125
+    sf, cf = counter_sincos_small(6.283185307179586476925286766559 * np.where(fold, 0.25 - f, f))
+    s0, c0 = np.where(fold, cf, sf), np.where(fold, sf, cf)
+    sin_a = np.select([q == 0, q == 1, q == 2], [s0, c0, -s0], -c0)
+    cos_a = np.select([q == 0, q == 1, q == 2], [c0, -s0, -c0], s0)
+    return r * cos_a, r * sin_a
+
+
 def normal_pairs(seed: int, round: int, row: int, d: int) -> np.ndarray:
-    """(d,) standard normals of one counter row: columns 2p and 2p + 1 are r cos(a) and
-    r sin(a) with h = counter_hash(seed, round, row, 2p), r = sqrt(-2 ln u1),
-    u1 = ((h >> 11) + 1) 2^-53, a = 2 pi uniform01(mix64(h))."""
+    """(d,) standard normals of one counter row: columns 2p and 2p + 1 are the normal_pair
+    of h = counter_hash(seed, round, row, 2p)."""
     h = counter_hash(seed, round, np.uint64(row), np.arange(0, d, 2, dtype=np.uint64))
-    radius = np.sqrt(-2.0 * np.log(_uniform01_open_low(h)))
-    angle = 2.0 * np.pi * uniform01(mix64(h))
+    first, second = normal_pair(h)
     z = np.empty(d)
-    z[0::2] = radius * np.cos(angle)
-    z[1::2] = (radius * np.sin(angle))[: d // 2]
+    z[0::2] = first
+    z[1::2] = second[: d // 2]
     return z
 
 
