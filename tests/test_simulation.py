@@ -147,6 +147,10 @@ def test_minibatches_come_from_the_workers_own_data(tmp_path):
     (["--dataset", "imagenet"], "dataset"),
     (["--lr", "-1"], "lr"),
     (["--sample", "0"], "sample"),
+    (["--attack", "krum", "--compromised", "0"], "compromised"),
+    (["--attack", "trim", "--attack-rule", "nope"], "attack_rule"),
+    (["--attack", "krum", "--knowledge", "partial", "--compromised", "1"], "partial-knowledge Krum"),
+    (["--attack", "trim", "--epsilon", "-1"], "epsilon"),
 ])
 def test_bad_settings_fail_before_training_naming_the_setting(flags, message, capsys, tmp_path):
     status = cli.main(["run", "--out", str(tmp_path / "x"), "--quiet", *flags])
