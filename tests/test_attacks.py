@@ -14,7 +14,7 @@ from fedrobust.attacks import AttackContext, AttackOptions, KrumPool, gaussian, 
 from fedrobust.attacks import krum as krum_module
 from fedrobust.simulation import Config, Simulation
 
-from conftest import DTYPES, LAYOUTS, as_layout, run_with_threads
+from conftest import DTYPES, HAVE_AVX2, LAYOUTS, as_layout, run_with_simd, run_with_threads
 
 
 def updates(m, d, seed=0, dtype=np.float32, drift=0.002):
@@ -445,3 +445,14 @@ def test_krum_choice_from_distances_equals_the_kernels_selection(seed, squared):
     U[11] = U[7]
     sq = cpu.pairwise_distances(U, True, None, True)
     assert krum_module.krum_choice(sq, 4, squared) == aggregators.krum_select(U, 4, squared=squared)[0]
+
+
+@pytest.mark.skipif(not HAVE_AVX2, reason="the CPU lacks AVX2")
+def test_normals_are_the_same_bits_at_the_generic_and_avx2_levels(restore_simd):
+    U = updates(12, 1003)
+    s = np.random.default_rng(6).integers(-1, 2, 1003).astype(np.int8)
+    ids = np.array([4, 9, 2], dtype=np.int64)
+    calls = [lambda: cpu.craft_coordinates(U, list(range(12)), "gaussian", ids, 3, 8)[0],
+             lambda: cpu.krum_craft(s, 0.2, 0.01, 3, 8, ids, np.dtype(np.float64))]
+    for call in calls:
+        np.testing.assert_array_equal(run_with_simd("generic", call), run_with_simd("avx2", call))

@@ -33,6 +33,9 @@
 
 #include "fedrobust/random.h"
 #include "kernels.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 FR_BEGIN_SIMD_CODE
 
@@ -48,6 +51,124 @@ const T* block_of_row(const RowsView<T>& u, int64_t i, int64_t j0, int64_t w, T*
   if (u.col_stride == 1) return src;
   for (int64_t t = 0; t < w; ++t) buffer[t] = src[t * u.col_stride];
   return buffer;
+}
+
+#if defined(FR_ARCH_AVX2)
+// normal_pair (random.h) on 4 lanes, operation for operation, so the values are the
+// same bits as the scalar version's.
+using D4 = __m256d;
+using U4 = __m256i;
+
+inline U4 mul64(U4 a, U4 b) {  // a * b mod 2^64
+  const U4 cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b),
+                                    _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
+  return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
+}
+
+inline U4 mix64_4(U4 z) {
+  z = _mm256_add_epi64(z, _mm256_set1_epi64x(static_cast<int64_t>(0x9e3779b97f4a7c15ULL)));
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), _mm256_set1_epi64x(static_cast<int64_t>(0xbf58476d1ce4e5b9ULL)));
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), _mm256_set1_epi64x(static_cast<int64_t>(0x94d049bb133111ebULL)));
+  return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+
+inline D4 exact_double(U4 x) {  // x < 2^54, exactly: (2^84 + hi 2^32) - 2^84 + (2^52 + lo) - 2^52
+  const U4 lo = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0xffffffffLL)),
+                                _mm256_set1_epi64x(0x4330000000000000LL));
+  const U4 hi = _mm256_or_si256(_mm256_srli_epi64(x, 32), _mm256_set1_epi64x(0x4530000000000000LL));
+  return _mm256_add_pd(_mm256_sub_pd(_mm256_castsi256_pd(hi), _mm256_set1_pd(0x1.0p84)),
+                       _mm256_sub_pd(_mm256_castsi256_pd(lo), _mm256_set1_pd(0x1.0p52)));
+}
+
+inline D4 mul(D4 a, D4 b) { return _mm256_mul_pd(a, b); }
+inline D4 add(D4 a, D4 b) { return _mm256_add_pd(a, b); }
+inline D4 sub(D4 a, D4 b) { return _mm256_sub_pd(a, b); }
+inline D4 splat(double x) { return _mm256_set1_pd(x); }
+
+inline D4 estrin8(const double* c, D4 z) {
+  const D4 z2 = mul(z, z), z4 = mul(z2, z2);
+  const D4 a0 = add(splat(c[0]), mul(splat(c[1]), z)), a1 = add(splat(c[2]), mul(splat(c[3]), z));
+  const D4 a2 = add(splat(c[4]), mul(splat(c[5]), z)), a3 = add(splat(c[6]), mul(splat(c[7]), z));
+  return add(add(a0, mul(a1, z2)), mul(add(a2, mul(a3, z2)), z4));
+}
+
+inline void normal_pair4(U4 h, D4* first, D4* second) {
+  // r = sqrt(-2 ln u1), u1 = ((h >> 11) + 1) 2^-53 (counter_log's steps).
+  const D4 u1 = mul(exact_double(_mm256_add_epi64(_mm256_srli_epi64(h, 11), _mm256_set1_epi64x(1))), splat(0x1.0p-53));
+  const U4 bits = _mm256_castpd_si256(u1);
+  const U4 e_raw = _mm256_and_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x7ff));
+  D4 m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000fffffffffffffLL)),
+                                             _mm256_set1_epi64x(0x3ff0000000000000LL)));
+  const D4 high = _mm256_cmp_pd(m, splat(1.4142135623730950488), _CMP_GT_OQ);
+  m = _mm256_blendv_pd(m, mul(splat(0.5), m), high);
+  const U4 e_biased = _mm256_sub_epi64(e_raw, _mm256_castpd_si256(high));  // high is all ones: -(-1)
+  const D4 ed = sub(exact_double(e_biased), splat(1023.0));
+  const D4 sv = _mm256_div_pd(sub(m, splat(1.0)), add(m, splat(1.0))), z = mul(sv, sv);
+  const double lc[11] = {1.0 / 3.0,  1.0 / 5.0,  1.0 / 7.0,  1.0 / 9.0,  1.0 / 11.0, 1.0 / 13.0,
+                         1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0, 1.0 / 23.0};
+  const D4 z2 = mul(z, z), z4 = mul(z2, z2), z8 = mul(z4, z4);
+  const D4 poly = add(estrin8(lc, z), mul(add(add(splat(lc[8]), mul(splat(lc[9]), z)), mul(splat(lc[10]), z2)), z8));
+  const D4 two_s = mul(splat(2.0), sv);
+  const D4 ln_m = add(two_s, mul(mul(two_s, z), poly));
+  const D4 ln = add(mul(ed, splat(6.93147180369123816490e-01)), add(ln_m, mul(ed, splat(1.90821492927058770002e-10))));
+  const D4 r = _mm256_sqrt_pd(mul(splat(-2.0), ln));
+  // The angle, reduced in turns.
+  const U4 k = _mm256_srli_epi64(mix64_4(h), 11);
+  const U4 quadrant = _mm256_srli_epi64(k, 51);
+  const D4 f = mul(exact_double(_mm256_and_si256(k, _mm256_set1_epi64x((int64_t(1) << 51) - 1))), splat(0x1.0p-53));
+  const D4 fold = _mm256_cmp_pd(f, splat(0.125), _CMP_GT_OQ);
+  const D4 a = mul(splat(6.283185307179586476925286766559), _mm256_blendv_pd(f, sub(splat(0.25), f), fold));
+  const double ps[8] = {1.0 / 6.0,          -1.0 / 120.0,         1.0 / 5040.0,
+                        -1.0 / 362880.0,    1.0 / 39916800.0,     -1.0 / 6227020800.0,
+                        1.0 / 1307674368000.0, -1.0 / 355687428096000.0};
+  const double pc[9] = {0.5,                 -1.0 / 24.0,            1.0 / 720.0,
+                        -1.0 / 40320.0,      1.0 / 3628800.0,        -1.0 / 479001600.0,
+                        1.0 / 87178291200.0, -1.0 / 20922789888000.0, 1.0 / 6402373705728000.0};
+  const D4 za = mul(a, a);
+  const D4 sf = sub(a, mul(mul(a, za), estrin8(ps, za)));
+  const D4 za2 = mul(za, za), za4 = mul(za2, za2), za8 = mul(za4, za4);
+  const D4 cf = sub(splat(1.0), mul(za, add(estrin8(pc, za), mul(splat(pc[8]), za8))));
+  const D4 s0 = _mm256_blendv_pd(sf, cf, fold), c0 = _mm256_blendv_pd(cf, sf, fold);
+  const D4 sign = splat(-0.0);
+  const D4 q1 = _mm256_castsi256_pd(_mm256_cmpeq_epi64(quadrant, _mm256_set1_epi64x(1)));
+  const D4 q2 = _mm256_castsi256_pd(_mm256_cmpeq_epi64(quadrant, _mm256_set1_epi64x(2)));
+  const D4 q3 = _mm256_castsi256_pd(_mm256_cmpeq_epi64(quadrant, _mm256_set1_epi64x(3)));
+  // quadrant 0: (s0, c0); 1: (c0, -s0); 2: (-s0, -c0); 3: (-c0, s0)
+  D4 sin_a = _mm256_blendv_pd(s0, c0, q1), cos_a = _mm256_blendv_pd(c0, _mm256_xor_pd(s0, sign), q1);
+  sin_a = _mm256_blendv_pd(sin_a, _mm256_xor_pd(s0, sign), q2);
+  cos_a = _mm256_blendv_pd(cos_a, _mm256_xor_pd(c0, sign), q2);
+  sin_a = _mm256_blendv_pd(sin_a, _mm256_xor_pd(c0, sign), q3);
+  cos_a = _mm256_blendv_pd(cos_a, s0, q3);
+  *first = mul(r, cos_a);
+  *second = mul(r, sin_a);
+}
+#endif
+
+// z[2p], z[2p + 1] = normal_pair(counter_hash_at(prefix, column0 + 2p)) for p < pairs.
+void normal_pairs(uint64_t prefix, uint64_t column0, int64_t pairs, double* z) {
+  int64_t p = 0;
+#if defined(FR_ARCH_AVX2)
+  const U4 base = _mm256_set1_epi64x(static_cast<int64_t>(prefix));
+  for (; p + 4 <= pairs; p += 4) {
+    const uint64_t c = column0 + 2 * static_cast<uint64_t>(p);
+    const U4 columns = _mm256_set_epi64x(static_cast<int64_t>(c + 6), static_cast<int64_t>(c + 4),
+                                         static_cast<int64_t>(c + 2), static_cast<int64_t>(c));
+    D4 first, second;
+    normal_pair4(mix64_4(_mm256_xor_si256(base, columns)), &first, &second);
+    alignas(32) double f[4], s[4];
+    _mm256_store_pd(f, first);
+    _mm256_store_pd(s, second);
+    for (int k = 0; k < 4; ++k) {
+      z[2 * (p + k)] = f[k];
+      z[2 * (p + k) + 1] = s[k];
+    }
+  }
+#endif
+  for (; p < pairs; ++p) {
+    const NormalPair pair = normal_pair(counter_hash_at(prefix, column0 + 2 * static_cast<uint64_t>(p)));
+    z[2 * p] = pair.first;
+    z[2 * p + 1] = pair.second;
+  }
 }
 
 }  // namespace
@@ -97,13 +218,11 @@ void craft_coordinates(const CraftSpec<T>& s) {
       if (s.mode == CraftMode::kGaussian) {
         // Box-Muller pairs: columns 2p and 2p + 1 from the hash of column 2p (blocks
         // start at even columns).
+        alignas(32) double z[kBlock + 1];
         for (int64_t k = 0; k < s.n_out; ++k) {
+          normal_pairs(prefix[k], static_cast<uint64_t>(j0), (w + 1) / 2, z);
           T* row = s.out + k * d + j0;
-          for (int64_t t = 0; t < w; t += 2) {
-            const NormalPair z = normal_pair(counter_hash_at(prefix[k], static_cast<uint64_t>(j0 + t)));
-            row[t] = static_cast<T>(a[t] + b[t] * z.first);
-            if (t + 1 < w) row[t + 1] = static_cast<T>(a[t + 1] + b[t + 1] * z.second);
-          }
+          for (int64_t t = 0; t < w; ++t) row[t] = static_cast<T>(a[t] + b[t] * z[t]);
         }
         if (s.direction_out) std::fill(s.direction_out + j0, s.direction_out + j0 + w, int8_t(0));
         continue;
@@ -197,17 +316,13 @@ void krum_craft(const KrumCraft<T>& s) {
   for (int64_t item = 0; item < n_sup * n_chunks; ++item) {
     const int64_t k = 1 + item / n_chunks, j0 = (item % n_chunks) * kChunk, j1 = std::min(d, j0 + kChunk);
     T* row = s.out + k * d;
+    std::vector<double> z(static_cast<size_t>(kChunk + 1));
+    normal_pairs(prefix[k], static_cast<uint64_t>(j0), (j1 - j0 + 1) / 2, z.data());
     double sq = 0.0;
-    for (int64_t j = j0; j < j1; j += 2) {
-      const NormalPair z = normal_pair(counter_hash_at(prefix[k], static_cast<uint64_t>(j)));
-      const T z0 = static_cast<T>(z.first);
-      row[j] = z0;
-      sq += static_cast<double>(z0) * static_cast<double>(z0);
-      if (j + 1 < j1) {
-        const T z1 = static_cast<T>(z.second);
-        row[j + 1] = z1;
-        sq += static_cast<double>(z1) * static_cast<double>(z1);
-      }
+    for (int64_t j = j0; j < j1; ++j) {
+      const T zj = static_cast<T>(z[j - j0]);
+      row[j] = zj;
+      sq += static_cast<double>(zj) * static_cast<double>(zj);
     }
     chunk_sq[item] = sq;
   }

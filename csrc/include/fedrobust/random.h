@@ -95,21 +95,21 @@ FR_HD void counter_sincos_small(double a, double* sin_a, double* cos_a) {
 
 // Two standard normals from one hash h (Box-Muller): r cos(a) and r sin(a) with
 // r = sqrt(-2 ln u1), u1 = uniform01_open_low(h), a = 2 pi t, t = uniform01(mix64(h)).
-// The angle is reduced in turns, which is exact: t = q/4 + f with f in [0, 1/4), and
-// f > 1/8 is folded to 1/4 - f with sine and cosine swapped.
+// The angle is reduced in turns, which is exact: t = q/4 + f with q the top two of
+// t's 53 bits and f in [0, 1/4), and f > 1/8 is folded to 1/4 - f with sine and
+// cosine swapped. (csrc/cpu/attacks.cpp has a 4-lane AVX2 copy: keep them in step.)
 struct NormalPair {
   double first, second;
 };
 FR_HD NormalPair normal_pair(uint64_t h) {
   const double r = sqrt(-2.0 * counter_log(uniform01_open_low(h)));
-  const double t = uniform01(mix64(h));
-  const double q = floor(4.0 * t);
-  const double f = t - 0.25 * q;
+  const uint64_t k = mix64(h) >> 11;  // t = k 2^-53
+  const int quadrant = static_cast<int>(k >> 51);  // floor(4 t)
+  const double f = static_cast<double>(k & ((uint64_t(1) << 51) - 1)) * 0x1.0p-53;  // t - quadrant / 4
   const bool fold = f > 0.125;
   double sf, cf;
   counter_sincos_small(6.283185307179586476925286766559 * (fold ? 0.25 - f : f), &sf, &cf);
   const double s0 = fold ? cf : sf, c0 = fold ? sf : cf;  // sin and cos of 2 pi f
-  const int quadrant = static_cast<int>(q);
   const double sin_a = quadrant == 0 ? s0 : quadrant == 1 ? c0 : quadrant == 2 ? -s0 : -c0;
   const double cos_a = quadrant == 0 ? c0 : quadrant == 1 ? -s0 : quadrant == 2 ? -c0 : s0;
   return {r * cos_a, r * sin_a};
