@@ -45,10 +45,18 @@ namespace {
 constexpr int64_t kBlock = 256;  // columns per block
 
 // The row's values of columns [j0, j0 + w) as a contiguous run (copied when strided).
+// With contiguous rows the next block of the row is prefetched (the first pass of a
+// block reads every row once; n row streams are too many for the hardware prefetcher).
 template <class T>
 const T* block_of_row(const RowsView<T>& u, int64_t i, int64_t j0, int64_t w, T* buffer) {
   const T* src = u.rows[i] + j0 * u.col_stride;
-  if (u.col_stride == 1) return src;
+  if (u.col_stride == 1) {
+    if (j0 + kBlock < u.cols) {
+      const int64_t bytes = std::min(kBlock, u.cols - j0 - kBlock) * static_cast<int64_t>(sizeof(T));
+      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(src + kBlock) + b);
+    }
+    return src;
+  }
   for (int64_t t = 0; t < w; ++t) buffer[t] = src[t * u.col_stride];
   return buffer;
 }
@@ -85,11 +93,16 @@ inline D4 add(D4 a, D4 b) { return _mm256_add_pd(a, b); }
 inline D4 sub(D4 a, D4 b) { return _mm256_sub_pd(a, b); }
 inline D4 splat(double x) { return _mm256_set1_pd(x); }
 
-inline D4 estrin8(const double* c, D4 z) {
+inline D4 estrin6(const double* c, D4 z) {
   const D4 z2 = mul(z, z), z4 = mul(z2, z2);
-  const D4 a0 = add(splat(c[0]), mul(splat(c[1]), z)), a1 = add(splat(c[2]), mul(splat(c[3]), z));
-  const D4 a2 = add(splat(c[4]), mul(splat(c[5]), z)), a3 = add(splat(c[6]), mul(splat(c[7]), z));
-  return add(add(a0, mul(a1, z2)), mul(add(a2, mul(a3, z2)), z4));
+  return add(add(add(splat(c[0]), mul(splat(c[1]), z)), mul(add(splat(c[2]), mul(splat(c[3]), z)), z2)),
+             mul(add(splat(c[4]), mul(splat(c[5]), z)), z4));
+}
+
+inline D4 estrin7(const double* c, D4 z) {
+  const D4 z2 = mul(z, z), z4 = mul(z2, z2);
+  return add(add(add(splat(c[0]), mul(splat(c[1]), z)), mul(add(splat(c[2]), mul(splat(c[3]), z)), z2)),
+             mul(add(add(splat(c[4]), mul(splat(c[5]), z)), mul(splat(c[6]), z2)), z4));
 }
 
 inline void normal_pair4(U4 h, D4* first, D4* second) {
@@ -104,10 +117,8 @@ inline void normal_pair4(U4 h, D4* first, D4* second) {
   const U4 e_biased = _mm256_sub_epi64(e_raw, _mm256_castpd_si256(high));  // high is all ones: -(-1)
   const D4 ed = sub(exact_double(e_biased), splat(1023.0));
   const D4 sv = _mm256_div_pd(sub(m, splat(1.0)), add(m, splat(1.0))), z = mul(sv, sv);
-  const double lc[11] = {1.0 / 3.0,  1.0 / 5.0,  1.0 / 7.0,  1.0 / 9.0,  1.0 / 11.0, 1.0 / 13.0,
-                         1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0, 1.0 / 23.0};
-  const D4 z2 = mul(z, z), z4 = mul(z2, z2), z8 = mul(z4, z4);
-  const D4 poly = add(estrin8(lc, z), mul(add(add(splat(lc[8]), mul(splat(lc[9]), z)), mul(splat(lc[10]), z2)), z8));
+  const double lc[7] = FR_LOG_C;
+  const D4 poly = estrin7(lc, z);
   const D4 two_s = mul(splat(2.0), sv);
   const D4 ln_m = add(two_s, mul(mul(two_s, z), poly));
   const D4 ln = add(mul(ed, splat(6.93147180369123816490e-01)), add(ln_m, mul(ed, splat(1.90821492927058770002e-10))));
@@ -118,16 +129,11 @@ inline void normal_pair4(U4 h, D4* first, D4* second) {
   const D4 f = mul(exact_double(_mm256_and_si256(k, _mm256_set1_epi64x((int64_t(1) << 51) - 1))), splat(0x1.0p-53));
   const D4 fold = _mm256_cmp_pd(f, splat(0.125), _CMP_GT_OQ);
   const D4 a = mul(splat(6.283185307179586476925286766559), _mm256_blendv_pd(f, sub(splat(0.25), f), fold));
-  const double ps[8] = {1.0 / 6.0,          -1.0 / 120.0,         1.0 / 5040.0,
-                        -1.0 / 362880.0,    1.0 / 39916800.0,     -1.0 / 6227020800.0,
-                        1.0 / 1307674368000.0, -1.0 / 355687428096000.0};
-  const double pc[9] = {0.5,                 -1.0 / 24.0,            1.0 / 720.0,
-                        -1.0 / 40320.0,      1.0 / 3628800.0,        -1.0 / 479001600.0,
-                        1.0 / 87178291200.0, -1.0 / 20922789888000.0, 1.0 / 6402373705728000.0};
+  const double ps[6] = FR_SIN_C;
+  const double pc[7] = FR_COS_C;
   const D4 za = mul(a, a);
-  const D4 sf = sub(a, mul(mul(a, za), estrin8(ps, za)));
-  const D4 za2 = mul(za, za), za4 = mul(za2, za2), za8 = mul(za4, za4);
-  const D4 cf = sub(splat(1.0), mul(za, add(estrin8(pc, za), mul(splat(pc[8]), za8))));
+  const D4 sf = sub(a, mul(mul(a, za), estrin6(ps, za)));
+  const D4 cf = sub(splat(1.0), mul(za, estrin7(pc, za)));
   const D4 s0 = _mm256_blendv_pd(sf, cf, fold), c0 = _mm256_blendv_pd(cf, sf, fold);
   const D4 sign = splat(-0.0);
   const D4 q1 = _mm256_castsi256_pd(_mm256_cmpeq_epi64(quadrant, _mm256_set1_epi64x(1)));

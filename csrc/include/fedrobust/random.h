@@ -40,30 +40,31 @@ FR_HD double uniform01(uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0
 FR_HD double uniform01_open_low(uint64_t h) { return static_cast<double>((h >> 11) + 1) * 0x1.0p-53; }
 
 // Polynomials by Estrin's scheme: c0 + c1 z + ... with the pairs (c_2k + c_2k+1 z)
-// independent and combined with z^2, z^4, z^8, so the dependency chain is a few
+// independent and combined with z^2 and z^4, so the dependency chain is a few
 // multiplications long (Horner's would be one per coefficient).
-FR_HD double estrin8(const double* c, double z) {  // degree 7
+FR_HD double estrin6(const double* c, double z) {  // degree 5
   const double z2 = z * z, z4 = z2 * z2;
-  const double a0 = c[0] + c[1] * z, a1 = c[2] + c[3] * z, a2 = c[4] + c[5] * z, a3 = c[6] + c[7] * z;
-  return (a0 + a1 * z2) + (a2 + a3 * z2) * z4;
+  return ((c[0] + c[1] * z) + (c[2] + c[3] * z) * z2) + (c[4] + c[5] * z) * z4;
 }
-FR_HD double estrin9(const double* c, double z) {  // degree 8
-  const double z2 = z * z, z4 = z2 * z2, z8 = z4 * z4;
-  return estrin8(c, z) + c[8] * z8;
-}
-FR_HD double estrin11(const double* c, double z) {  // degree 10
-  const double z2 = z * z, z4 = z2 * z2, z8 = z4 * z4;
-  const double a4 = c[8] + c[9] * z;
-  return estrin8(c, z) + (a4 + c[10] * z2) * z8;
+FR_HD double estrin7(const double* c, double z) {  // degree 6
+  const double z2 = z * z, z4 = z2 * z2;
+  return ((c[0] + c[1] * z) + (c[2] + c[3] * z) * z2) + ((c[4] + c[5] * z) + c[6] * z2) * z4;
 }
 
-// ln(x) for a normal x > 0, in plain arithmetic (the same bits on every
-// backend built without FMA contraction): x = m 2^e with m in [sqrt(2)/2,
-// sqrt(2)), ln m = 2 atanh(s) = 2 s (1 + z/3 + z^2/5 + ... + z^11/23), s = (m - 1) / (m + 1),
-// z = s^2 < 0.0295 (truncation below 2^-60 relative).
+// The coefficients. Accuracy is that of sampling, not of a math library: about 1e-12
+// relative for the logarithm, 1e-14 for sine and cosine.
+// ln m = 2 atanh(s) = 2 s (1 + z/3 + ... + z^7/15), z = s^2 (kLogC: 1/3 .. 1/15).
+// sin a = a - a z (1/3! - z/5! + ... - z^5/13!), cos a = 1 - z (1/2! - ... + z^6/14!).
+#define FR_LOG_C {1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0, 1.0 / 13.0, 1.0 / 15.0}
+#define FR_SIN_C {1.0 / 6.0, -1.0 / 120.0, 1.0 / 5040.0, -1.0 / 362880.0, 1.0 / 39916800.0, -1.0 / 6227020800.0}
+#define FR_COS_C {0.5, -1.0 / 24.0, 1.0 / 720.0, -1.0 / 40320.0, 1.0 / 3628800.0, -1.0 / 479001600.0, \
+                  1.0 / 87178291200.0}
+
+// ln(x) for a normal x > 0, in plain arithmetic (the same bits on every backend built
+// without FMA contraction): x = m 2^e with m in [sqrt(2)/2, sqrt(2)), ln m = 2 atanh(s),
+// s = (m - 1) / (m + 1), |s| < 0.172.
 FR_HD double counter_log(double x) {
-  const double c[11] = {1.0 / 3.0,  1.0 / 5.0,  1.0 / 7.0,  1.0 / 9.0,  1.0 / 11.0, 1.0 / 13.0,
-                        1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0, 1.0 / 23.0};
+  const double c[7] = FR_LOG_C;
   uint64_t bits;
   memcpy(&bits, &x, sizeof(bits));
   int64_t e = static_cast<int64_t>((bits >> 52) & 0x7ff) - 1023;
@@ -74,23 +75,18 @@ FR_HD double counter_log(double x) {
   m = high ? 0.5 * m : m;
   e = high ? e + 1 : e;
   const double s = (m - 1.0) / (m + 1.0), z = s * s;
-  const double ln_m = 2.0 * s + 2.0 * s * z * estrin11(c, z);
+  const double ln_m = 2.0 * s + 2.0 * s * z * estrin7(c, z);
   const double ed = static_cast<double>(e);
   return ed * 6.93147180369123816490e-01 + (ln_m + ed * 1.90821492927058770002e-10);  // ln 2 = hi + lo
 }
 
-// sin(a) = a - a z P(z) and cos(a) = 1 - z Q(z), z = a^2, for |a| <= pi/4, by their
-// Taylor series to a^17 and a^18.
+// sin(a) and cos(a) for |a| <= pi/4.
 FR_HD void counter_sincos_small(double a, double* sin_a, double* cos_a) {
-  const double ps[8] = {1.0 / 6.0,          -1.0 / 120.0,         1.0 / 5040.0,
-                        -1.0 / 362880.0,    1.0 / 39916800.0,     -1.0 / 6227020800.0,
-                        1.0 / 1307674368000.0, -1.0 / 355687428096000.0};
-  const double pc[9] = {0.5,                 -1.0 / 24.0,            1.0 / 720.0,
-                        -1.0 / 40320.0,      1.0 / 3628800.0,        -1.0 / 479001600.0,
-                        1.0 / 87178291200.0, -1.0 / 20922789888000.0, 1.0 / 6402373705728000.0};
+  const double ps[6] = FR_SIN_C;
+  const double pc[7] = FR_COS_C;
   const double z = a * a;
-  *sin_a = a - a * z * estrin8(ps, z);
-  *cos_a = 1.0 - z * estrin9(pc, z);
+  *sin_a = a - a * z * estrin6(ps, z);
+  *cos_a = 1.0 - z * estrin7(pc, z);
 }
 
 // Two standard normals from one hash h (Box-Muller): r cos(a) and r sin(a) with
