@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
-from fedrobust._native import cpu
-from fedrobust.arrays import as_count, as_int, as_matrix, as_row_indices
+from fedrobust._native import cpu, cuda
+from fedrobust.arrays import CudaMatrix, as_count, as_cuda_matrix, as_int, as_matrix, as_row_indices
 
 
 def mean(U: Any) -> Any:
@@ -40,16 +40,36 @@ def mean(U: Any) -> Any:
 
 
 def median(U: Any) -> Any:
-    """Coordinate-wise median. Even m: the mean of the two middle values, lo/2 + hi/2."""
+    """Coordinate-wise median. Even m: the mean of the two middle values, lo/2 + hi/2.
+    CUDA inputs (torch, cupy; m <= 128 in this build) run on the device, same bits as the CPU."""
+    G = as_cuda_matrix(U)
+    if G is not None:
+        return _on_device(G, lambda out: cuda.median(G.data, *G.shape, *G.strides, G.dtype, out, G.stream))
     X, wrap = as_matrix(U)
     return wrap(cpu.median(X))
 
 
 def trimmed_mean(U: Any, beta: int) -> Any:
     """Coordinate-wise trimmed mean: drop the beta largest and beta smallest values of
-    each coordinate and average the remaining m - 2*beta. Requires 0 <= beta and 2*beta < m."""
+    each coordinate and average the remaining m - 2*beta. Requires 0 <= beta and 2*beta < m.
+    CUDA inputs (torch, cupy; m <= 128 in this build) run on the device, same bits as the CPU."""
+    beta = as_count(beta, "beta")
+    G = as_cuda_matrix(U)
+    if G is not None:
+        return _on_device(G, lambda out: cuda.trimmed_mean(G.data, *G.shape, *G.strides, beta, G.dtype, out,
+                                                           G.stream))
     X, wrap = as_matrix(U)
-    return wrap(cpu.trimmed_mean(X, as_count(beta, "beta")))
+    return wrap(cpu.trimmed_mean(X, beta))
+
+
+def _on_device(G: CudaMatrix, launch: Callable[[int], None]) -> Any:
+    """Allocate the (d,) result with the input's library on its device and launch the kernel
+    on the producer's stream, with that device current."""
+    with G.device():
+        out = G.empty(G.shape[1])
+        pointer = out.data_ptr() if hasattr(out, "data_ptr") else out.data.ptr
+        launch(pointer)
+    return out
 
 
 def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:

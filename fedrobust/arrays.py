@@ -7,12 +7,13 @@ returns what it was given.
 """
 from __future__ import annotations
 
+import dataclasses
 import operator
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
-from fedrobust._native import cpu
+from fedrobust._native import cpu, cuda
 
 Wrap = Callable[[np.ndarray], Any]
 
@@ -35,8 +36,9 @@ def as_matrix(U: Any, name: str = "U") -> Tuple[np.ndarray, Wrap]:
     """Zero-copy numpy view of a 2-D float32/float64 array and a wrapper back to U's type.
 
     Accepts numpy arrays (any strides) and CPU torch tensors. Raises TypeError
-    for other types, non-float dtypes and GPU arrays (the CUDA kernels are not
-    part of this build), ValueError for a shape other than (m >= 1, d >= 1).
+    for other types, non-float dtypes and GPU arrays (the functions that take
+    them use `as_cuda_matrix` first), ValueError for a shape other than
+    (m >= 1, d >= 1).
     """
     if isinstance(U, np.ndarray):
         X, wrap = U, _identity
@@ -44,8 +46,8 @@ def as_matrix(U: Any, name: str = "U") -> Tuple[np.ndarray, Wrap]:
         X, wrap = _torch_view(U, name)
     elif _is_cupy_array(U):
         raise TypeError(
-            f"{name}: got a cupy array on a GPU; the CUDA kernels are not available in this build "
-            "(see fedrobust.backend_info()['cuda']); pass a numpy array or a CPU torch tensor"
+            f"{name}: got a cupy array on a GPU; this function has no CUDA kernel yet (median and "
+            "trimmed_mean have); pass a numpy array or a CPU torch tensor"
         )
     else:
         raise TypeError(
@@ -67,12 +69,69 @@ def _torch_view(t: Any, name: str) -> Tuple[np.ndarray, Wrap]:
 
     if t.device.type != "cpu":
         raise TypeError(
-            f"{name}: got a torch tensor on {t.device}; the CUDA kernels are not available in this build "
-            "(see fedrobust.backend_info()['cuda']); pass a CPU tensor"
+            f"{name}: got a torch tensor on {t.device}; this function has no CUDA kernel yet (median and "
+            "trimmed_mean have); pass a CPU tensor"
         )
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name}: expected float32 or float64 values, got dtype {t.dtype}")
     return t.detach().numpy(), torch.from_numpy
+
+
+@dataclasses.dataclass
+class CudaMatrix:
+    """A 2-D float array on a CUDA device, as the CUDA kernels take it (zero-copy).
+
+    data: device pointer; shape (m, d); strides in elements (row, column); dtype "float32" or
+    "float64"; stream: the producer's current stream (the kernels run on it); empty(n): a new
+    (n,) array of the same library, dtype and device; device(): a context manager that makes
+    the array's device current.
+    """
+
+    data: int
+    shape: Tuple[int, int]
+    strides: Tuple[int, int]
+    dtype: str
+    stream: int
+    empty: Callable[[int], Any]
+    device: Callable[[], Any]
+
+
+def as_cuda_matrix(U: Any, name: str = "U") -> Optional[CudaMatrix]:
+    """The CudaMatrix of a torch CUDA tensor or a cupy array, None for anything else.
+
+    Raises TypeError when the CUDA module is not built or for a non-float dtype, ValueError
+    when no device is visible or for a shape other than (m >= 1, d >= 1).
+    """
+    if _is_torch_tensor(U) and U.device.type == "cuda":
+        import torch
+
+        t = U.detach()
+        dtypes = {torch.float32: "float32", torch.float64: "float64"}
+        dtype = dtypes.get(t.dtype)
+        stream = torch.cuda.current_stream(t.device).cuda_stream
+        matrix = CudaMatrix(t.data_ptr(), tuple(t.shape), tuple(t.stride()), dtype, stream,
+                            lambda n: torch.empty(n, dtype=t.dtype, device=t.device),
+                            lambda: torch.cuda.device(t.device))
+        given = str(t.dtype)
+    elif _is_cupy_array(U):
+        import cupy
+
+        dtype = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}.get(np.dtype(U.dtype))
+        strides = tuple(s // U.itemsize for s in U.strides)
+        matrix = CudaMatrix(U.data.ptr, tuple(U.shape), strides, dtype, cupy.cuda.get_current_stream().ptr,
+                            lambda n: cupy.empty(n, dtype=U.dtype), lambda: U.device)
+        given = str(U.dtype)
+    else:
+        return None
+    if cuda is None:
+        raise TypeError(f"{name}: got a CUDA array, but fedrobust was built without its CUDA module "
+                        "(see fedrobust.backend_info()['cuda']); pass a CPU array")
+    if dtype is None:
+        raise TypeError(f"{name}: expected float32 or float64 values, got dtype {given}")
+    if len(matrix.shape) != 2 or min(matrix.shape) < 1:
+        raise ValueError(f"{name}: expected a 2-D array of shape (m workers, d parameters) with m, d >= 1, "
+                         f"got shape {matrix.shape}")
+    return matrix
 
 
 def as_int(value: Any, name: str) -> int:

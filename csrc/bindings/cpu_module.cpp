@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "fedrobust/column.h"
 #include "kernels.h"
 #include "krum.h"
 
@@ -469,6 +470,34 @@ py::object krum_craft(const py::array& direction, double lambda, double eps, uin
   throw py::type_error("dtype must be float32 or float64, got " + std::string(py::str(dtype)));
 }
 
+// The per-column code of the CUDA kernels (fedrobust/column.h) run on the CPU, one column
+// at a time: how the tests check that logic without a GPU. At most 128 rows, like the
+// CUDA kernels.
+constexpr int kColumnMaxRows = 128;
+
+py::object column_rule_scalar(const py::array& a, const std::string& rule, int64_t beta) {
+  return dispatch_float(a, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    const int64_t m = r.view.n_rows, d = r.view.cols;
+    if (m > kColumnMaxRows)
+      throw py::value_error("U: at most " + std::to_string(kColumnMaxRows) + " rows, got " + std::to_string(m));
+    if (rule != "median" && rule != "trimmed_mean")
+      throw py::value_error("rule must be 'median' or 'trimmed_mean', got '" + rule + "'");
+    if (rule == "trimmed_mean" && (beta < 0 || 2 * beta >= m))
+      throw py::value_error("trimmed mean needs 0 <= beta and 2*beta < m");
+    py::array_t<T> out(d);
+    T* p = out.mutable_data();
+    std::vector<T> column(static_cast<size_t>(m));
+    for (int64_t j = 0; j < d; ++j) {
+      for (int64_t i = 0; i < m; ++i) column[i] = r.view.at(i, j);
+      p[j] = rule == "median" ? fedrobust::column_median<T, kColumnMaxRows>(column.data(), 1, m)
+                              : fedrobust::column_trimmed_mean<T, kColumnMaxRows>(column.data(), 1, m, beta);
+    }
+    return std::move(out);
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
@@ -501,6 +530,8 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("krum_craft", &krum_craft, py::arg("direction"), py::arg("lam"), py::arg("eps"), py::arg("seed"),
         py::arg("round"), py::arg("out_ids"), py::arg("dtype"),
         "The Krum attack's sent updates: row 0 = -lam * direction, row k = row 0 + r_k v_k, |v_k| = 1, r_k ~ U(0, eps).");
+  m.def("column_rule_scalar", &column_rule_scalar, py::arg("U"), py::arg("rule"), py::arg("beta") = 0,
+        "The CUDA kernels' per-column median / trimmed mean (fedrobust/column.h) on the CPU, for tests.");
   m.def("check_matrix", &check_matrix, py::arg("U"),
         "Raise ValueError unless U is 2-D with at least one row and one column.");
 

@@ -1,22 +1,92 @@
 // fedrobust._cuda: built when a CUDA compiler is found. It links the CUDA
 // runtime statically, so it imports on machines without a driver; every
 // call into CUDA sits behind device_count().
+//
+// The kernels take raw device pointers, element strides and the producer's
+// stream; fedrobust.arrays reads them from __cuda_array_interface__ (torch,
+// cupy) and allocates the output with the input's own library, so nothing is
+// copied and the work is ordered on the producer's stream.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
+#include <string>
+
+#include "coordinatewise.h"
 #include "device.h"
 
 namespace py = pybind11;
+namespace fc = fedrobust::cuda;
+
+namespace {
+
+void require_device() {
+  if (fc::device_count() == 0)
+    throw py::value_error("no CUDA device is visible (fedrobust.backend_info()['cuda'] shows what was found)");
+}
+
+template <class T>
+fc::Matrix<T> matrix(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride) {
+  if (m < 1 || d < 1)
+    throw py::value_error("U: expected at least one row and one column, got shape (" + std::to_string(m) + ", " +
+                          std::to_string(d) + ")");
+  if (m > fc::kMaxRows)
+    throw py::value_error("U: the CUDA kernels of this build take at most " + std::to_string(fc::kMaxRows) +
+                          " workers (rows), got " + std::to_string(m) + "; use a CPU array for more");
+  return fc::Matrix<T>{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
+}
+
+// Call f(T{}) for dtype "float32" or "float64".
+template <class F>
+void dispatch(const std::string& dtype, F&& f) {
+  if (dtype == "float32") return f(float{});
+  if (dtype == "float64") return f(double{});
+  throw py::type_error("U: expected float32 or float64 values, got dtype " + dtype);
+}
+
+void median(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride, const std::string& dtype,
+            uintptr_t out, uintptr_t stream) {
+  require_device();
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
+    py::gil_scoped_release nogil;
+    fc::median<T>(u, reinterpret_cast<T*>(out), reinterpret_cast<cudaStream_t>(stream));
+  });
+}
+
+void trimmed_mean(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride, int64_t beta,
+                  const std::string& dtype, uintptr_t out, uintptr_t stream) {
+  require_device();
+  if (beta < 0 || 2 * beta >= m)
+    throw py::value_error("trimmed mean needs 0 <= beta and 2*beta < m: got beta = " + std::to_string(beta) +
+                          ", m = " + std::to_string(m));
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
+    py::gil_scoped_release nogil;
+    fc::trimmed_mean<T>(u, beta, reinterpret_cast<T*>(out), reinterpret_cast<cudaStream_t>(stream));
+  });
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
-  m.doc() = "fedrobust CUDA module (device probe).";
-  m.def("device_count", &fedrobust::cuda::device_count);
-  m.def("runtime_version", &fedrobust::cuda::runtime_version);
-  m.def("driver_version", &fedrobust::cuda::driver_version);
+  m.doc() = "fedrobust CUDA kernels. Use fedrobust.aggregators with torch CUDA tensors or cupy arrays.";
+  m.def("device_count", &fc::device_count);
+  m.def("runtime_version", &fc::runtime_version);
+  m.def("driver_version", &fc::driver_version);
   m.def("device_names", [] {
     std::vector<std::string> names;
-    for (int i = 0; i < fedrobust::cuda::device_count(); ++i) names.push_back(fedrobust::cuda::device_name(i));
+    for (int i = 0; i < fc::device_count(); ++i) names.push_back(fc::device_name(i));
     return names;
   });
+  m.def("median", &median, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
+        py::arg("col_stride"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
+        "Coordinate-wise median of the device matrix at `data` into `out` (d,), on `stream`.");
+  m.def("trimmed_mean", &trimmed_mean, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
+        py::arg("col_stride"), py::arg("beta"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
+        "Coordinate-wise trimmed mean of the device matrix at `data` into `out` (d,), on `stream`.");
+  m.attr("max_rows") = fc::kMaxRows;
   m.attr("architectures") = FEDROBUST_CUDA_ARCHS;
 }

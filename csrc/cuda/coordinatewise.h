@@ -1,0 +1,25 @@
+// Host entry points of the CUDA coordinate-wise kernels (coordinatewise.cu).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace fedrobust::cuda {
+
+// The largest m the thread-per-column kernels take (their local array).
+constexpr int kMaxRows = 128;
+
+// A device matrix: element (i, j) at data[i * row_stride + j * col_stride] (in elements).
+template <class T>
+struct Matrix {
+  const T* data;
+  int64_t rows, cols, row_stride, col_stride;
+};
+
+// out (cols,) on the device, written on `stream`. Require rows <= kMaxRows.
+template <class T>
+void median(const Matrix<T>& u, T* out, cudaStream_t stream);
+template <class T>
+void trimmed_mean(const Matrix<T>& u, int64_t beta, T* out, cudaStream_t stream);
+
+}  // namespace fedrobust::cuda

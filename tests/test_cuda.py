@@ -1,0 +1,148 @@
+"""The CUDA kernels: their per-column logic (fedrobust/column.h) on the CPU against the
+reference, always; the kernels themselves on a GPU against the CPU kernels, bit for bit
+(marked `gpu`, skipped without a visible device)."""
+import numpy as np
+import pytest
+
+from fedrobust import aggregators, reference
+from fedrobust._native import cpu, cuda
+
+from conftest import DTYPES, LAYOUTS, as_layout
+
+
+def special_case(m, d, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((m, d)).astype(dtype)
+    U[:, 0] = 1.5  # a constant column
+    U[rng.integers(0, m, 3), rng.integers(0, d, 3)] = np.nan
+    U[rng.integers(0, m, 2), rng.integers(0, d, 2)] = np.inf
+    U[rng.integers(0, m, 2), rng.integers(0, d, 2)] = -np.inf
+    U[rng.integers(0, m, 2), rng.integers(0, d, 2)] = -0.0
+    if m > 2:
+        U[1] = U[2]  # duplicate rows: ties
+    return U
+
+
+# ---------------------------------------------------------------------------
+# The shared per-column logic, on the CPU
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 3, 8, 41, 100, 128])
+def test_column_logic_matches_the_reference(m, dtype):
+    U = special_case(m, 67, dtype)
+    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "median"), reference.median(U).astype(dtype))
+    for beta in sorted({0, (m - 1) // 2, m // 5}):
+        np.testing.assert_array_equal(cpu.column_rule_scalar(U, "trimmed_mean", beta),
+                                      reference.trimmed_mean(U, beta).astype(dtype))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_column_logic_equals_the_cpu_kernels_in_every_layout(layout):
+    U0 = special_case(20, 300, np.float32, seed=1)
+    U = as_layout(U0, layout)
+    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "median"), cpu.median(U))
+    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "trimmed_mean", 4), cpu.trimmed_mean(U, 4))
+
+
+def test_column_logic_takes_at_most_128_rows():
+    with pytest.raises(ValueError, match="at most 128 rows, got 129"):
+        cpu.column_rule_scalar(np.zeros((129, 2), np.float32), "median")
+
+
+# ---------------------------------------------------------------------------
+# On a GPU
+# ---------------------------------------------------------------------------
+def _devices() -> int:
+    return 0 if cuda is None else cuda.device_count()
+
+
+def _libraries():
+    found = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            found.append("torch")
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import cupy  # noqa: F401
+
+        found.append("cupy")
+    except ImportError:
+        pass
+    return found
+
+
+gpu = pytest.mark.skipif(_devices() == 0 or not _libraries(), reason="no CUDA device, CUDA module or CUDA library")
+
+
+def to_device(A: np.ndarray, library: str):
+    if library == "torch":
+        import torch
+
+        return torch.as_tensor(A, device="cuda")
+    import cupy
+
+    return cupy.asarray(A)
+
+
+def to_host(x) -> np.ndarray:
+    return x.cpu().numpy() if hasattr(x, "cpu") else x.get()
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("library", ["torch", "cupy"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 7, 100, 128])
+def test_gpu_median_and_trimmed_mean_equal_the_cpu_bit_for_bit(library, dtype, m):
+    if library not in _libraries():
+        pytest.skip(f"{library} not available")
+    U = special_case(m, 5000, dtype)
+    G = to_device(U, library)
+    before = to_host(G).copy()
+    out = aggregators.median(G)
+    assert type(out) is type(G) and out.shape == (5000,) and to_host(out).dtype == dtype
+    np.testing.assert_array_equal(to_host(out), cpu.median(U))
+    beta = m // 5
+    np.testing.assert_array_equal(to_host(aggregators.trimmed_mean(G, beta)), cpu.trimmed_mean(U, beta))
+    np.testing.assert_array_equal(to_host(G), before)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_strided_and_transposed_inputs_and_a_side_stream():
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    import torch
+
+    U = special_case(50, 3000, np.float32)
+    wide = torch.zeros((50, 6000), device="cuda")
+    wide[:, ::2] = torch.as_tensor(U, device="cuda")
+    np.testing.assert_array_equal(aggregators.median(wide[:, ::2]).cpu().numpy(), cpu.median(U))
+    T = torch.as_tensor(np.ascontiguousarray(U.T), device="cuda").T  # column-major
+    np.testing.assert_array_equal(aggregators.trimmed_mean(T, 10).cpu().numpy(), cpu.trimmed_mean(U, 10))
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        G = torch.as_tensor(U, device="cuda")
+        out = aggregators.median(G)
+    stream.synchronize()
+    np.testing.assert_array_equal(out.cpu().numpy(), cpu.median(U))
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_errors_say_what_was_expected():
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    import torch
+
+    with pytest.raises(ValueError, match="at most 128 workers"):
+        aggregators.median(torch.zeros((129, 4), device="cuda"))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        aggregators.median(torch.zeros((3, 4), device="cuda", dtype=torch.int32))
+    with pytest.raises(ValueError, match="2\\*beta < m"):
+        aggregators.trimmed_mean(torch.zeros((4, 4), device="cuda"), 2)
+    with pytest.raises(TypeError, match="no CUDA kernel yet"):
+        aggregators.krum(torch.zeros((9, 4), device="cuda"), 1)
