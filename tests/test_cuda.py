@@ -146,3 +146,39 @@ def test_gpu_errors_say_what_was_expected():
         aggregators.trimmed_mean(torch.zeros((4, 4), device="cuda"), 2)
     with pytest.raises(TypeError, match="no CUDA kernel yet"):
         aggregators.krum(torch.zeros((9, 4), device="cuda"), 1)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["trim_full", "trim_full_model", "trim_partial", "gaussian"])
+def test_gpu_attack_crafting_equals_the_cpu_bit_for_bit(mode, dtype):
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    import torch
+
+    rng = np.random.default_rng(3)
+    U = (0.01 * rng.standard_normal((60, 4099))).astype(dtype)
+    U[:, :3] = 0.0
+    s = rng.integers(-1, 2, 4099).astype(np.int8)
+    base = (0.1 * rng.standard_normal(4099)).astype(dtype)
+    rows = [5, 1, 59, 30, 22, 7, 8]  # not sorted: statistics in this order, as on the CPU
+    ids = [17, 3, 40]
+    kind = "trim_full" if mode.startswith("trim_full") else mode
+    kwargs = {"direction": s} if kind == "trim_full" else {}
+    if mode == "trim_full_model":
+        kwargs["base"] = base
+    expected, expected_used = cpu.craft_coordinates(U, rows, kind, np.array(ids, np.int64), 9, 12, **kwargs)
+    G = torch.as_tensor(U, device="cuda")
+    out = torch.empty((3, 4099), dtype=G.dtype, device="cuda")
+    used = torch.empty(4099, dtype=torch.int8, device="cuda")
+    s_dev = torch.as_tensor(s, device="cuda")
+    base_dev = torch.as_tensor(base, device="cuda")
+    cuda.craft_coordinates(G.data_ptr(), 60, 4099, *G.stride(), rows, kind, ids, 9, 12,
+                           s_dev.data_ptr() if kind == "trim_full" else 0,
+                           base_dev.data_ptr() if mode == "trim_full_model" else 0, 2.0, 3.0, 4.0,
+                           np.dtype(dtype).name, out.data_ptr(), used.data_ptr(),
+                           torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(out.cpu().numpy(), expected)
+    np.testing.assert_array_equal(used.cpu().numpy(), expected_used)

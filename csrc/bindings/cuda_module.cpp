@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <string>
 
+#include "attacks.h"
 #include "coordinatewise.h"
 #include "device.h"
+#include "fedrobust/random.h"
 
 namespace py = pybind11;
 namespace fc = fedrobust::cuda;
@@ -69,6 +71,47 @@ void trimmed_mean(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int6
   });
 }
 
+// The attack crafting of csrc/cpu/attacks.cpp on the device; pointers are device
+// addresses (0 for none), rows and out_ids host lists.
+void craft_coordinates(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
+                       const std::vector<int64_t>& rows, const std::string& mode, const std::vector<int64_t>& out_ids,
+                       uint64_t seed, uint64_t round, uintptr_t direction, uintptr_t base, double b, double sigma_lo,
+                       double sigma_hi, const std::string& dtype, uintptr_t out, uintptr_t direction_out,
+                       uintptr_t stream) {
+  require_device();
+  if (rows.empty()) throw py::value_error("rows: expected at least one row index, got none");
+  for (int64_t i : rows)
+    if (i < 0 || i >= m)
+      throw py::value_error("row index " + std::to_string(i) + " is out of range for " + std::to_string(m) + " rows");
+  if (out_ids.empty()) throw py::value_error("out_ids: expected at least one id, got none");
+  fc::CraftMode kind;
+  if (mode == "trim_full") {
+    kind = fc::CraftMode::kTrimFull;
+    if (!direction) throw py::value_error("mode 'trim_full' needs a direction");
+    if (!(b > 1.0)) throw py::value_error("b must be > 1, got " + std::to_string(b));
+  } else if (mode == "trim_partial") {
+    kind = fc::CraftMode::kTrimPartial;
+    if (!(0.0 <= sigma_lo && sigma_lo <= sigma_hi))
+      throw py::value_error("sigma interval must satisfy 0 <= sigma_lo <= sigma_hi");
+  } else if (mode == "gaussian") {
+    kind = fc::CraftMode::kGaussian;
+  } else {
+    throw py::value_error("mode must be 'trim_full', 'trim_partial' or 'gaussian', got '" + mode + "'");
+  }
+  std::vector<uint64_t> prefix;
+  for (int64_t id : out_ids) prefix.push_back(fedrobust::counter_prefix(seed, round, static_cast<uint64_t>(id)));
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if (m < 1 || d < 1) throw py::value_error("U: expected at least one row and one column");
+    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
+    const fc::CraftSpec<T> spec{u, rows, kind, reinterpret_cast<const int8_t*>(direction),
+                                reinterpret_cast<const T*>(base), b, sigma_lo, sigma_hi, prefix,
+                                reinterpret_cast<T*>(out), reinterpret_cast<int8_t*>(direction_out)};
+    py::gil_scoped_release nogil;
+    fc::craft_coordinates<T>(spec, reinterpret_cast<cudaStream_t>(stream));
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -87,6 +130,11 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("trimmed_mean", &trimmed_mean, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
         py::arg("col_stride"), py::arg("beta"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
         "Coordinate-wise trimmed mean of the device matrix at `data` into `out` (d,), on `stream`.");
+  m.def("craft_coordinates", &craft_coordinates, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
+        py::arg("col_stride"), py::arg("rows"), py::arg("mode"), py::arg("out_ids"), py::arg("seed"), py::arg("round"),
+        py::arg("direction"), py::arg("base"), py::arg("b"), py::arg("sigma_lo"), py::arg("sigma_hi"),
+        py::arg("dtype"), py::arg("out"), py::arg("direction_out"), py::arg("stream"),
+        "The trim / Gaussian attack values (csrc/cpu/attacks.cpp craft_coordinates) on the device.");
   m.attr("max_rows") = fc::kMaxRows;
   m.attr("architectures") = FEDROBUST_CUDA_ARCHS;
 }

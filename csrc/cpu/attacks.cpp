@@ -31,6 +31,7 @@
 #include <limits>
 #include <vector>
 
+#include "fedrobust/craft.h"
 #include "fedrobust/random.h"
 #include "kernels.h"
 #if defined(__x86_64__)
@@ -193,7 +194,8 @@ void craft_coordinates(const CraftSpec<T>& s) {
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t j0 = blk * kBlock, w = std::min(kBlock, d - j0);
-      // Statistics over the rows, in row order.
+      // Statistics over the rows, in row order: per column what craft.h's
+      // column_extremes / column_mean_std compute, a block of columns at a time.
       if (s.mode == CraftMode::kTrimFull) {
         std::fill(a, a + w, -std::numeric_limits<double>::infinity());
         std::fill(b, b + w, std::numeric_limits<double>::infinity());
@@ -233,46 +235,16 @@ void craft_coordinates(const CraftSpec<T>& s) {
         if (s.direction_out) std::fill(s.direction_out + j0, s.direction_out + j0 + w, int8_t(0));
         continue;
       }
-      // The trim attack's values of the block.
+      // The trim attack's values of the block (fedrobust/craft.h).
       for (int64_t t = 0; t < w; ++t) {
         const int64_t j = j0 + t;
-        double lo = 0.0, hi = 0.0, offset = 0.0;
-        int direction = 0;
-        switch (s.mode) {
-          case CraftMode::kTrimFull: {
-            direction = s.direction[j];
-            offset = s.base ? static_cast<double>(s.base[j]) : 0.0;
-            const double mx = a[t] + offset, mn = b[t] + offset;
-            if (direction < 0) {
-              lo = mx;
-              hi = mx > 0 ? s.b * mx : mx / s.b;
-            } else if (direction > 0) {
-              lo = mn > 0 ? mn / s.b : s.b * mn;
-              hi = mn;
-            }
-            break;
-          }
-          case CraftMode::kTrimPartial: {
-            direction = a[t] > 0 ? 1 : (a[t] < 0 ? -1 : 0);
-            if (direction < 0) {
-              lo = a[t] + s.sigma_lo * b[t];
-              hi = a[t] + s.sigma_hi * b[t];
-            } else if (direction > 0) {
-              lo = a[t] - s.sigma_hi * b[t];
-              hi = a[t] - s.sigma_lo * b[t];
-            }
-            break;
-          }
-          case CraftMode::kGaussian:
-            break;  // handled above
-        }
-        if (s.direction_out) s.direction_out[j] = static_cast<int8_t>(direction);
-        for (int64_t k = 0; k < s.n_out; ++k) {
-          const double value = direction == 0
-                                   ? offset  // the base point: the update 0
-                                   : uniform_between(lo, hi, uniform01(counter_hash_at(prefix[k], static_cast<uint64_t>(j))));
-          s.out[k * d + j] = static_cast<T>(value - offset);
-        }
+        const TrimInterval iv =
+            s.mode == CraftMode::kTrimFull
+                ? trim_full_interval(s.direction[j], a[t], b[t], s.base ? static_cast<double>(s.base[j]) : 0.0, s.b)
+                : trim_partial_interval(a[t], b[t], s.sigma_lo, s.sigma_hi);
+        if (s.direction_out) s.direction_out[j] = static_cast<int8_t>(iv.direction);
+        for (int64_t k = 0; k < s.n_out; ++k)
+          s.out[k * d + j] = static_cast<T>(trim_value(iv, prefix[k], static_cast<uint64_t>(j)));
       }
     }
   }
