@@ -62,11 +62,11 @@ def trimmed_mean(U: Any, beta: int) -> Any:
     return wrap(cpu.trimmed_mean(X, beta))
 
 
-def _on_device(G: CudaMatrix, launch: Callable[[int], None]) -> Any:
-    """Allocate the (d,) result with the input's library on its device and launch the kernel
-    on the producer's stream, with that device current."""
+def _on_device(G: CudaMatrix, launch: Callable[[int], None], shape: Any = None) -> Any:
+    """Allocate the result (default shape (d,)) with the input's library on its device and
+    launch the kernel on the producer's stream, with that device current."""
     with G.device():
-        out = G.empty(G.shape[1])
+        out = G.empty(G.shape[1] if shape is None else shape)
         pointer = out.data_ptr() if hasattr(out, "data_ptr") else out.data.ptr
         launch(pointer)
     return out
@@ -77,6 +77,13 @@ def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
     differences (exact for near-identical rows), 0 on the diagonal, +Inf for rows with NaN/Inf.
     With `rows` (k indices), the (k, k) distances between those rows, in that order, without
     copying them."""
+    G = as_cuda_matrix(U)
+    if G is not None:
+        if rows is not None:
+            raise TypeError("pairwise_distances: `rows` is not supported for CUDA arrays in this build")
+        m = G.shape[0]
+        return _on_device(G, lambda out: cuda.pairwise_distances(G.data, *G.shape, *G.strides, G.dtype, bool(squared),
+                                                                 out, G.stream), shape=(m, m))
     X, wrap = as_matrix(U)
     subset = None if rows is None else as_row_indices(rows, X.shape[0])
     return wrap(cpu.pairwise_distances(X, bool(squared), subset))
@@ -85,6 +92,11 @@ def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
 def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
     """(m,) Krum scores: score_i = sum of the distances from U_i to its m - c - 2 nearest other rows
     (self excluded by index). Requires m > 2c + 2."""
+    G = as_cuda_matrix(U)
+    if G is not None:
+        scores = np.asarray(_cuda_krum(G, as_count(c, "c"), bool(squared))[1])
+        with G.device():
+            return G.from_host(scores)
     X, wrap = as_matrix(U)
     return wrap(cpu.krum_scores(X, as_count(c, "c"), bool(squared)))
 
@@ -92,6 +104,10 @@ def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
 def krum_select(U: Any, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
     """Indices (numpy int64, shape (multi,)) of the `multi` rows with the smallest Krum scores,
     ascending by score, ties to the lowest index."""
+    G = as_cuda_matrix(U)
+    if G is not None:
+        _cuda_single(multi)
+        return np.array([_cuda_krum(G, as_count(c, "c"), bool(squared))[0]], dtype=np.int64)
     X, _ = as_matrix(U)
     return cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[1]
 
@@ -100,8 +116,24 @@ def krum(U: Any, c: int, multi: int = 1, squared: bool = True) -> Any:
     """Krum (multi = 1): the row with the smallest Krum score. Multi-Krum (multi > 1): the mean of
     the `multi` rows with the smallest scores. Requires m > 2c + 2 and 1 <= multi <= m - c.
     `squared` picks squared distances (Blanchard et al.) or plain ones (Fang et al.'s text)."""
+    G = as_cuda_matrix(U)
+    if G is not None:
+        _cuda_single(multi)
+        row = U[_cuda_krum(G, as_count(c, "c"), bool(squared))[0]]
+        return row.clone() if hasattr(row, "clone") else row.copy()
     X, wrap = as_matrix(U)
     return wrap(cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[0])
+
+
+def _cuda_krum(G: CudaMatrix, c: int, squared: bool):
+    """(chosen row, scores) of Krum on the device (waits for the producer's stream)."""
+    with G.device():
+        return cuda.krum_select(G.data, *G.shape, *G.strides, G.dtype, c, squared, G.stream)
+
+
+def _cuda_single(multi: Any) -> None:
+    if as_int(multi, "multi") != 1:
+        raise TypeError("Multi-Krum (multi > 1) has no CUDA kernel yet; pass a CPU array")
 
 
 def bulyan(U: Any, c: int, squared: bool = True) -> Any:

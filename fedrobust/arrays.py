@@ -82,9 +82,9 @@ class CudaMatrix:
     """A 2-D float array on a CUDA device, as the CUDA kernels take it (zero-copy).
 
     data: device pointer; shape (m, d); strides in elements (row, column); dtype "float32" or
-    "float64"; stream: the producer's current stream (the kernels run on it); empty(n): a new
-    (n,) array of the same library, dtype and device; device(): a context manager that makes
-    the array's device current.
+    "float64"; stream: the producer's current stream (the kernels run on it); empty(shape): a
+    new array of the same library, dtype and device; from_host(a): a numpy array copied there;
+    device(): a context manager that makes the array's device current.
     """
 
     data: int
@@ -92,7 +92,8 @@ class CudaMatrix:
     strides: Tuple[int, int]
     dtype: str
     stream: int
-    empty: Callable[[int], Any]
+    empty: Callable[[Any], Any]
+    from_host: Callable[[np.ndarray], Any]
     device: Callable[[], Any]
 
 
@@ -111,6 +112,7 @@ def as_cuda_matrix(U: Any, name: str = "U") -> Optional[CudaMatrix]:
         stream = torch.cuda.current_stream(t.device).cuda_stream
         matrix = CudaMatrix(t.data_ptr(), tuple(t.shape), tuple(t.stride()), dtype, stream,
                             lambda n: torch.empty(n, dtype=t.dtype, device=t.device),
+                            lambda a: torch.as_tensor(a, dtype=t.dtype, device=t.device),
                             lambda: torch.cuda.device(t.device))
         given = str(t.dtype)
     elif _is_cupy_array(U):
@@ -119,7 +121,8 @@ def as_cuda_matrix(U: Any, name: str = "U") -> Optional[CudaMatrix]:
         dtype = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}.get(np.dtype(U.dtype))
         strides = tuple(s // U.itemsize for s in U.strides)
         matrix = CudaMatrix(U.data.ptr, tuple(U.shape), strides, dtype, cupy.cuda.get_current_stream().ptr,
-                            lambda n: cupy.empty(n, dtype=U.dtype), lambda: U.device)
+                            lambda n: cupy.empty(n, dtype=U.dtype), lambda a: cupy.asarray(a, dtype=U.dtype),
+                            lambda: U.device)
         given = str(U.dtype)
     else:
         return None

@@ -182,3 +182,42 @@ def test_gpu_attack_crafting_equals_the_cpu_bit_for_bit(mode, dtype):
     torch.cuda.synchronize()
     np.testing.assert_array_equal(out.cpu().numpy(), expected)
     np.testing.assert_array_equal(used.cpu().numpy(), expected_used)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("m, d", [(7, 10), (23, 5000), (100, 70000)])
+def test_gpu_distances_are_close_and_krum_picks_the_same_row(m, d, squared):
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    import torch
+
+    U = (0.01 * np.random.default_rng(m).standard_normal((m, d)) + 1.0).astype(np.float32)
+    U[3] = U[4] + np.float32(1e-6)  # near-identical rows: exact differences matter
+    G = torch.as_tensor(U, device="cuda")
+    D = aggregators.pairwise_distances(G, squared=squared)
+    assert D.shape == (m, m) and D.dtype == G.dtype and D.device == G.device
+    np.testing.assert_allclose(D.cpu().numpy(), cpu.pairwise_distances(U, squared), rtol=1e-5, atol=1e-12)
+    assert np.all(np.diag(D.cpu().numpy()) == 0)
+    c = (m - 3) // 2
+    assert aggregators.krum_select(G, c, squared=squared)[0] == aggregators.krum_select(U, c, squared=squared)[0]
+    np.testing.assert_array_equal(aggregators.krum(G, c, squared=squared).cpu().numpy(),
+                                  aggregators.krum(U, c, squared=squared))
+    np.testing.assert_allclose(aggregators.krum_scores(G, c, squared=squared).cpu().numpy(),
+                               aggregators.krum_scores(U.astype(np.float64), c, squared=squared), rtol=1e-5)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_distances_of_non_finite_rows_are_infinite():
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    import torch
+
+    U = np.random.default_rng(1).standard_normal((9, 300)).astype(np.float32)
+    U[2, 5] = np.nan
+    U[6, 7] = np.inf
+    D = aggregators.pairwise_distances(torch.as_tensor(U, device="cuda")).cpu().numpy()
+    np.testing.assert_array_equal(np.isinf(D), np.isinf(cpu.pairwise_distances(U, True)))
+    assert np.all(np.diag(D) == 0)

@@ -10,11 +10,14 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "attacks.h"
 #include "coordinatewise.h"
 #include "device.h"
+#include "distances.h"
 #include "fedrobust/random.h"
 
 namespace py = pybind11;
@@ -69,6 +72,55 @@ void trimmed_mean(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int6
     py::gil_scoped_release nogil;
     fc::trimmed_mean<T>(u, beta, reinterpret_cast<T*>(out), reinterpret_cast<cudaStream_t>(stream));
   });
+}
+
+// Device scratch memory for one call, allocated and freed in stream order.
+struct Scratch {
+  void* p = nullptr;
+  cudaStream_t stream;
+  Scratch(size_t bytes, cudaStream_t s) : stream(s) {
+    if (cudaMallocAsync(&p, bytes, s) != cudaSuccess) throw std::runtime_error("cudaMallocAsync failed");
+  }
+  ~Scratch() { cudaFreeAsync(p, stream); }
+  template <class V>
+  V* as() const { return static_cast<V*>(p); }
+};
+
+void pairwise_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
+                        const std::string& dtype, bool squared, uintptr_t out, uintptr_t stream) {
+  require_device();
+  if (m < 1 || d < 1) throw py::value_error("U: expected at least one row and one column");
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
+    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    py::gil_scoped_release nogil;
+    Scratch sq(static_cast<size_t>(m * m) * sizeof(double), s);
+    fc::pairwise_sq_distances<T>(u, sq.as<double>(), reinterpret_cast<T*>(out), squared, s);
+  });
+}
+
+py::tuple krum_select(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
+                      const std::string& dtype, int64_t c, bool squared, uintptr_t stream) {
+  require_device();
+  if (c < 0 || m <= 2 * c + 2)
+    throw py::value_error("Krum needs m > 2c + 2 workers: got m = " + std::to_string(m) + ", c = " + std::to_string(c));
+  std::vector<double> scores(static_cast<size_t>(m));
+  int64_t chosen = -1;
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
+    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    py::gil_scoped_release nogil;
+    Scratch sq(static_cast<size_t>(m * m) * sizeof(double), s), dev_scores(static_cast<size_t>(m) * sizeof(double), s),
+        dev_chosen(sizeof(int64_t), s);
+    fc::pairwise_sq_distances<T>(u, sq.as<double>(), static_cast<T*>(nullptr), true, s);
+    fc::krum_select(sq.as<double>(), m, c, squared, dev_scores.as<double>(), dev_chosen.as<int64_t>(), s);
+    cudaMemcpyAsync(scores.data(), dev_scores.p, scores.size() * sizeof(double), cudaMemcpyDeviceToHost, s);
+    cudaMemcpyAsync(&chosen, dev_chosen.p, sizeof(int64_t), cudaMemcpyDeviceToHost, s);
+    if (cudaStreamSynchronize(s) != cudaSuccess) throw std::runtime_error("Krum on the device failed");
+  });
+  return py::make_tuple(chosen, scores);
 }
 
 // The attack crafting of csrc/cpu/attacks.cpp on the device; pointers are device
@@ -135,6 +187,12 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("direction"), py::arg("base"), py::arg("b"), py::arg("sigma_lo"), py::arg("sigma_hi"),
         py::arg("dtype"), py::arg("out"), py::arg("direction_out"), py::arg("stream"),
         "The trim / Gaussian attack values (csrc/cpu/attacks.cpp craft_coordinates) on the device.");
+  m.def("pairwise_distances", &pairwise_distances, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
+        py::arg("col_stride"), py::arg("dtype"), py::arg("squared"), py::arg("out"), py::arg("stream"),
+        "(m, m) distances of the device matrix into `out` (U's dtype), on `stream`.");
+  m.def("krum_select", &krum_select, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
+        py::arg("col_stride"), py::arg("dtype"), py::arg("c"), py::arg("squared"), py::arg("stream"),
+        "Krum on the device: returns (the chosen row, the scores as a list); waits for the stream.");
   m.attr("max_rows") = fc::kMaxRows;
   m.attr("architectures") = FEDROBUST_CUDA_ARCHS;
 }
