@@ -153,6 +153,10 @@ def bulyan_select(U: Any, c: int, squared: bool = True) -> np.ndarray:
 
 def nonfinite_workers(U: Any) -> np.ndarray:
     """Indices (numpy int64) of the rows that hold at least one NaN or Inf."""
+    if as_cuda_matrix(U) is not None:  # the array library's own elementwise test, on the device
+        finite = U.isfinite().all(dim=1) if hasattr(U, "isfinite") else __import__("cupy").isfinite(U).all(axis=1)
+        bad = ~finite
+        return np.flatnonzero(bad.cpu().numpy() if hasattr(bad, "cpu") else bad.get())
     X, _ = as_matrix(U)
     return np.flatnonzero(cpu.nonfinite_rows(X))
 

@@ -314,11 +314,12 @@ class BatchedModel:
         """
         m, b = batches.shape
         valid = batches >= 0
-        idx = torch.from_numpy(np.where(valid, batches, 0).ravel())
+        idx = torch.from_numpy(np.where(valid, batches, 0).ravel()).to(x_all.device)
         x = torch.index_select(x_all, 0, idx).view(m, b, *x_all.shape[1:])
         y = torch.index_select(y_all, 0, idx).view(m, b)
         params = w.expand(m, -1) if U is None else w + U
-        _, grad = self.loss_and_grad(params, x, y, torch.from_numpy(valid.astype(np.float32)))
+        weight = torch.from_numpy(valid.astype(np.float32)).to(x_all.device)
+        _, grad = self.loss_and_grad(params, x, y, weight)
         return grad.mul_(-lr) if U is None else U.sub_(grad, alpha=lr)
 
     @torch.no_grad()

@@ -99,8 +99,9 @@ class Config:
         _check(self.attack in ATTACKS, "attack", f"must be one of {sorted(ATTACKS)}", self.attack)
         _check(self.knowledge in ("full", "partial"), "knowledge", "must be 'full' or 'partial'",
                self.knowledge)
-        _check(self.device == "cpu", "device",
-               "must be 'cpu' in this build (the all-GPU path needs the CUDA kernels)", self.device)
+        _check(self.device in ("cpu", "cuda"), "device", "must be 'cpu' or 'cuda'", self.device)
+        if self.device == "cuda":
+            self._validate_cuda()
         _check(self.dataset in data.DATASETS, "dataset", f"must be one of {sorted(data.DATASETS)}",
                self.dataset)
         _check(self.model in models.MODELS, "model", f"must be one of {sorted(models.MODELS)}", self.model)
@@ -109,6 +110,23 @@ class Config:
         c = self.compromised
         self._check_rule_fits(self.rule, "rule", m)
         self._validate_attack(m)
+
+    def _validate_cuda(self) -> None:
+        """What the all-GPU path of this build covers: a visible device, the rules with CUDA
+        kernels, the attacks that need none (labelflip poisons the data), no defense."""
+        from fedrobust._native import cuda
+
+        _check(cuda is not None and cuda.device_count() > 0 and torch.cuda.is_available(), "device",
+               "'cuda' needs a visible CUDA device, fedrobust's CUDA module and a CUDA build of torch "
+               "(see `fedrobust info`)", self.device)
+        _check(self.rule in ("median", "trimmed_mean", "krum"), "rule",
+               "must be median, trimmed_mean or krum with --device cuda in this build", self.rule)
+        _check(self.rule == "krum" or self.selected_per_round() <= cuda.max_rows, "workers",
+               f"(per round) must be at most {cuda.max_rows} for the CUDA median / trimmed mean of this build",
+               self.selected_per_round())
+        _check(self.attack in ("none", "labelflip"), "attack",
+               "must be none or labelflip with --device cuda in this build (the attacks run on the CPU)",
+               self.attack)
 
     def _check_rule_fits(self, rule: str, setting: str, m: int) -> None:
         """The rule's parameters (c, beta) must be valid for m workers per round."""
@@ -258,16 +276,17 @@ class Simulation:
                                     np.random.default_rng(seeds[0]))
         self.model = models.get(config.model, ds.input_shape, ds.num_classes)
         self.rule = aggregators.get(config.rule, **config.rule_params())
-        self.x_train = torch.from_numpy(ds.x_train)
-        self.y_train = torch.from_numpy(self._training_labels())
+        self.device = torch.device(config.device)
+        self.x_train = torch.from_numpy(ds.x_train).to(self.device)
+        self.y_train = torch.from_numpy(self._training_labels()).to(self.device)
         test = np.arange(len(ds.y_test))
         if defense is not None:  # SPEC 13 item 11: 100 test examples become the validation set
             test = np.random.default_rng(seeds[3]).permutation(test)
-            self.x_val = torch.from_numpy(ds.x_test[test[:VALIDATION_SIZE]])
-            self.y_val = torch.from_numpy(ds.y_test[test[:VALIDATION_SIZE]])
+            self.x_val = torch.from_numpy(ds.x_test[test[:VALIDATION_SIZE]]).to(self.device)
+            self.y_val = torch.from_numpy(ds.y_test[test[:VALIDATION_SIZE]]).to(self.device)
             test = np.sort(test[VALIDATION_SIZE:])
-        self.x_test = torch.from_numpy(ds.x_test[test])
-        self.y_test = torch.from_numpy(ds.y_test[test])
+        self.x_test = torch.from_numpy(ds.x_test[test]).to(self.device)
+        self.y_test = torch.from_numpy(ds.y_test[test]).to(self.device)
         # Padded (workers, n_max) table of each worker's example indices (-1 = none).
         self.local_sizes = np.array([len(p) for p in self.parts])
         self.local_index = np.full((config.workers, max(int(self.local_sizes.max()), 1)), -1, dtype=np.int64)
@@ -317,10 +336,10 @@ class Simulation:
         """The examples of sample_indices: x (m, B, ...), y (m, B), weight (m, B) (0 = empty slot)."""
         chosen = self.sample_indices(workers, rng)
         valid = chosen >= 0
-        idx = torch.from_numpy(np.where(valid, chosen, 0).ravel())
+        idx = torch.from_numpy(np.where(valid, chosen, 0).ravel()).to(self.device)
         x = torch.index_select(self.x_train, 0, idx).view(*chosen.shape, *self.x_train.shape[1:])
         y = torch.index_select(self.y_train, 0, idx).view(chosen.shape)
-        return x, y, torch.from_numpy(valid.astype(np.float32))
+        return x, y, torch.from_numpy(valid.astype(np.float32)).to(self.device)
 
     def local_updates(self, w: torch.Tensor, workers: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """(m, d) updates: local SGD from w for every selected worker at once
@@ -338,17 +357,20 @@ class Simulation:
         m = cfg.selected_per_round()
         workers = np.arange(cfg.workers) if m == cfg.workers else np.sort(
             rng.choice(cfg.workers, size=m, replace=False))
-        U = self.local_updates(state.w, workers, rng).numpy()
+        U = self.local_updates(state.w, workers, rng)
+        U = U.numpy() if U.device.type == "cpu" else U  # CUDA: the updates stay on the device
         compromised = np.flatnonzero(workers < cfg.compromised)
         metrics: Dict[str, Any] = {"empty_workers": int((self.local_sizes[workers] == 0).sum())}
         round_metrics: Dict[str, Any] = {"round": state.round + 1}
         if compromised.size and self.attacked(state.round):
-            rule = cfg.assumed_rule()
-            ctx = AttackContext(U, compromised, state.w.numpy(), rule, cfg.rule_params(rule), cfg.knowledge,
-                                rng, state.round, seed=self._attack_seed, worker_ids=workers,
-                                lr=cfg.learning_rate(), options=cfg.attack_options())
-            U[compromised] = self.attack(ctx)
-            round_metrics.update(attacked=True, **ctx.metrics)
+            round_metrics["attacked"] = True
+            if cfg.attack != "labelflip" or self.attack is not ATTACKS["labelflip"]:  # labelflip poisoned the data
+                rule = cfg.assumed_rule()
+                ctx = AttackContext(U, compromised, state.w.numpy(), rule, cfg.rule_params(rule), cfg.knowledge,
+                                    rng, state.round, seed=self._attack_seed, worker_ids=workers,
+                                    lr=cfg.learning_rate(), options=cfg.attack_options())
+                U[compromised] = self.attack(ctx)
+                round_metrics.update(ctx.metrics)
         else:
             round_metrics["attacked"] = False
         if self.defense is not None:
@@ -357,7 +379,8 @@ class Simulation:
         bad = aggregators.nonfinite_workers(U)
         if bad.size:
             metrics["nonfinite_workers"] = bad.tolist()
-        state.w = state.w + torch.from_numpy(np.asarray(self._aggregate(U, compromised, round_metrics)))
+        aggregate = self._aggregate(U, compromised, round_metrics)
+        state.w = state.w + (aggregate if isinstance(aggregate, torch.Tensor) else torch.from_numpy(np.asarray(aggregate)))
         if cfg.attack != "none":
             state.pending.append(round_metrics)
         state.round += 1
@@ -378,7 +401,7 @@ class Simulation:
 
     # -- the whole run -----------------------------------------------------
     def initial_state(self) -> _State:
-        w = self.model.init(np.random.default_rng(self._init_seed))
+        w = self.model.init(np.random.default_rng(self._init_seed)).to(self.device)
         return _State(w=w, round=0, rng=np.random.default_rng(self._train_seed))
 
     def evaluate(self, w: torch.Tensor):
@@ -437,7 +460,7 @@ class Simulation:
             summary["attack"] = summarize_attack(read_rounds(out) if out else lines)
         if out:
             if state.best_w is not None:
-                _save_array(os.path.join(out, BEST_MODEL), state.best_w.numpy())
+                _save_array(os.path.join(out, BEST_MODEL), state.best_w.cpu().numpy())
                 summary["best_model"] = BEST_MODEL
             _write_json(os.path.join(out, "summary.json"), summary)
         if self.progress:
@@ -536,10 +559,10 @@ def save_checkpoint(out: str, state: _State) -> None:
     """Write checkpoint.npz atomically: a crash while writing leaves the previous one intact."""
     path = os.path.join(out, CHECKPOINT)
     tmp = path + ".tmp.npz"
-    np.savez(tmp, w=state.w.numpy(), round=np.int64(state.round),
+    np.savez(tmp, w=state.w.cpu().numpy(), round=np.int64(state.round),
              rng=np.array(json.dumps(state.rng.bit_generator.state)),
              best_error=np.float64(state.best_error), best_round=np.int64(state.best_round),
-             best_w=state.best_w.numpy() if state.best_w is not None else np.zeros(0, np.float32),
+             best_w=state.best_w.cpu().numpy() if state.best_w is not None else np.zeros(0, np.float32),
              seconds=np.float64(state.seconds), pending=np.array(json.dumps(state.pending)))
     os.replace(tmp, path)
 
@@ -559,8 +582,9 @@ def load_checkpoint(out: str, config: Config) -> Optional[_State]:
     with np.load(path, allow_pickle=False) as z:
         rng = np.random.default_rng()
         rng.bit_generator.state = json.loads(str(z["rng"]))
-        return _State(w=torch.from_numpy(z["w"].copy()), round=int(z["round"]), rng=rng,
+        device = torch.device(config.device)
+        return _State(w=torch.from_numpy(z["w"].copy()).to(device), round=int(z["round"]), rng=rng,
                       best_error=float(z["best_error"]), best_round=int(z["best_round"]),
-                      best_w=torch.from_numpy(z["best_w"].copy()) if z["best_w"].size else None,
+                      best_w=torch.from_numpy(z["best_w"].copy()).to(device) if z["best_w"].size else None,
                       seconds=float(z["seconds"]),
                       pending=json.loads(str(z["pending"])) if "pending" in z.files else [])

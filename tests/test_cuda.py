@@ -221,3 +221,31 @@ def test_gpu_distances_of_non_finite_rows_are_infinite():
     D = aggregators.pairwise_distances(torch.as_tensor(U, device="cuda")).cpu().numpy()
     np.testing.assert_array_equal(np.isinf(D), np.isinf(cpu.pairwise_distances(U, True)))
     assert np.all(np.diag(D) == 0)
+
+
+def test_device_cuda_without_a_gpu_fails_before_training(tmp_path):
+    from fedrobust.simulation import Config, Simulation
+
+    if _devices() > 0 and "torch" in _libraries():
+        pytest.skip("a CUDA device is visible")
+    config = Config(dataset="digits", workers=20, compromised=4, rounds=2, device="cuda", out=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="'cuda' needs a visible CUDA device"):
+        Simulation(config, progress=False)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("rule", ["median", "trimmed_mean", "krum"])
+def test_gpu_simulation_trains_on_the_device(tmp_path, rule):
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    from fedrobust.simulation import Config, Simulation
+
+    common = dict(dataset="digits", model="lr", rule=rule, workers=40, compromised=8, rounds=40, lr=0.5,
+                  eval_every=20, seed=1)
+    gpu_run = Simulation(Config(device="cuda", out=str(tmp_path / "gpu"), **common), progress=False).run()
+    cpu_run = Simulation(Config(device="cpu", out=str(tmp_path / "cpu"), **common), progress=False).run()
+    assert gpu_run["final_test_error"] < 0.5  # learns (chance is 0.9)
+    assert abs(gpu_run["final_test_error"] - cpu_run["final_test_error"]) < 0.1
+    with pytest.raises(ValueError, match="'rule' must be median, trimmed_mean or krum"):
+        Simulation(Config(device="cuda", **dict(common, rule="bulyan")), progress=False)
