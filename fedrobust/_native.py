@@ -63,6 +63,7 @@ def backend_info() -> dict:
             runtime_version=_CUDA_MODULE.runtime_version(),
             driver_version=_CUDA_MODULE.driver_version(),
             devices=_CUDA_MODULE.device_names(),
+            device_error=_CUDA_MODULE.device_error(),
         )
     for name in ("torch", "cupy"):
         try:

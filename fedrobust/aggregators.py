@@ -132,7 +132,10 @@ def _cuda_krum(G: CudaMatrix, c: int, squared: bool):
 
 
 def _cuda_single(multi: Any) -> None:
-    if as_int(multi, "multi") != 1:
+    multi = as_int(multi, "multi")
+    if multi < 1:
+        raise ValueError(f"multi must be >= 1, got {multi}")
+    if multi != 1:
         raise TypeError("Multi-Krum (multi > 1) has no CUDA kernel yet; pass a CPU array")
 
 

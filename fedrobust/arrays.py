@@ -46,8 +46,8 @@ def as_matrix(U: Any, name: str = "U") -> Tuple[np.ndarray, Wrap]:
         X, wrap = _torch_view(U, name)
     elif _is_cupy_array(U):
         raise TypeError(
-            f"{name}: got a cupy array on a GPU; this function has no CUDA kernel yet (median and "
-            "trimmed_mean have); pass a numpy array or a CPU torch tensor"
+            f"{name}: got a cupy array on a GPU; this function has no CUDA kernel yet (median, trimmed_mean, "
+            "pairwise_distances, krum and nonfinite_workers have); pass a numpy array or a CPU torch tensor"
         )
     else:
         raise TypeError(
@@ -69,8 +69,8 @@ def _torch_view(t: Any, name: str) -> Tuple[np.ndarray, Wrap]:
 
     if t.device.type != "cpu":
         raise TypeError(
-            f"{name}: got a torch tensor on {t.device}; this function has no CUDA kernel yet (median and "
-            "trimmed_mean have); pass a CPU tensor"
+            f"{name}: got a torch tensor on {t.device}; this function has no CUDA kernel yet (median, "
+            "trimmed_mean, pairwise_distances, krum and nonfinite_workers have); pass a CPU tensor"
         )
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name}: expected float32 or float64 values, got dtype {t.dtype}")
@@ -120,7 +120,8 @@ def as_cuda_matrix(U: Any, name: str = "U") -> Optional[CudaMatrix]:
 
         dtype = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}.get(np.dtype(U.dtype))
         strides = tuple(s // U.itemsize for s in U.strides)
-        matrix = CudaMatrix(U.data.ptr, tuple(U.shape), strides, dtype, cupy.cuda.get_current_stream().ptr,
+        stream = cupy.cuda.get_current_stream(U.device.id).ptr  # the stream current on U's device
+        matrix = CudaMatrix(U.data.ptr, tuple(U.shape), strides, dtype, stream,
                             lambda n: cupy.empty(n, dtype=U.dtype), lambda a: cupy.asarray(a, dtype=U.dtype),
                             lambda: U.device)
         given = str(U.dtype)

@@ -121,9 +121,9 @@ class Config:
                "(see `fedrobust info`)", self.device)
         _check(self.rule in ("median", "trimmed_mean", "krum"), "rule",
                "must be median, trimmed_mean or krum with --device cuda in this build", self.rule)
-        _check(self.rule == "krum" or self.selected_per_round() <= cuda.max_rows, "workers",
-               f"(per round) must be at most {cuda.max_rows} for the CUDA median / trimmed mean of this build",
-               self.selected_per_round())
+        limit = cuda.max_distance_rows if self.rule == "krum" else cuda.max_rows
+        _check(self.selected_per_round() <= limit, "workers",
+               f"(per round) must be at most {limit} for the CUDA {self.rule} of this build", self.selected_per_round())
         _check(self.attack in ("none", "labelflip"), "attack",
                "must be none or labelflip with --device cuda in this build (the attacks run on the CPU)",
                self.attack)
@@ -264,6 +264,9 @@ class Simulation:
                  dataset: Optional[data.Dataset] = None):
         """`dataset` replaces the one config.dataset names (a user's own data)."""
         config.validate()
+        if config.device == "cuda" and (defense is not None or attack is not None):
+            raise ValueError("device 'cuda' runs without a defense or a custom attack in this build "
+                             "(their hooks take CPU arrays); use device 'cpu'")
         self.config = config
         self.progress = progress
         self.attack = attack or ATTACKS[config.attack]

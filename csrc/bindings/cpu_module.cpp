@@ -87,7 +87,7 @@ void check_count(const char* name, int64_t value) {
 
 void check_krum(int64_t m, int64_t c) {
   check_count("c", c);
-  if (m <= 2 * c + 2)
+  if (c > (m - 3) / 2 || m < 3)  // m > 2c + 2, without overflow for huge c
     throw py::value_error("Krum needs m > 2c + 2 workers: got m = " + std::to_string(m) +
                           ", c = " + std::to_string(c) + " (at most c = " +
                           std::to_string((m - 3) / 2) + " for this m)");
@@ -205,7 +205,7 @@ py::tuple bulyan(const py::array& a, int64_t c, bool squared) {
     Rows<T> r = rows_of<T>(a);
     const int64_t m = r.view.n_rows;
     check_count("c", c);
-    if (m < 4 * c + 3)
+    if (c > (m - 3) / 4 || m < 3)  // m >= 4c + 3, without overflow for huge c
       throw py::value_error("Bulyan needs m >= 4c + 3 workers: got m = " + std::to_string(m) +
                             ", c = " + std::to_string(c));
     std::vector<int64_t> chosen;
@@ -244,7 +244,7 @@ py::object trimmed_mean(const py::array& a, int64_t beta) {
     Rows<T> r = rows_of<T>(a);
     const int64_t m = r.view.n_rows;
     check_count("beta", beta);
-    if (2 * beta >= m)
+    if (beta > (m - 1) / 2)  // 2 beta < m, without overflow for huge beta
       throw py::value_error("trimmed mean needs 2*beta < m: got beta = " + std::to_string(beta) +
                             ", m = " + std::to_string(m) + " (at most beta = " +
                             std::to_string((m - 1) / 2) + " for this m)");
@@ -484,7 +484,7 @@ py::object column_rule_scalar(const py::array& a, const std::string& rule, int64
       throw py::value_error("U: at most " + std::to_string(kColumnMaxRows) + " rows, got " + std::to_string(m));
     if (rule != "median" && rule != "trimmed_mean")
       throw py::value_error("rule must be 'median' or 'trimmed_mean', got '" + rule + "'");
-    if (rule == "trimmed_mean" && (beta < 0 || 2 * beta >= m))
+    if (rule == "trimmed_mean" && (beta < 0 || beta > (m - 1) / 2))
       throw py::value_error("trimmed mean needs 0 <= beta and 2*beta < m");
     py::array_t<T> out(d);
     T* p = out.mutable_data();

@@ -27,7 +27,8 @@ namespace {
 
 void require_device() {
   if (fc::device_count() == 0)
-    throw py::value_error("no CUDA device is visible (fedrobust.backend_info()['cuda'] shows what was found)");
+    throw py::value_error("no CUDA device is visible to fedrobust (" + fc::device_error() +
+                          "; fedrobust.backend_info()['cuda'] shows what was found)");
 }
 
 template <class T>
@@ -63,7 +64,7 @@ void median(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t co
 void trimmed_mean(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride, int64_t beta,
                   const std::string& dtype, uintptr_t out, uintptr_t stream) {
   require_device();
-  if (beta < 0 || 2 * beta >= m)
+  if (beta < 0 || beta > (m - 1) / 2)  // 2 beta < m, without overflow
     throw py::value_error("trimmed mean needs 0 <= beta and 2*beta < m: got beta = " + std::to_string(beta) +
                           ", m = " + std::to_string(m));
   dispatch(dtype, [&](auto tag) {
@@ -86,10 +87,17 @@ struct Scratch {
   V* as() const { return static_cast<V*>(p); }
 };
 
+void check_distance_rows(int64_t m, int64_t d) {
+  if (m < 1 || d < 1) throw py::value_error("U: expected at least one row and one column");
+  if (m > fc::kMaxDistanceRows)
+    throw py::value_error("U: distances on CUDA take at most " + std::to_string(fc::kMaxDistanceRows) +
+                          " workers (rows), got " + std::to_string(m));
+}
+
 void pairwise_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
                         const std::string& dtype, bool squared, uintptr_t out, uintptr_t stream) {
   require_device();
-  if (m < 1 || d < 1) throw py::value_error("U: expected at least one row and one column");
+  check_distance_rows(m, d);
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
@@ -103,8 +111,9 @@ void pairwise_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride
 py::tuple krum_select(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
                       const std::string& dtype, int64_t c, bool squared, uintptr_t stream) {
   require_device();
-  if (c < 0 || m <= 2 * c + 2)
+  if (c < 0 || m < 3 || c > (m - 3) / 2)  // m > 2c + 2, without overflow
     throw py::value_error("Krum needs m > 2c + 2 workers: got m = " + std::to_string(m) + ", c = " + std::to_string(c));
+  check_distance_rows(m, d);
   std::vector<double> scores(static_cast<size_t>(m));
   int64_t chosen = -1;
   dispatch(dtype, [&](auto tag) {
@@ -118,7 +127,8 @@ py::tuple krum_select(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, 
     fc::krum_select(sq.as<double>(), m, c, squared, dev_scores.as<double>(), dev_chosen.as<int64_t>(), s);
     cudaMemcpyAsync(scores.data(), dev_scores.p, scores.size() * sizeof(double), cudaMemcpyDeviceToHost, s);
     cudaMemcpyAsync(&chosen, dev_chosen.p, sizeof(int64_t), cudaMemcpyDeviceToHost, s);
-    if (cudaStreamSynchronize(s) != cudaSuccess) throw std::runtime_error("Krum on the device failed");
+    const cudaError_t status = cudaStreamSynchronize(s);
+    if (status != cudaSuccess) throw std::runtime_error(std::string("Krum on the device: ") + cudaGetErrorString(status));
   });
   return py::make_tuple(chosen, scores);
 }
@@ -169,6 +179,7 @@ void craft_coordinates(uintptr_t data, int64_t m, int64_t d, int64_t row_stride,
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fedrobust CUDA kernels. Use fedrobust.aggregators with torch CUDA tensors or cupy arrays.";
   m.def("device_count", &fc::device_count);
+  m.def("device_error", &fc::device_error, "Why device_count() is 0 (empty when it is not).");
   m.def("runtime_version", &fc::runtime_version);
   m.def("driver_version", &fc::driver_version);
   m.def("device_names", [] {
@@ -194,5 +205,6 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("col_stride"), py::arg("dtype"), py::arg("c"), py::arg("squared"), py::arg("stream"),
         "Krum on the device: returns (the chosen row, the scores as a list); waits for the stream.");
   m.attr("max_rows") = fc::kMaxRows;
+  m.attr("max_distance_rows") = fc::kMaxDistanceRows;
   m.attr("architectures") = FEDROBUST_CUDA_ARCHS;
 }

@@ -83,11 +83,14 @@ void craft_coordinates(const CraftSpec<T>& s, cudaStream_t stream) {
   craft_kernel<T><<<static_cast<int>(blocks < 65535 * 16 ? blocks : 65535 * 16), kThreads, 0, stream>>>(
       s.u, rows, static_cast<int64_t>(s.rows.size()), s.mode, s.direction, s.base, s.b, s.sigma_lo, s.sigma_hi,
       prefix, static_cast<int64_t>(s.prefix.size()), s.out, s.direction_out);
-  check(cudaGetLastError(), "craft kernel");
-  // The host vectors were copied in stream order (pageable memory: the copies are
-  // complete when cudaMemcpyAsync returns), so they may go; the device ones follow the kernel.
-  check(cudaFreeAsync(rows, stream), "cudaFreeAsync");
-  check(cudaFreeAsync(prefix, stream), "cudaFreeAsync");
+  const cudaError_t status = cudaGetLastError();
+  cudaFreeAsync(rows, stream);
+  cudaFreeAsync(prefix, stream);
+  // The host vectors of the copies belong to the caller and go when it returns: wait for
+  // the stream (crafting is not on a hot path of the device loop yet).
+  const cudaError_t done = cudaStreamSynchronize(stream);
+  check(status, "craft kernel");
+  check(done, "craft kernel");
 }
 
 template void craft_coordinates<float>(const CraftSpec<float>&, cudaStream_t);

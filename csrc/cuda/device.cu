@@ -15,6 +15,14 @@ int device_count() {
   return n;
 }
 
+std::string device_error() {
+  int n = 0;
+  const cudaError_t status = cudaGetDeviceCount(&n);
+  cudaGetLastError();
+  if (status != cudaSuccess) return cudaGetErrorString(status);
+  return n > 0 ? "" : "no device";
+}
+
 int runtime_version() {
   int v = 0;
   cudaRuntimeGetVersion(&v);

@@ -33,11 +33,12 @@ void check(cudaError_t status, const char* what) {
 template <class T>
 __global__ void partial_kernel(Matrix<T> u, int64_t chunk, int tiles, double* partial) {
   __shared__ double a[kTile][kStage + 1], b[kTile][kStage + 1];
-  // Blocks over (chunk, tile pair with ti <= tj).
-  int pair = blockIdx.y, ti = 0;
+  // Blocks over (tile pair with ti <= tj, chunk).
+  int64_t pair = blockIdx.x;
+  int ti = 0;
   while (pair >= tiles - ti) pair -= tiles - ti++;
-  const int tj = ti + pair;
-  const int64_t m = u.rows, c0 = static_cast<int64_t>(blockIdx.x) * chunk;
+  const int tj = ti + static_cast<int>(pair);
+  const int64_t m = u.rows, c0 = static_cast<int64_t>(blockIdx.y) * chunk;
   const int64_t c1 = c0 + chunk < u.cols ? c0 + chunk : u.cols;
   const int r = threadIdx.y, s = threadIdx.x;  // this thread's pair: (ti*16 + r, tj*16 + s)
   const int64_t i = static_cast<int64_t>(ti) * kTile + r, j = static_cast<int64_t>(tj) * kTile + s;
@@ -58,7 +59,7 @@ __global__ void partial_kernel(Matrix<T> u, int64_t chunk, int tiles, double* pa
     }
     __syncthreads();
   }
-  if (i < m && j < m) partial[(static_cast<int64_t>(blockIdx.x) * m + i) * m + j] = sum;
+  if (i < m && j < m) partial[(static_cast<int64_t>(blockIdx.y) * m + i) * m + j] = sum;
 }
 
 // out[i][j] = out[j][i] = sum of the partials in chunk order; 0 on the diagonal; +Inf when not finite.
@@ -107,21 +108,29 @@ __global__ void argmin_kernel(const double* scores, int64_t m, int64_t* chosen) 
 template <class T>
 void pairwise_sq_distances(const Matrix<T>& u, double* sq, T* out, bool squared, cudaStream_t stream) {
   const int64_t m = u.rows;
-  const int tiles = static_cast<int>((m + kTile - 1) / kTile);
-  // Column chunks: at least 4096 columns, few enough that the partials stay under 2^24 doubles.
+  if (m > kMaxDistanceRows)
+    throw std::invalid_argument("pairwise distances on CUDA take at most " + std::to_string(kMaxDistanceRows) +
+                                " rows, got " + std::to_string(m));
+  const int64_t tiles = (m + kTile - 1) / kTile;
+  // Column chunks: at least 4096 columns; more while the partials would pass 2^24 doubles
+  // (one chunk at least) or the chunks the 65535 blocks of a grid's y dimension.
   int64_t chunk = 4096;
-  while ((u.cols + chunk - 1) / chunk * m * m > (int64_t(1) << 24)) chunk *= 2;
+  while (chunk < u.cols && ((u.cols + chunk - 1) / chunk * m * m > (int64_t(1) << 24) ||
+                            (u.cols + chunk - 1) / chunk > 65535))
+    chunk *= 2;
   const int64_t chunks = (u.cols + chunk - 1) / chunk;
-  if (chunks > 2147483647 || tiles * (tiles + 1) / 2 > 65535)
-    throw std::invalid_argument("pairwise distances: too many rows or columns for one launch");
   double* partial = nullptr;
   check(cudaMallocAsync(reinterpret_cast<void**>(&partial), chunks * m * m * sizeof(double), stream), "cudaMallocAsync");
-  partial_kernel<T><<<dim3(static_cast<unsigned>(chunks), tiles * (tiles + 1) / 2), dim3(kTile, kTile), 0, stream>>>(
-      u, chunk, tiles, partial);
-  check(cudaGetLastError(), "distance kernel");
-  reduce_kernel<T><<<static_cast<unsigned>((m * m + 255) / 256), 256, 0, stream>>>(partial, chunks, m, sq, out, squared);
-  check(cudaGetLastError(), "distance reduction kernel");
-  check(cudaFreeAsync(partial, stream), "cudaFreeAsync");
+  partial_kernel<T><<<dim3(static_cast<unsigned>(tiles * (tiles + 1) / 2), static_cast<unsigned>(chunks)),
+                      dim3(kTile, kTile), 0, stream>>>(u, chunk, static_cast<int>(tiles), partial);
+  cudaError_t status = cudaGetLastError();
+  if (status == cudaSuccess) {
+    reduce_kernel<T><<<static_cast<unsigned>((m * m + 255) / 256), 256, 0, stream>>>(partial, chunks, m, sq, out,
+                                                                                     squared);
+    status = cudaGetLastError();
+  }
+  cudaFreeAsync(partial, stream);
+  check(status, "distance kernels");
 }
 
 void krum_select(const double* sq, int64_t m, int64_t c, bool squared, double* scores, int64_t* chosen,
@@ -129,10 +138,13 @@ void krum_select(const double* sq, int64_t m, int64_t c, bool squared, double* s
   double* work = nullptr;
   check(cudaMallocAsync(reinterpret_cast<void**>(&work), m * m * sizeof(double), stream), "cudaMallocAsync");
   krum_scores_kernel<<<static_cast<unsigned>((m + 127) / 128), 128, 0, stream>>>(sq, m, c, squared, work, scores);
-  check(cudaGetLastError(), "Krum score kernel");
-  argmin_kernel<<<1, 1, 0, stream>>>(scores, m, chosen);
-  check(cudaGetLastError(), "Krum selection kernel");
-  check(cudaFreeAsync(work, stream), "cudaFreeAsync");
+  cudaError_t status = cudaGetLastError();
+  if (status == cudaSuccess) {
+    argmin_kernel<<<1, 1, 0, stream>>>(scores, m, chosen);
+    status = cudaGetLastError();
+  }
+  cudaFreeAsync(work, stream);
+  check(status, "Krum kernels");
 }
 
 template void pairwise_sq_distances<float>(const Matrix<float>&, double*, float*, bool, cudaStream_t);

@@ -8,6 +8,9 @@
 
 namespace fedrobust::cuda {
 
+// The most rows pairwise_sq_distances takes (its (m, m) double buffers).
+constexpr int64_t kMaxDistanceRows = 16384;
+
 // sq (m, m) device doubles: squared distances (+Inf for non-finite rows, 0 on the
 // diagonal); out (m, m) in T, squared or plain, when not null.
 template <class T>
