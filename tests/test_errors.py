@@ -245,3 +245,15 @@ def test_unknown_simd_level_is_a_value_error_listing_the_levels(restore_simd):
 def test_non_positive_thread_count_is_a_value_error(n, restore_threads):
     _raises(ValueError, lambda: fedrobust.set_num_threads(n), "num_threads must be >= 1", f"got {n}")
     assert fedrobust.backend_info()["cpu"]["threads"] == restore_threads
+
+
+@pytest.mark.parametrize("call", [
+    lambda U: aggregators.trimmed_mean(U, 2**62),
+    lambda U: aggregators.krum(U, 2**62),
+    lambda U: aggregators.krum_scores(U, 2**62),
+    lambda U: aggregators.bulyan(U, 2**61),
+])
+def test_huge_parameters_are_refused_not_overflowed(call):
+    """2*beta, 2c + 2 and 4c + 3 would overflow int64: the checks must not."""
+    with pytest.raises(ValueError):
+        call(np.zeros((5, 3), np.float32))
