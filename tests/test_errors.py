@@ -248,10 +248,10 @@ def test_non_positive_thread_count_is_a_value_error(n, restore_threads):
 
 
 @pytest.mark.parametrize("call", [
-    lambda U: aggregators.trimmed_mean(U, 2**62),
-    lambda U: aggregators.krum(U, 2**62),
-    lambda U: aggregators.krum_scores(U, 2**62),
-    lambda U: aggregators.bulyan(U, 2**61),
+    lambda U: agg.trimmed_mean(U, 2**62),
+    lambda U: agg.krum(U, 2**62),
+    lambda U: agg.krum_scores(U, 2**62),
+    lambda U: agg.bulyan(U, 2**61),
 ])
 def test_huge_parameters_are_refused_not_overflowed(call):
     """2*beta, 2c + 2 and 4c + 3 would overflow int64: the checks must not."""
