@@ -432,6 +432,8 @@ class Simulation:
         while state.round < cfg.rounds:
             t0 = time.perf_counter()
             metrics = self.step(state)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # the round's kernels count in its time
             state.seconds += time.perf_counter() - t0
             if state.round % cfg.eval_every == 0 or state.round == cfg.rounds:
                 error, loss = self.evaluate(state.w)

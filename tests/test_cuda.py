@@ -262,3 +262,14 @@ def test_gpu_simulation_trains_on_the_device(tmp_path, rule):
     assert abs(gpu_run["final_test_error"] - cpu_run["final_test_error"]) < 0.1
     with pytest.raises(ValueError, match="'rule' must be median, trimmed_mean or krum"):
         Simulation(Config(device="cuda", **dict(common, rule="bulyan")), progress=False)
+
+
+def test_nan_results_are_the_one_quiet_nan_on_every_backend():
+    """-Inf and +Inf as the middle values give NaN; its bits must not depend on the backend."""
+    U = np.array([[-np.inf, 1.0], [np.inf, 2.0]], dtype=np.float32)
+    quiet = np.array(np.nan, dtype=np.float32).view(np.uint32)
+    for result in (cpu.median(U), cpu.column_rule_scalar(U, "median")):
+        assert result[0].view(np.uint32) == quiet
+    V = np.array([[-np.inf], [np.inf], [0.0]] * 1, dtype=np.float64)[[0, 1, 0, 1]]
+    assert np.isnan(cpu.trimmed_mean(V, 1)[0]) and cpu.trimmed_mean(V, 1)[0].view(np.uint64) == np.array(
+        np.nan, dtype=np.float64).view(np.uint64)

@@ -19,12 +19,19 @@ FR_HD T canonical(T x) {
   return x != x ? std::numeric_limits<T>::infinity() : x + T(0);
 }
 
+// A NaN result (e.g. -Inf and +Inf averaged) as the one quiet NaN of T: CPUs and
+// GPUs make NaNs with different bits, and results must not depend on the backend.
+template <class T>
+FR_HD T one_nan(T x) {
+  return x != x ? std::numeric_limits<T>::quiet_NaN() : x;
+}
+
 // Median from the two middle order statistics lo = v[(m-1)/2], hi = v[m/2]:
 // lo when m is odd, else lo/2 + hi/2 evaluated in double.
 template <class T>
 FR_HD T median_from_middle(T lo, T hi, int64_t m) {
   if (m % 2 == 1) return lo;
-  return static_cast<T>(0.5 * static_cast<double>(lo) + 0.5 * static_cast<double>(hi));
+  return one_nan(static_cast<T>(0.5 * static_cast<double>(lo) + 0.5 * static_cast<double>(hi)));
 }
 
 // Trimmed mean from one pass over the column in row order.
@@ -41,7 +48,7 @@ FR_HD T trimmed_mean_from_pass(T lo, T hi, double mid_sum, int64_t n_le, int64_t
   if (lo == hi) return lo;
   double total = mid_sum + static_cast<double>(n_le - beta) * static_cast<double>(lo) +
                  static_cast<double>(n_ge - beta) * static_cast<double>(hi);
-  return static_cast<T>(total / static_cast<double>(m - 2 * beta));
+  return one_nan(static_cast<T>(total / static_cast<double>(m - 2 * beta)));
 }
 
 // Bulyan's second stage on one coordinate: v holds theta sorted canonical
@@ -63,7 +70,7 @@ FR_HD T closest_to_median_mean(const T* v, int64_t stride, int64_t theta, int64_
   }
   double sum = 0.0;
   for (int64_t k = l; k < l + gamma; ++k) sum += static_cast<double>(v[k * stride]);
-  return static_cast<T>(sum / static_cast<double>(gamma));
+  return one_nan(static_cast<T>(sum / static_cast<double>(gamma)));
 }
 
 }  // namespace fedrobust
