@@ -107,7 +107,6 @@ class Config:
         _check(self.model in models.MODELS, "model", f"must be one of {sorted(models.MODELS)}", self.model)
         _check(self.rule in aggregators.available(), "rule",
                f"must be one of {aggregators.available()}", self.rule)
-        c = self.compromised
         self._check_rule_fits(self.rule, "rule", m)
         self._validate_attack(m)
 
