@@ -41,7 +41,7 @@ def mean(U: Any) -> Any:
 
 def median(U: Any) -> Any:
     """Coordinate-wise median. Even m: the mean of the two middle values, lo/2 + hi/2.
-    CUDA inputs (torch, cupy; m <= 128 in this build) run on the device, same bits as the CPU."""
+    CUDA inputs (torch, cupy) run on the device, same bits as the CPU."""
     G = as_cuda_matrix(U)
     if G is not None:
         return _on_device(G, lambda out: cuda.median(G.data, *G.shape, *G.strides, G.dtype, out, G.stream))
@@ -52,7 +52,7 @@ def median(U: Any) -> Any:
 def trimmed_mean(U: Any, beta: int) -> Any:
     """Coordinate-wise trimmed mean: drop the beta largest and beta smallest values of
     each coordinate and average the remaining m - 2*beta. Requires 0 <= beta and 2*beta < m.
-    CUDA inputs (torch, cupy; m <= 128 in this build) run on the device, same bits as the CPU."""
+    CUDA inputs (torch, cupy) run on the device, same bits as the CPU."""
     beta = as_count(beta, "beta")
     G = as_cuda_matrix(U)
     if G is not None:

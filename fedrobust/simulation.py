@@ -120,9 +120,9 @@ class Config:
                "(see `fedrobust info`)", self.device)
         _check(self.rule in ("median", "trimmed_mean", "krum"), "rule",
                "must be median, trimmed_mean or krum with --device cuda in this build", self.rule)
-        limit = cuda.max_distance_rows if self.rule == "krum" else cuda.max_rows
-        _check(self.selected_per_round() <= limit, "workers",
-               f"(per round) must be at most {limit} for the CUDA {self.rule} of this build", self.selected_per_round())
+        _check(self.rule != "krum" or self.selected_per_round() <= cuda.max_distance_rows, "workers",
+               f"(per round) must be at most {cuda.max_distance_rows} for Krum on CUDA in this build",
+               self.selected_per_round())
         _check(self.attack in ("none", "labelflip"), "attack",
                "must be none or labelflip with --device cuda in this build (the attacks run on the CPU)",
                self.attack)

@@ -36,9 +36,6 @@ fc::Matrix<T> matrix(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, i
   if (m < 1 || d < 1)
     throw py::value_error("U: expected at least one row and one column, got shape (" + std::to_string(m) + ", " +
                           std::to_string(d) + ")");
-  if (m > fc::kMaxRows)
-    throw py::value_error("U: the CUDA kernels of this build take at most " + std::to_string(fc::kMaxRows) +
-                          " workers (rows), got " + std::to_string(m) + "; use a CPU array for more");
   return fc::Matrix<T>{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
 }
 
@@ -204,7 +201,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("krum_select", &krum_select, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
         py::arg("col_stride"), py::arg("dtype"), py::arg("c"), py::arg("squared"), py::arg("stream"),
         "Krum on the device: returns (the chosen row, the scores as a list); waits for the stream.");
-  m.attr("max_rows") = fc::kMaxRows;
+  m.attr("sort_rows") = fc::kMaxRows;
   m.attr("max_distance_rows") = fc::kMaxDistanceRows;
   m.attr("architectures") = FEDROBUST_CUDA_ARCHS;
 }

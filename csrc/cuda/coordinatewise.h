@@ -6,7 +6,8 @@
 
 namespace fedrobust::cuda {
 
-// The largest m the thread-per-column kernels take (their local array).
+// Up to this many rows a thread sorts its column in a local array; beyond, it finds
+// the ranks by radix selection (fedrobust/column.h).
 constexpr int kMaxRows = 128;
 
 // A device matrix: element (i, j) at data[i * row_stride + j * col_stride] (in elements).
@@ -16,7 +17,7 @@ struct Matrix {
   int64_t rows, cols, row_stride, col_stride;
 };
 
-// out (cols,) on the device, written on `stream`. Require rows <= kMaxRows.
+// out (cols,) on the device, written on `stream`.
 template <class T>
 void median(const Matrix<T>& u, T* out, cudaStream_t stream);
 template <class T>
