@@ -112,7 +112,7 @@ class Config:
 
     def _validate_cuda(self) -> None:
         """What the all-GPU path of this build covers: a visible device, the rules with CUDA
-        kernels, the attacks that need none (labelflip poisons the data), no defense."""
+        kernels, the attacks with a CUDA path (trim, Gaussian; labelflip poisons the data)."""
         from fedrobust._native import cuda
 
         _check(cuda is not None and cuda.device_count() > 0 and torch.cuda.is_available(), "device",
@@ -123,9 +123,9 @@ class Config:
         _check(self.rule != "krum" or self.selected_per_round() <= cuda.max_distance_rows, "workers",
                f"(per round) must be at most {cuda.max_distance_rows} for Krum on CUDA in this build",
                self.selected_per_round())
-        _check(self.attack in ("none", "labelflip"), "attack",
-               "must be none or labelflip with --device cuda in this build (the attacks run on the CPU)",
-               self.attack)
+        _check(self.attack in ("none", "labelflip", "trim", "gaussian"), "attack",
+               "must be none, labelflip, trim or gaussian with --device cuda in this build (the Krum attack "
+               "runs on the CPU)", self.attack)
 
     def _check_rule_fits(self, rule: str, setting: str, m: int) -> None:
         """The rule's parameters (c, beta) must be valid for m workers per round."""
@@ -368,10 +368,11 @@ class Simulation:
             round_metrics["attacked"] = True
             if cfg.attack != "labelflip" or self.attack is not ATTACKS["labelflip"]:  # labelflip poisoned the data
                 rule = cfg.assumed_rule()
-                ctx = AttackContext(U, compromised, state.w.numpy(), rule, cfg.rule_params(rule), cfg.knowledge,
-                                    rng, state.round, seed=self._attack_seed, worker_ids=workers,
-                                    lr=cfg.learning_rate(), options=cfg.attack_options())
-                U[compromised] = self.attack(ctx)
+                on_cpu = isinstance(U, np.ndarray)
+                ctx = AttackContext(U, compromised, state.w.numpy() if on_cpu else state.w, rule,
+                                    cfg.rule_params(rule), cfg.knowledge, rng, state.round, seed=self._attack_seed,
+                                    worker_ids=workers, lr=cfg.learning_rate(), options=cfg.attack_options())
+                U[compromised if on_cpu else torch.from_numpy(compromised).to(U.device)] = self.attack(ctx)
                 round_metrics.update(ctx.metrics)
         else:
             round_metrics["attacked"] = False

@@ -278,3 +278,44 @@ def test_nan_results_are_the_one_quiet_nan_on_every_backend():
     V = np.array([[-np.inf], [np.inf], [0.0]] * 1, dtype=np.float64)[[0, 1, 0, 1]]
     assert np.isnan(cpu.trimmed_mean(V, 1)[0]) and cpu.trimmed_mean(V, 1)[0].view(np.uint64) == np.array(
         np.nan, dtype=np.float64).view(np.uint64)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("attack, knowledge, rule", [("trim", "full", "median"), ("trim", "partial", "trimmed_mean"),
+                                                      ("gaussian", "full", "median")])
+def test_gpu_attacks_send_the_cpus_values(attack, knowledge, rule):
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    import torch
+
+    from fedrobust.attacks import ATTACKS, AttackContext
+
+    rng = np.random.default_rng(11)
+    U = (0.01 * rng.standard_normal((50, 3000))).astype(np.float32)
+    w = (0.1 * rng.standard_normal(3000)).astype(np.float32)
+    params = {"median": {}, "trimmed_mean": {"beta": 10}}[rule]
+
+    def context(updates, model):
+        return AttackContext(updates, np.arange(10), model, rule, params, knowledge, np.random.default_rng(0), 5,
+                             seed=7, lr=0.1)
+
+    on_cpu, on_gpu = context(U, w), context(torch.as_tensor(U, device="cuda"), torch.as_tensor(w, device="cuda"))
+    expected = ATTACKS[attack](on_cpu)
+    got = ATTACKS[attack](on_gpu)
+    np.testing.assert_array_equal(got.cpu().numpy(), expected)
+    for key, value in on_cpu.metrics.items():
+        assert on_gpu.metrics[key] == pytest.approx(value, abs=1e-3), key
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_simulation_with_the_partial_trim_attack(tmp_path):
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    from fedrobust.simulation import Config, Simulation
+
+    config = Config(dataset="digits", model="lr", rule="median", workers=200, compromised=40, rounds=20, lr=0.5,
+                    eval_every=10, attack="trim", knowledge="partial", device="cuda", out=str(tmp_path / "gpu"))
+    summary = Simulation(config, progress=False).run()
+    assert summary["attack"]["rounds_attacked"] == 20 and 0.0 <= summary["final_test_error"] <= 1.0

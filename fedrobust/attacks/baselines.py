@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedrobust._native import cpu
+from fedrobust.attacks import backend
 from fedrobust.attacks.context import AttackContext
 
 
@@ -16,8 +16,7 @@ def gaussian(ctx: AttackContext) -> np.ndarray:
     """Each compromised worker sends, per coordinate, a draw from N(mu_j, sigma_j^2) fitted
     (mean, population variance) on the j-th values of all m before-attack updates."""
     U = ctx.updates
-    crafted, _ = cpu.craft_coordinates(U, list(range(U.shape[0])), "gaussian", ctx.compromised_ids(),
-                                       ctx.seed, ctx.round)
+    crafted, _ = backend.craft(U, list(range(U.shape[0])), "gaussian", ctx.compromised_ids(), ctx.seed, ctx.round)
     return crafted
 
 

@@ -47,9 +47,10 @@ class AttackContext:
     """One round, as the attacker sees it (SPEC section 3). All in update space: an update is a
     local model minus the received global model w_Re (SPEC 13 item 1).
 
-    updates:      (m, d) before-attack updates of the selected workers.
+    updates:      (m, d) before-attack updates of the selected workers: a numpy array, or a
+                  torch CUDA tensor for the attacks with a CUDA path (trim, Gaussian).
     compromised:  (c,) row indices of the compromised workers among them.
-    global_model: (d,) w_Re.
+    global_model: (d,) w_Re, of the same kind as updates.
     rule, rule_params: the rule the attacker assumes the server runs, and its parameters.
     knowledge:    "full" (every worker's update) or "partial" (the compromised ones only).
     rng:          the simulation's generator (for anything not drawn from the counter).

@@ -8,17 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from fedrobust import aggregators
-from fedrobust._native import cpu
+from fedrobust.attacks import backend
+from fedrobust.attacks.backend import signs
 from fedrobust.attacks.context import AttackContext
 
 
-def signs(x: np.ndarray) -> np.ndarray:
-    """(d,) int8 signs; NaN counts as 0."""
-    x = np.asarray(x)
-    return ((x > 0).astype(np.int8) - (x < 0).astype(np.int8))
-
-
-def full_knowledge(ctx: AttackContext) -> np.ndarray:
+def full_knowledge(ctx: AttackContext):
     """s from all m updates, as options.direction says:
     "rule": sign(A(U)) with A the assumed rule (the paper's definition);
     "mean": sign of the benign updates' mean; "sum": sign of the sum of all m updates."""
@@ -27,17 +22,17 @@ def full_knowledge(ctx: AttackContext) -> np.ndarray:
     if how == "rule":
         return signs(aggregators.get(ctx.rule, **ctx.rule_params)(U))
     if how == "mean":
-        return signs(cpu.mean(U, ctx.benign().tolist()))
+        return signs(backend.row_mean(U, ctx.benign().tolist()))
     if how == "sum":
-        return signs(cpu.mean(U))
+        return signs(backend.row_mean(U))
     raise ValueError(f"direction must be 'rule', 'mean' or 'sum', got {how!r}")
 
 
-def partial_knowledge(ctx: AttackContext) -> np.ndarray:
+def partial_knowledge(ctx: AttackContext):
     """s~ = sign(mean of the compromised updates) = sign(w~ - w_Re) (SPEC 5.2, 6.2)."""
-    return signs(cpu.mean(ctx.updates, ctx.compromised.tolist()))
+    return signs(backend.row_mean(ctx.updates, ctx.compromised.tolist()))
 
 
-def agreement(estimated: np.ndarray, full: np.ndarray) -> float:
+def agreement(estimated, full) -> float:
     """Fraction of coordinates where the estimated direction equals the full-knowledge one."""
-    return float(np.mean(estimated == full))
+    return backend.fraction(estimated == full)

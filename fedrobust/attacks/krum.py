@@ -176,6 +176,8 @@ def krum_attack(ctx: AttackContext) -> np.ndarray:
     """The (c, d) sent updates of the Krum attack; fills ctx.metrics with lambda, lambda_start,
     found, probes (and copies for partial knowledge; direction_agreement when measuring)."""
     U = ctx.updates
+    if not isinstance(U, np.ndarray):
+        raise TypeError("the Krum attack takes numpy updates in this build (it runs on the CPU)")
     if ctx.knowledge == "full":
         s, sq = _full_direction_and_distances(ctx)
     elif ctx.options.goal == "deviation":  # Appendix B: w'_1 = w_Re - lambda * 1

@@ -17,48 +17,51 @@ from __future__ import annotations
 import numpy as np
 
 from fedrobust import aggregators
-from fedrobust._native import cpu
-from fedrobust.attacks import direction
+from fedrobust.attacks import backend, direction
 from fedrobust.attacks.context import AttackContext
 
 
-def _deviation_direction(ctx: AttackContext) -> np.ndarray:
+def _deviation_direction(ctx: AttackContext):
     """Appendix B's deviation goal: per coordinate, the side (above the benign maximum or below
     the benign minimum) farther from the before-attack aggregate; s_j = -1 means above."""
     U = ctx.updates
-    _, _, lo, hi = cpu.coordinate_stats(U, ctx.benign().tolist())
-    before = np.asarray(aggregators.get(ctx.rule, **ctx.rule_params)(U), dtype=np.float64)
+    lo, hi = backend.extremes(U, ctx.benign().tolist())
+    before = aggregators.get(ctx.rule, **ctx.rule_params)(U)
+    if not backend.on_device(U):
+        before = np.asarray(before, dtype=np.float64)
     up = (hi - before) >= (before - lo)
-    return np.where(up, -1, 1).astype(np.int8)
+    return backend.signs(1.0 - 2.0 * up)  # up: -1, else +1
 
 
-def beyond_benign_extremes(U: np.ndarray, benign: np.ndarray, crafted: np.ndarray, s: np.ndarray) -> float:
+def beyond_benign_extremes(U, benign: np.ndarray, crafted, s) -> float:
     """Fraction of the crafted values (over coordinates with s_j != 0) strictly beyond the benign
     extreme on their side: above the maximum where s_j = -1, below the minimum where s_j = +1."""
-    _, _, lo, hi = cpu.coordinate_stats(U, benign.tolist())
+    lo, hi = backend.extremes(U, benign.tolist())
     up, down = s < 0, s > 0
-    moved = int(up.sum() + down.sum()) * crafted.shape[0]
+    moved = (backend.count(up) + backend.count(down)) * crafted.shape[0]
     if moved == 0:
         return 0.0
-    count = int((crafted[:, up] > hi[up]).sum() + (crafted[:, down] < lo[down]).sum())
-    return count / moved
+    return (backend.count(crafted[:, up] > hi[up]) + backend.count(crafted[:, down] < lo[down])) / moved
 
 
-def trim_attack(ctx: AttackContext) -> np.ndarray:
+def trim_attack(ctx: AttackContext):
     """The (c, d) sent updates of the trim attack; fills ctx.metrics with beyond_extremes (and
-    direction_agreement for partial knowledge) when measuring."""
+    direction_agreement for partial knowledge) when measuring. numpy updates run the CPU
+    kernel, torch CUDA updates the CUDA one (the same values)."""
     U, opts = ctx.updates, ctx.options
     ids = ctx.compromised_ids()
     if ctx.knowledge == "full":
         s = _deviation_direction(ctx) if opts.goal == "deviation" else direction.full_knowledge(ctx)
-        base = ctx.global_model.astype(U.dtype) if opts.trim_reference == "model" else None
-        crafted, used = cpu.craft_coordinates(U, ctx.benign().tolist(), "trim_full", ids, ctx.seed, ctx.round,
-                                              direction=s, base=base, b=opts.b)
+        base = ctx.global_model if opts.trim_reference == "model" else None
+        if base is not None and not backend.on_device(base):
+            base = base.astype(U.dtype)
+        crafted, used = backend.craft(U, ctx.benign().tolist(), "trim_full", ids, ctx.seed, ctx.round,
+                                      direction=s, base=base, b=opts.b)
     else:
         if opts.goal == "deviation":
             raise ValueError("the trim attack's deviation goal needs full knowledge (the benign extremes)")
-        crafted, used = cpu.craft_coordinates(U, ctx.compromised.tolist(), "trim_partial", ids, ctx.seed,
-                                              ctx.round, sigma_lo=opts.sigma[0], sigma_hi=opts.sigma[1])
+        crafted, used = backend.craft(U, ctx.compromised.tolist(), "trim_partial", ids, ctx.seed, ctx.round,
+                                      sigma=opts.sigma)
     if ctx.measure:
         ctx.metrics["beyond_extremes"] = beyond_benign_extremes(U, ctx.benign(), crafted, used)
         if ctx.knowledge == "partial":
