@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-import fedrobust
 from fedrobust import models, reference
 from fedrobust._native import cpu
 

@@ -5,8 +5,6 @@ models move the other way. A coordinate that does not move has s_j = 0.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from fedrobust import aggregators
 from fedrobust.attacks import backend
 from fedrobust.attacks.backend import signs
