@@ -6,12 +6,11 @@
 #include <cuda_runtime.h>
 
 #include <limits>
-#include <stdexcept>
-#include <string>
 
 #include "attacks.h"
 #include "fedrobust/craft.h"
 #include "fedrobust/random.h"
+#include "launch.h"
 
 namespace fedrobust::cuda {
 namespace {
@@ -60,10 +59,6 @@ __global__ void craft_kernel(Matrix<T> u, const int64_t* rows, int64_t n, CraftM
   }
 }
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-}
-
 // A device copy of a host vector, allocated and freed in stream order.
 template <class V>
 V* device_copy(const std::vector<V>& host, cudaStream_t stream) {
@@ -79,8 +74,7 @@ template <class T>
 void craft_coordinates(const CraftSpec<T>& s, cudaStream_t stream) {
   int64_t* rows = device_copy(s.rows, stream);
   uint64_t* prefix = device_copy(s.prefix, stream);
-  const int64_t blocks = (s.u.cols + kThreads - 1) / kThreads;
-  craft_kernel<T><<<static_cast<int>(blocks < 65535 * 16 ? blocks : 65535 * 16), kThreads, 0, stream>>>(
+  craft_kernel<T><<<grid_blocks(s.u.cols, kThreads), kThreads, 0, stream>>>(
       s.u, rows, static_cast<int64_t>(s.rows.size()), s.mode, s.direction, s.base, s.b, s.sigma_lo, s.sigma_hi,
       prefix, static_cast<int64_t>(s.prefix.size()), s.out, s.direction_out);
   const cudaError_t status = cudaGetLastError();

@@ -4,11 +4,9 @@
 // each row's reads coalesce when the columns are contiguous.
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
 #include "coordinatewise.h"
 #include "fedrobust/column.h"
+#include "launch.h"
 
 namespace fedrobust::cuda {
 namespace {
@@ -30,30 +28,20 @@ __global__ void trimmed_mean_kernel(const T* u, int64_t m, int64_t d, int64_t ro
     out[j] = column_trimmed_mean<T, kMaxRows>(u + j * col_stride, row_stride, m, beta);
 }
 
-int blocks_for(int64_t d) {
-  const int64_t wanted = (d + kThreads - 1) / kThreads;
-  return static_cast<int>(wanted < 65535 * 16 ? wanted : 65535 * 16);
-}
-
-void check_launch(const char* what) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-}
-
 }  // namespace
 
 template <class T>
 void median(const Matrix<T>& u, T* out, cudaStream_t stream) {
-  median_kernel<T><<<blocks_for(u.cols), kThreads, 0, stream>>>(u.data, u.rows, u.cols, u.row_stride,
+  median_kernel<T><<<grid_blocks(u.cols, kThreads), kThreads, 0, stream>>>(u.data, u.rows, u.cols, u.row_stride,
                                                                  u.col_stride, out);
-  check_launch("median kernel");
+  check(cudaGetLastError(), "median kernel");
 }
 
 template <class T>
 void trimmed_mean(const Matrix<T>& u, int64_t beta, T* out, cudaStream_t stream) {
-  trimmed_mean_kernel<T><<<blocks_for(u.cols), kThreads, 0, stream>>>(u.data, u.rows, u.cols, u.row_stride,
+  trimmed_mean_kernel<T><<<grid_blocks(u.cols, kThreads), kThreads, 0, stream>>>(u.data, u.rows, u.cols, u.row_stride,
                                                                        u.col_stride, beta, out);
-  check_launch("trimmed mean kernel");
+  check(cudaGetLastError(), "trimmed mean kernel");
 }
 
 template void median<float>(const Matrix<float>&, float*, cudaStream_t);

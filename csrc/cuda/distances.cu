@@ -18,16 +18,13 @@
 #include <string>
 
 #include "distances.h"
+#include "launch.h"
 
 namespace fedrobust::cuda {
 namespace {
 
 constexpr int kTile = 16;    // rows per side of a pair tile
 constexpr int kStage = 64;   // columns staged in shared memory at a time
-
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-}
 
 // partial[chunk][i][j] = sum over the chunk's columns of (u_i - u_j)^2, for the tile pair (ti, tj).
 template <class T>
