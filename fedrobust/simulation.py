@@ -165,9 +165,7 @@ class Config:
                "'deviation' with the trim attack needs knowledge 'full' (it uses the benign extremes)", self.goal)
         self._check_rule_fits(self.assumed_rule(), "attack_rule", m)
         if self.attack == "krum" and self.knowledge == "full":
-            _check(m > 2 * c + 2, "compromised",
-                   f"(c) must satisfy workers per round > 2c + 2 for the Krum attack's simulated Krum "
-                   f"(workers per round = {m})", c)
+            self._check_rule_fits("krum", "the Krum attack's simulated Krum", m)
         if self.attack == "krum" and self.knowledge == "partial":
             _check(c >= 2, "compromised",
                    "must be >= 2 for the partial-knowledge Krum attack (it needs c - 1 >= 1 supporters)", c)
