@@ -6,6 +6,7 @@
 // stream; fedrobust.arrays reads them from __cuda_array_interface__ (torch,
 // cupy) and allocates the output with the input's own library, so nothing is
 // copied and the work is ordered on the producer's stream.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -18,6 +19,7 @@
 #include "coordinatewise.h"
 #include "device.h"
 #include "distances.h"
+#include "launch.h"
 #include "fedrobust/random.h"
 
 namespace py = pybind11;
@@ -103,6 +105,28 @@ void pairwise_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride
     Scratch sq(static_cast<size_t>(m * m) * sizeof(double), s);
     fc::pairwise_sq_distances<T>(u, sq.as<double>(), reinterpret_cast<T*>(out), squared, s);
   });
+}
+
+// The (m, m) squared distances in double, copied to the host (numpy): what the host-side
+// selections (Multi-Krum, Bulyan, the Krum attack's search) start from.
+py::array_t<double> sq_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
+                                 const std::string& dtype, uintptr_t stream) {
+  require_device();
+  check_distance_rows(m, d);
+  py::array_t<double> host({m, m});
+  double* dst = host.mutable_data();
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
+    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    py::gil_scoped_release nogil;
+    Scratch sq(static_cast<size_t>(m * m) * sizeof(double), s);
+    fc::pairwise_sq_distances<T>(u, sq.as<double>(), static_cast<T*>(nullptr), true, s);
+    fc::check(cudaMemcpyAsync(dst, sq.p, static_cast<size_t>(m * m) * sizeof(double), cudaMemcpyDeviceToHost, s),
+              "copying the distances to the host");
+    fc::check(cudaStreamSynchronize(s), "distances on the device");
+  });
+  return host;
 }
 
 py::tuple krum_select(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
@@ -198,6 +222,9 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("pairwise_distances", &pairwise_distances, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
         py::arg("col_stride"), py::arg("dtype"), py::arg("squared"), py::arg("out"), py::arg("stream"),
         "(m, m) distances of the device matrix into `out` (U's dtype), on `stream`.");
+  m.def("sq_distances", &sq_distances, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
+        py::arg("col_stride"), py::arg("dtype"), py::arg("stream"),
+        "(m, m) squared distances (float64) of the device matrix, returned as a host numpy array; waits for the stream.");
   m.def("krum_select", &krum_select, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
         py::arg("col_stride"), py::arg("dtype"), py::arg("c"), py::arg("squared"), py::arg("stream"),
         "Krum on the device: returns (the chosen row, the scores as a list); waits for the stream.");
