@@ -5,6 +5,9 @@ float64, in any memory layout, never modifies it, and returns the input's
 type and dtype. Results are deterministic: the same bits for any thread
 count. The plain numpy twin of every rule is in `fedrobust.reference`.
 
+torch CUDA tensors and cupy arrays run on their device (csrc/cuda), on the producer's
+current stream, and come back as the same type on the same device.
+
 Non-finite values (SPEC section 13, item 15): Krum and Bulyan treat a
 distance that involves a NaN or Inf as +Inf; the coordinate-wise rules
 order NaN as +Inf, so trimming removes it; `mean` has no tolerance and raises
@@ -14,29 +17,36 @@ any rule.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 
 from fedrobust._native import cpu, cuda
-from fedrobust.arrays import CudaMatrix, as_count, as_cuda_matrix, as_int, as_matrix, as_row_indices
+from fedrobust.arrays import CudaMatrix, as_count, as_cuda_matrix, as_int, as_matrix, as_row_indices, device_call
 
 
 def mean(U: Any) -> Any:
     """Coordinate-wise mean: out_j = (1/m) sum_i U_ij (summed in row order, in double).
+    CUDA inputs (torch, cupy) run on the device, same bits as the CPU.
 
     Raises ValueError naming the workers whose rows hold NaN or Inf.
     """
-    X, wrap = as_matrix(U)
-    out = cpu.mean(X)
-    if not np.isfinite(out).all():
-        bad = np.flatnonzero(cpu.nonfinite_rows(X))
+    G = as_cuda_matrix(U)
+    if G is not None:
+        out = device_call(G, lambda out: cuda.mean(G.data, *G.shape, *G.strides, [], G.dtype, out, G.stream))
+        finite = bool(out.isfinite().all()) if hasattr(out, "isfinite") else bool(_cupy().isfinite(out).all())
+    else:
+        X, wrap = as_matrix(U)
+        out = wrap(cpu.mean(X))
+        finite = bool(np.isfinite(np.asarray(out)).all())
+    if not finite:
+        bad = nonfinite_workers(U)
         if bad.size:
             raise ValueError(
                 f"mean has no tolerance for non-finite updates: workers {bad.tolist()} sent NaN or Inf; "
                 "use a robust rule (median, trimmed_mean, krum, bulyan)"
             )
-    return wrap(out)
+    return out
 
 
 def median(U: Any) -> Any:
@@ -44,7 +54,7 @@ def median(U: Any) -> Any:
     CUDA inputs (torch, cupy) run on the device, same bits as the CPU."""
     G = as_cuda_matrix(U)
     if G is not None:
-        return _on_device(G, lambda out: cuda.median(G.data, *G.shape, *G.strides, G.dtype, out, G.stream))
+        return device_call(G, lambda out: cuda.median(G.data, *G.shape, *G.strides, G.dtype, out, G.stream))
     X, wrap = as_matrix(U)
     return wrap(cpu.median(X))
 
@@ -56,34 +66,24 @@ def trimmed_mean(U: Any, beta: int) -> Any:
     beta = as_count(beta, "beta")
     G = as_cuda_matrix(U)
     if G is not None:
-        return _on_device(G, lambda out: cuda.trimmed_mean(G.data, *G.shape, *G.strides, beta, G.dtype, out,
-                                                           G.stream))
+        return device_call(G, lambda out: cuda.trimmed_mean(G.data, *G.shape, *G.strides, beta, G.dtype, out,
+                                                            G.stream))
     X, wrap = as_matrix(U)
     return wrap(cpu.trimmed_mean(X, beta))
-
-
-def _on_device(G: CudaMatrix, launch: Callable[[int], None], shape: Any = None) -> Any:
-    """Allocate the result (default shape (d,)) with the input's library on its device and
-    launch the kernel on the producer's stream, with that device current."""
-    with G.device():
-        out = G.empty(G.shape[1] if shape is None else shape)
-        pointer = out.data_ptr() if hasattr(out, "data_ptr") else out.data.ptr
-        launch(pointer)
-    return out
 
 
 def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
     """(m, m) Euclidean distances ||U_i - U_j|| (squared if `squared`), computed from direct
     differences (exact for near-identical rows), 0 on the diagonal, +Inf for rows with NaN/Inf.
-    With `rows` (k indices), the (k, k) distances between those rows, in that order, without
-    copying them."""
+    With `rows` (k indices), the (k, k) distances between those rows, in that order (CPU: without
+    copying them; CUDA: from a gathered copy)."""
     G = as_cuda_matrix(U)
     if G is not None:
         if rows is not None:
-            raise TypeError("pairwise_distances: `rows` is not supported for CUDA arrays in this build")
+            return pairwise_distances(U[as_row_indices(rows, G.shape[0])], squared)
         m = G.shape[0]
-        return _on_device(G, lambda out: cuda.pairwise_distances(G.data, *G.shape, *G.strides, G.dtype, bool(squared),
-                                                                 out, G.stream), shape=(m, m))
+        return device_call(G, lambda out: cuda.pairwise_distances(G.data, *G.shape, *G.strides, G.dtype,
+                                                                  bool(squared), out, G.stream), (m, m))
     X, wrap = as_matrix(U)
     subset = None if rows is None else as_row_indices(rows, X.shape[0])
     return wrap(cpu.pairwise_distances(X, bool(squared), subset))
@@ -106,21 +106,25 @@ def krum_select(U: Any, c: int, multi: int = 1, squared: bool = True) -> np.ndar
     ascending by score, ties to the lowest index."""
     G = as_cuda_matrix(U)
     if G is not None:
-        _cuda_single(multi)
-        return np.array([_cuda_krum(G, as_count(c, "c"), bool(squared))[0]], dtype=np.int64)
+        return _cuda_krum_rows(G, as_count(c, "c"), as_int(multi, "multi"), bool(squared))
     X, _ = as_matrix(U)
     return cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[1]
 
 
 def krum(U: Any, c: int, multi: int = 1, squared: bool = True) -> Any:
     """Krum (multi = 1): the row with the smallest Krum score. Multi-Krum (multi > 1): the mean of
-    the `multi` rows with the smallest scores. Requires m > 2c + 2 and 1 <= multi <= m - c.
-    `squared` picks squared distances (Blanchard et al.) or plain ones (Fang et al.'s text)."""
+    the `multi` rows with the smallest scores (summed in row order). Requires m > 2c + 2 and
+    1 <= multi <= m - c. `squared` picks squared distances (Blanchard et al.) or plain ones (Fang
+    et al.'s text). CUDA inputs: distances and scores on the device, the same selection as the
+    CPU unless two scores differ only in their last bits."""
     G = as_cuda_matrix(U)
     if G is not None:
-        _cuda_single(multi)
-        row = U[_cuda_krum(G, as_count(c, "c"), bool(squared))[0]]
-        return row.clone() if hasattr(row, "clone") else row.copy()
+        chosen = _cuda_krum_rows(G, as_count(c, "c"), as_int(multi, "multi"), bool(squared))
+        if chosen.size == 1:
+            row = U[int(chosen[0])]
+            return row.clone() if hasattr(row, "clone") else row.copy()
+        rows = sorted(chosen.tolist())
+        return device_call(G, lambda out: cuda.mean(G.data, *G.shape, *G.strides, rows, G.dtype, out, G.stream))
     X, wrap = as_matrix(U)
     return wrap(cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[0])
 
@@ -131,18 +135,25 @@ def _cuda_krum(G: CudaMatrix, c: int, squared: bool):
         return cuda.krum_select(G.data, *G.shape, *G.strides, G.dtype, c, squared, G.stream)
 
 
-def _cuda_single(multi: Any) -> None:
-    multi = as_int(multi, "multi")
-    if multi < 1:
-        raise ValueError(f"multi must be >= 1, got {multi}")
-    if multi != 1:
-        raise TypeError("Multi-Krum (multi > 1) has no CUDA kernel yet; pass a CPU array")
+def _cuda_krum_rows(G: CudaMatrix, c: int, multi: int, squared: bool) -> np.ndarray:
+    """The `multi` rows with the smallest device-computed scores, ordered as on the CPU."""
+    m = G.shape[0]
+    if not 1 <= multi <= m - c:
+        raise ValueError(f"multi must be in [1, m - c] = [1, {m - c}], got {multi}")
+    chosen, scores = _cuda_krum(G, c, squared)
+    if multi == 1:
+        return np.array([chosen], dtype=np.int64)
+    return np.argsort(np.asarray(scores), kind="stable")[:multi].astype(np.int64)
 
 
 def bulyan(U: Any, c: int, squared: bool = True) -> Any:
     """Bulyan: select theta = m - 2c rows by applying Krum repeatedly to the rows not yet
     selected; then, per coordinate, average the gamma = theta - 2c selected values closest to
-    their median. Requires m >= 4c + 3."""
+    their median. Requires m >= 4c + 3. CUDA inputs: distances and the second stage on the
+    device (theta <= 128), the selection on the host from the device's distances."""
+    G = as_cuda_matrix(U)
+    if G is not None:
+        return _cuda_bulyan(G, as_count(c, "c"), bool(squared))[0]
     X, wrap = as_matrix(U)
     return wrap(cpu.bulyan(X, as_count(c, "c"), bool(squared))[0])
 
@@ -150,18 +161,35 @@ def bulyan(U: Any, c: int, squared: bool = True) -> Any:
 def bulyan_select(U: Any, c: int, squared: bool = True) -> np.ndarray:
     """Indices (numpy int64, shape (m - 2c,)) of the rows Bulyan's first stage selects, in
     selection order. Requires m >= 4c + 3."""
+    G = as_cuda_matrix(U)
+    if G is not None:
+        return _cuda_bulyan(G, as_count(c, "c"), bool(squared))[1]
     X, _ = as_matrix(U)
     return cpu.bulyan(X, as_count(c, "c"), bool(squared))[1]
+
+
+def _cuda_bulyan(G: CudaMatrix, c: int, squared: bool) -> Tuple[Any, np.ndarray]:
+    """(aggregate, selected rows) of Bulyan on the device."""
+    chosen: list = []
+    out = device_call(G, lambda out: chosen.extend(cuda.bulyan(G.data, *G.shape, *G.strides, c, squared, G.dtype,
+                                                               out, G.stream)))
+    return out, np.array(chosen, dtype=np.int64)
 
 
 def nonfinite_workers(U: Any) -> np.ndarray:
     """Indices (numpy int64) of the rows that hold at least one NaN or Inf."""
     if as_cuda_matrix(U) is not None:  # the array library's own elementwise test, on the device
-        finite = U.isfinite().all(dim=1) if hasattr(U, "isfinite") else __import__("cupy").isfinite(U).all(axis=1)
+        finite = U.isfinite().all(dim=1) if hasattr(U, "isfinite") else _cupy().isfinite(U).all(axis=1)
         bad = ~finite
         return np.flatnonzero(bad.cpu().numpy() if hasattr(bad, "cpu") else bad.get())
     X, _ = as_matrix(U)
     return np.flatnonzero(cpu.nonfinite_rows(X))
+
+
+def _cupy():
+    import cupy
+
+    return cupy
 
 
 # ---------------------------------------------------------------------------

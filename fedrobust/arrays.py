@@ -46,8 +46,8 @@ def as_matrix(U: Any, name: str = "U") -> Tuple[np.ndarray, Wrap]:
         X, wrap = _torch_view(U, name)
     elif _is_cupy_array(U):
         raise TypeError(
-            f"{name}: got a cupy array on a GPU; this function has no CUDA kernel yet (median, trimmed_mean, "
-            "pairwise_distances, krum and nonfinite_workers have); pass a numpy array or a CPU torch tensor"
+            f"{name}: got a cupy array on a GPU; this function takes CPU arrays (a numpy array or a CPU torch "
+            "tensor)"
         )
     else:
         raise TypeError(
@@ -69,8 +69,8 @@ def _torch_view(t: Any, name: str) -> Tuple[np.ndarray, Wrap]:
 
     if t.device.type != "cpu":
         raise TypeError(
-            f"{name}: got a torch tensor on {t.device}; this function has no CUDA kernel yet (median, "
-            "trimmed_mean, pairwise_distances, krum and nonfinite_workers have); pass a CPU tensor"
+            f"{name}: got a torch tensor on {t.device}; this function takes CPU arrays (a numpy array or a "
+            "CPU torch tensor)"
         )
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name}: expected float32 or float64 values, got dtype {t.dtype}")
@@ -136,6 +136,17 @@ def as_cuda_matrix(U: Any, name: str = "U") -> Optional[CudaMatrix]:
         raise ValueError(f"{name}: expected a 2-D array of shape (m workers, d parameters) with m, d >= 1, "
                          f"got shape {matrix.shape}")
     return matrix
+
+
+def device_call(G: CudaMatrix, launch: Callable[..., Any], *shapes: Any) -> Any:
+    """Allocate one array per shape (default: one of shape (d,)) with G's library, dtype and
+    device, and call launch(*their device pointers) with that device current; the kernels run
+    on the producer's stream G.stream. Returns the array, or a tuple of them for several
+    shapes."""
+    with G.device():
+        outs = [G.empty(shape) for shape in (shapes or (G.shape[1],))]
+        launch(*(o.data_ptr() if hasattr(o, "data_ptr") else o.data.ptr for o in outs))
+    return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 def as_int(value: Any, name: str) -> int:

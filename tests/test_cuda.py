@@ -4,7 +4,7 @@ reference, always; the kernels themselves on a GPU against the CPU kernels, bit 
 import numpy as np
 import pytest
 
-from fedrobust import aggregators, reference
+from fedrobust import aggregators, reference, stats
 from fedrobust._native import cpu, cuda
 
 from conftest import DTYPES, LAYOUTS, as_layout
@@ -54,6 +54,42 @@ def test_column_radix_selection_beyond_128_rows_matches_the_reference(m, dtype):
     for beta in (0, m // 5, (m - 1) // 2):
         np.testing.assert_array_equal(cpu.column_rule_scalar(U, "trimmed_mean", beta),
                                       reference.trimmed_mean(U, beta).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 5, 64, 300])
+def test_column_mean_and_stats_over_listed_rows_equal_the_cpu_kernels(m, dtype):
+    U = special_case(m, 45, dtype, seed=m + 7)
+    U[np.isnan(U)] = 2.0  # the mean has no tolerance for NaN; stats read it as +Inf (checked below)
+    rows = sorted(np.random.default_rng(m).choice(m, size=max(1, m // 2), replace=False).tolist())
+    for listed in ([], rows):
+        expected = cpu.mean(U, listed or None)
+        np.testing.assert_array_equal(cpu.column_rule_scalar(U, "mean", rows=listed), expected)
+    V = special_case(m, 45, dtype, seed=m + 8)
+    for listed in ([], rows):
+        got = cpu.column_rule_scalar(V, "stats", rows=listed)
+        for a, b in zip(got, cpu.coordinate_stats(V, listed or None)):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, gamma", [(1, 1), (2, 1), (7, 3), (40, 12), (41, 41), (128, 120)])
+def test_column_bulyan_stage_matches_the_reference(n, gamma, dtype):
+    m = n + 3
+    U = special_case(m, 57, dtype, seed=n)
+    rows = np.random.default_rng(n).permutation(m)[:n]  # any order: the stage sorts
+    got = cpu.column_rule_scalar(U, "bulyan", rows=rows.tolist(), gamma=gamma)
+    np.testing.assert_array_equal(got, reference.closest_to_median_mean(U[rows], gamma).astype(dtype))
+
+
+def test_column_code_rejects_what_the_kernels_never_take():
+    U = np.zeros((5, 3))
+    with pytest.raises(ValueError, match="out of range"):
+        cpu.column_rule_scalar(U, "mean", rows=[0, 5])
+    with pytest.raises(ValueError, match="gamma"):
+        cpu.column_rule_scalar(U, "bulyan", rows=[0, 1], gamma=3)
+    with pytest.raises(ValueError, match="rule must be"):
+        cpu.column_rule_scalar(U, "mode")
 
 
 # ---------------------------------------------------------------------------
@@ -113,7 +149,7 @@ def to_host(x) -> np.ndarray:
 @gpu
 @pytest.mark.parametrize("library", ["torch", "cupy"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 2, 7, 100, 128, 129, 1000])
+@pytest.mark.parametrize("m", [1, 2, 7, 100, 128, 129, 1000, 4001])
 def test_gpu_median_and_trimmed_mean_equal_the_cpu_bit_for_bit(library, dtype, m):
     if library not in _libraries():
         pytest.skip(f"{library} not available")
@@ -160,10 +196,43 @@ def test_gpu_errors_say_what_was_expected():
         aggregators.median(torch.zeros((3, 4), device="cuda", dtype=torch.int32))
     with pytest.raises(ValueError, match="2\\*beta < m"):
         aggregators.trimmed_mean(torch.zeros((4, 4), device="cuda"), 2)
-    with pytest.raises(TypeError, match="no CUDA kernel yet"):
-        aggregators.krum(torch.zeros((9, 4), device="cuda"), 1, multi=2)
-    with pytest.raises(TypeError, match="no CUDA kernel yet"):
-        aggregators.bulyan(torch.zeros((9, 4), device="cuda"), 1)
+    with pytest.raises(ValueError, match="multi must be in"):
+        aggregators.krum(torch.zeros((9, 4), device="cuda"), 1, multi=9)
+    with pytest.raises(ValueError, match="m >= 4c \\+ 3"):
+        aggregators.bulyan(torch.zeros((9, 4), device="cuda"), 2)
+    with pytest.raises(ValueError, match="at most 128 selected rows"):
+        aggregators.bulyan(torch.zeros((300, 4), device="cuda"), 10)
+    with pytest.raises(ValueError, match="out of range"):
+        stats.coordinate_stats(torch.zeros((5, 4), device="cuda"), [0, 7])
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("library", ["torch", "cupy"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_mean_multi_krum_bulyan_and_stats_equal_the_cpu(library, dtype):
+    if library not in _libraries():
+        pytest.skip(f"{library} not available")
+    U = (np.random.default_rng(3).standard_normal((31, 4000))).astype(dtype)
+    U[5] = U[6]  # ties
+    G = to_device(U, library)
+    before = to_host(G).copy()
+    np.testing.assert_array_equal(to_host(aggregators.mean(G)), aggregators.mean(U))
+    np.testing.assert_array_equal(aggregators.krum_select(G, 5, multi=7), aggregators.krum_select(U, 5, multi=7))
+    multi = aggregators.krum(G, 5, multi=7)
+    assert type(multi) is type(G)
+    np.testing.assert_array_equal(to_host(multi), aggregators.krum(U, 5, multi=7))
+    np.testing.assert_array_equal(aggregators.bulyan_select(G, 7), aggregators.bulyan_select(U, 7))
+    np.testing.assert_array_equal(to_host(aggregators.bulyan(G, 7)), aggregators.bulyan(U, 7))
+    rows = [30, 2, 5, 11]
+    for got, expected in zip(stats.coordinate_stats(G, rows), stats.coordinate_stats(U, rows)):
+        np.testing.assert_array_equal(to_host(got), expected)
+    np.testing.assert_allclose(to_host(aggregators.pairwise_distances(G, rows=rows)),
+                               aggregators.pairwise_distances(U, rows=rows), rtol=1e-5)
+    np.testing.assert_array_equal(to_host(G), before)
+    U[4, 9] = np.nan
+    with pytest.raises(ValueError, match="workers \\[4\\]"):
+        aggregators.mean(to_device(U, library))
 
 
 @pytest.mark.gpu
@@ -253,7 +322,7 @@ def test_device_cuda_without_a_gpu_fails_before_training(tmp_path):
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("rule", ["median", "trimmed_mean", "krum"])
+@pytest.mark.parametrize("rule", ["mean", "median", "trimmed_mean", "krum", "bulyan"])
 def test_gpu_simulation_trains_on_the_device(tmp_path, rule):
     if "torch" not in _libraries():
         pytest.skip("torch with CUDA not available")
@@ -265,8 +334,6 @@ def test_gpu_simulation_trains_on_the_device(tmp_path, rule):
     cpu_run = Simulation(Config(device="cpu", out=str(tmp_path / "cpu"), **common), progress=False).run()
     assert gpu_run["final_test_error"] < 0.5  # learns (chance is 0.9)
     assert abs(gpu_run["final_test_error"] - cpu_run["final_test_error"]) < 0.1
-    with pytest.raises(ValueError, match="'rule' must be median, trimmed_mean or krum"):
-        Simulation(Config(device="cuda", **dict(common, rule="bulyan")), progress=False)
 
 
 def test_nan_results_are_the_one_quiet_nan_on_every_backend():

@@ -472,27 +472,50 @@ py::object krum_craft(const py::array& direction, double lambda, double eps, uin
 
 // The per-column code of the CUDA kernels (fedrobust/column.h) run on the CPU, one column
 // at a time: how the tests check that logic without a GPU. Up to 128 rows it sorts, like
-// the CUDA kernels; beyond, it selects by radix.
+// the CUDA kernels; beyond, it selects by radix. `rows` (mean, stats, bulyan) lists the
+// rows in the order the kernels read them (all rows when empty).
 constexpr int kColumnMaxRows = 128;
 
-py::object column_rule_scalar(const py::array& a, const std::string& rule, int64_t beta) {
+py::object column_rule_scalar(const py::array& a, const std::string& rule, int64_t beta,
+                              const std::vector<int64_t>& rows, int64_t gamma) {
   return dispatch_float(a, [&](auto tag) -> py::object {
     using T = decltype(tag);
     Rows<T> r = rows_of<T>(a);
     const int64_t m = r.view.n_rows, d = r.view.cols;
-    if (rule != "median" && rule != "trimmed_mean")
-      throw py::value_error("rule must be 'median' or 'trimmed_mean', got '" + rule + "'");
+    for (int64_t i : rows)
+      if (i < 0 || i >= m) throw py::value_error("rows: index " + std::to_string(i) + " is out of range");
+    const int64_t n = rows.empty() ? m : static_cast<int64_t>(rows.size());
+    const int64_t* listed = rows.empty() ? nullptr : rows.data();
     if (rule == "trimmed_mean" && (beta < 0 || beta > (m - 1) / 2))
       throw py::value_error("trimmed mean needs 0 <= beta and 2*beta < m");
-    py::array_t<T> out(d);
-    T* p = out.mutable_data();
+    if (rule == "bulyan" && (gamma < 1 || gamma > n || n > kColumnMaxRows))
+      throw py::value_error("bulyan needs 1 <= gamma <= n <= 128 listed rows");
+    const int n_out = rule == "stats" ? 4 : 1;
+    std::vector<py::array_t<T>> outs;
+    for (int k = 0; k < n_out; ++k) outs.emplace_back(d);
     std::vector<T> column(static_cast<size_t>(m));
     for (int64_t j = 0; j < d; ++j) {
       for (int64_t i = 0; i < m; ++i) column[i] = r.view.at(i, j);
-      p[j] = rule == "median" ? fedrobust::column_median<T, kColumnMaxRows>(column.data(), 1, m)
-                              : fedrobust::column_trimmed_mean<T, kColumnMaxRows>(column.data(), 1, m, beta);
+      const T* x = column.data();
+      T* out = outs[0].mutable_data() + j;
+      if (rule == "median") {
+        *out = fedrobust::column_median<T, kColumnMaxRows>(x, 1, m);
+      } else if (rule == "trimmed_mean") {
+        *out = fedrobust::column_trimmed_mean<T, kColumnMaxRows>(x, 1, m, beta);
+      } else if (rule == "mean") {
+        *out = fedrobust::column_mean(x, 1, listed, n);
+      } else if (rule == "bulyan") {
+        *out = fedrobust::column_bulyan<T, kColumnMaxRows>(x, 1, listed, n, gamma);
+      } else if (rule == "stats") {
+        fedrobust::column_stats(x, 1, listed, n, out, outs[1].mutable_data() + j, outs[2].mutable_data() + j,
+                                outs[3].mutable_data() + j);
+      } else {
+        throw py::value_error("rule must be 'median', 'trimmed_mean', 'mean', 'bulyan' or 'stats', got '" + rule +
+                              "'");
+      }
     }
-    return std::move(out);
+    if (n_out == 1) return std::move(outs[0]);
+    return py::make_tuple(outs[0], outs[1], outs[2], outs[3]);
   });
 }
 
@@ -529,7 +552,9 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("round"), py::arg("out_ids"), py::arg("dtype"),
         "The Krum attack's sent updates: row 0 = -lam * direction, row k = row 0 + r_k v_k, |v_k| = 1, r_k ~ U(0, eps).");
   m.def("column_rule_scalar", &column_rule_scalar, py::arg("U"), py::arg("rule"), py::arg("beta") = 0,
-        "The CUDA kernels' per-column median / trimmed mean (fedrobust/column.h) on the CPU, for tests.");
+        py::arg("rows") = std::vector<int64_t>{}, py::arg("gamma") = 0,
+        "The CUDA kernels' per-column code (fedrobust/column.h) on the CPU, for tests: rule 'median', "
+        "'trimmed_mean', 'mean', 'bulyan' (gamma) or 'stats' (a (mean, std, min, max) tuple).");
   m.def("check_matrix", &check_matrix, py::arg("U"),
         "Raise ValueError unless U is 2-D with at least one row and one column.");
 

@@ -11,6 +11,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,7 +20,9 @@
 #include "coordinatewise.h"
 #include "device.h"
 #include "distances.h"
+#include "../cpu/krum.h"
 #include "launch.h"
+#include "statistics.h"
 #include "fedrobust/random.h"
 
 namespace py = pybind11;
@@ -154,6 +157,84 @@ py::tuple krum_select(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, 
   return py::make_tuple(chosen, scores);
 }
 
+// Row indices for the per-column kernels: checked against m and copied to the device
+// (empty = all m rows, no copy).
+struct DeviceRows {
+  std::vector<int64_t> host;
+  std::unique_ptr<Scratch> device;
+  int64_t n;
+  DeviceRows(const std::vector<int64_t>& rows, int64_t m, cudaStream_t s) : host(rows), n(rows.empty() ? m : 0) {
+    if (rows.empty()) return;
+    for (int64_t i : rows)
+      if (i < 0 || i >= m)
+        throw py::value_error("rows: index " + std::to_string(i) + " is out of range for " + std::to_string(m) +
+                              " rows");
+    n = static_cast<int64_t>(rows.size());
+    device = std::make_unique<Scratch>(host.size() * sizeof(int64_t), s);
+    fc::check(cudaMemcpyAsync(device->p, host.data(), host.size() * sizeof(int64_t), cudaMemcpyHostToDevice, s),
+              "copying the row list to the device");
+  }
+  const int64_t* data() const { return device ? device->as<int64_t>() : nullptr; }
+};
+
+void mean(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
+          const std::vector<int64_t>& rows, const std::string& dtype, uintptr_t out, uintptr_t stream) {
+  require_device();
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
+    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    DeviceRows r(rows, m, s);
+    py::gil_scoped_release nogil;
+    fc::mean<T>(u, r.data(), r.n, reinterpret_cast<T*>(out), s);
+  });
+}
+
+void coordinate_stats(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
+                      const std::vector<int64_t>& rows, const std::string& dtype, uintptr_t mean_out,
+                      uintptr_t std_out, uintptr_t min_out, uintptr_t max_out, uintptr_t stream) {
+  require_device();
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
+    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    DeviceRows r(rows, m, s);
+    py::gil_scoped_release nogil;
+    fc::coordinate_stats<T>(u, r.data(), r.n, reinterpret_cast<T*>(mean_out), reinterpret_cast<T*>(std_out),
+                            reinterpret_cast<T*>(min_out), reinterpret_cast<T*>(max_out), s);
+  });
+}
+
+// Bulyan: the distances on the device, the selection on the host (csrc/cpu/krum.cpp, the
+// CPU's own code, from the copied (m, m) matrix), the second stage on the device.
+// Returns the selected rows in selection order.
+std::vector<int64_t> bulyan(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride, int64_t c,
+                            bool squared, const std::string& dtype, uintptr_t out, uintptr_t stream) {
+  require_device();
+  if (c < 0 || m < 3 || c > (m - 3) / 4)  // m >= 4c + 3, without overflow
+    throw py::value_error("Bulyan needs m >= 4c + 3 workers: got m = " + std::to_string(m) + ", c = " +
+                          std::to_string(c));
+  if (m - 2 * c > fc::kMaxRows)
+    throw py::value_error("Bulyan on CUDA takes at most " + std::to_string(fc::kMaxRows) +
+                          " selected rows (m - 2c), got " + std::to_string(m - 2 * c) + "; pass a CPU array");
+  const py::array_t<double> sq = sq_distances(data, m, d, row_stride, col_stride, dtype, stream);
+  std::vector<int64_t> chosen;
+  {
+    py::gil_scoped_release nogil;
+    chosen = fedrobust::cpu::bulyan_select(sq.data(), m, c, squared);
+  }
+  const int64_t gamma = m - 4 * c;  // theta - 2c
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
+    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    DeviceRows r(chosen, m, s);
+    py::gil_scoped_release nogil;
+    fc::closest_to_median_mean<T>(u, r.data(), r.n, gamma, reinterpret_cast<T*>(out), s);
+  });
+  return chosen;
+}
+
 // The attack crafting of csrc/cpu/attacks.cpp on the device; pointers are device
 // addresses (0 for none), rows and out_ids host lists.
 void craft_coordinates(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
@@ -219,6 +300,16 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("direction"), py::arg("base"), py::arg("b"), py::arg("sigma_lo"), py::arg("sigma_hi"),
         py::arg("dtype"), py::arg("out"), py::arg("direction_out"), py::arg("stream"),
         "The trim / Gaussian attack values (csrc/cpu/attacks.cpp craft_coordinates) on the device.");
+  m.def("mean", &mean, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"), py::arg("col_stride"),
+        py::arg("rows"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
+        "Mean over the listed rows (all when empty), summed in list order in double, into `out` (d,).");
+  m.def("coordinate_stats", &coordinate_stats, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
+        py::arg("col_stride"), py::arg("rows"), py::arg("dtype"), py::arg("mean"), py::arg("std"), py::arg("min"),
+        py::arg("max"), py::arg("stream"),
+        "Per-coordinate mean, population std, min and max over the listed rows (all when empty).");
+  m.def("bulyan", &bulyan, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"), py::arg("col_stride"),
+        py::arg("c"), py::arg("squared"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
+        "Bulyan into `out` (d,); returns the selected rows in selection order.");
   m.def("pairwise_distances", &pairwise_distances, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
         py::arg("col_stride"), py::arg("dtype"), py::arg("squared"), py::arg("out"), py::arg("stream"),
         "(m, m) distances of the device matrix into `out` (U's dtype), on `stream`.");

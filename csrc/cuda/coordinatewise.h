@@ -6,8 +6,9 @@
 
 namespace fedrobust::cuda {
 
-// Up to this many rows a thread sorts its column in a local array; beyond, it finds
-// the ranks by radix selection (fedrobust/column.h).
+// Up to this many rows a thread sorts its column in a local array (and Bulyan's second
+// stage takes at most this many selected rows); beyond, the median and the trimmed mean
+// find their ranks by a block-wide radix selection over a tile of columns.
 constexpr int kMaxRows = 128;
 
 // A device matrix: element (i, j) at data[i * row_stride + j * col_stride] (in elements).

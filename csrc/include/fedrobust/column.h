@@ -1,15 +1,18 @@
 // The coordinate-wise rules on ONE column held by one thread: the per-column
-// code of the CUDA kernels for small m (csrc/cuda/coordinatewise.cu). The CPU
+// code of the CUDA kernels (csrc/cuda/coordinatewise.cu, statistics.cu). The CPU
 // module runs the very same functions (_cpu.column_rule_scalar), so the CPU
 // tests check this logic against the reference without a GPU.
 //
 // The column x[0], x[stride], ..., x[(m-1) stride] is copied into a local array
 // of canonical values (order.h) and insertion-sorted when m <= kMax, or its ranks
-// are found by radix selection otherwise; the median and the trimmed mean then use
+// are found by radix selection otherwise (radix_step is also the digit step of
+// the CUDA tile selection for large m); the median and the trimmed mean then use
 // order.h's formulas, the trimmed mean with the same row-order pass as the CPU
-// kernel, so every backend gives the same bits.
+// kernel, so every backend gives the same bits. Bulyan's second stage, the mean
+// and the masked statistics take a list of rows and follow the CPU's order too.
 #pragma once
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 #include "fedrobust/common.h"
@@ -49,24 +52,45 @@ FR_HD T from_ordered_key(typename KeyOf<T>::type k) {
   return x;
 }
 
+// One digit of a most-significant-digit radix selection. hist[b] counts the keys
+// that match the digits found so far (k & known == prefix) and have digit b at
+// `shift`; the bin that holds rank r (0-based, among those keys) becomes the next
+// digit: r drops the counts of the bins below it, and prefix / known gain the digit.
+// Shared by column_select_radix (below) and the CUDA tile selection for large m
+// (csrc/cuda/coordinatewise.cu), which builds the same histogram cooperatively.
+template <class K>
+FR_HD void radix_step(const uint32_t* hist, int shift, int64_t* r, K* prefix, K* known) {
+  int b = 0;
+  while (*r >= static_cast<int64_t>(hist[b])) *r -= hist[b++];
+  *prefix |= static_cast<K>(b) << shift;
+  *known |= static_cast<K>(0xff) << shift;
+}
+
+// Whether key k matches the digits found so far, and its digit at `shift`.
+template <class K>
+FR_HD bool radix_matches(K k, K prefix, K known) {
+  return (k & known) == prefix;
+}
+template <class K>
+FR_HD int radix_digit(K k, int shift) {
+  return static_cast<int>((k >> shift) & 0xff);
+}
+
 // The value of rank r (0-based, ascending, canonical) of a column of any length, with no
 // scratch but a 256-bin histogram: a most-significant-digit radix selection over the
 // ordered keys, one pass over the column per 8-bit digit (4 for float, 8 for double).
 template <class T>
 FR_HD T column_select_radix(const T* x, int64_t stride, int64_t m, int64_t r) {
   using K = typename KeyOf<T>::type;
-  K prefix = 0, known = 0;  // the digits found so far, and the mask of their bits
+  K prefix = 0, known = 0;
   uint32_t hist[256];
   for (int shift = 8 * static_cast<int>(sizeof(K)) - 8; shift >= 0; shift -= 8) {
     for (int b = 0; b < 256; ++b) hist[b] = 0;
     for (int64_t i = 0; i < m; ++i) {
       const K k = ordered_key(canonical(x[i * stride]));
-      if ((k & known) == prefix) ++hist[(k >> shift) & 0xff];
+      if (radix_matches(k, prefix, known)) ++hist[radix_digit(k, shift)];
     }
-    int b = 0;
-    while (r >= static_cast<int64_t>(hist[b])) r -= hist[b++];
-    prefix |= static_cast<K>(b) << shift;
-    known |= static_cast<K>(0xff) << shift;
+    radix_step(hist, shift, &r, &prefix, &known);
   }
   return from_ordered_key<T>(prefix);
 }
@@ -98,10 +122,10 @@ FR_HD T column_median(const T* x, int64_t stride, int64_t m) {
   return median_from_middle(lo, hi, m);
 }
 
-template <class T, int kMax>
-FR_HD T column_trimmed_mean(const T* x, int64_t stride, int64_t m, int64_t beta) {
-  T lo, hi;
-  column_ranks<T, kMax>(x, stride, m, beta, m - beta - 1, &lo, &hi);
+// The trimmed mean of a column from its order statistics lo = v[beta], hi = v[m-beta-1]:
+// one pass in row order (order.h's trimmed_mean_from_pass).
+template <class T>
+FR_HD T column_trimmed_pass(const T* x, int64_t stride, int64_t m, int64_t beta, T lo, T hi) {
   double mid_sum = 0.0;
   int64_t n_le = 0, n_ge = 0;
   for (int64_t i = 0; i < m; ++i) {
@@ -115,6 +139,65 @@ FR_HD T column_trimmed_mean(const T* x, int64_t stride, int64_t m, int64_t beta)
     }
   }
   return trimmed_mean_from_pass(lo, hi, mid_sum, n_le, n_ge, m, beta);
+}
+
+template <class T, int kMax>
+FR_HD T column_trimmed_mean(const T* x, int64_t stride, int64_t m, int64_t beta) {
+  T lo, hi;
+  column_ranks<T, kMax>(x, stride, m, beta, m - beta - 1, &lo, &hi);
+  return column_trimmed_pass(x, stride, m, beta, lo, hi);
+}
+
+// Row r of a column given by a row list: rows[r], or r itself when rows is null.
+FR_HD int64_t row_at(const int64_t* rows, int64_t r) { return rows ? rows[r] : r; }
+
+// Bulyan's second stage on one column over n <= kMax listed rows: the values, canonical
+// and insertion-sorted in a local array, then order.h's closest_to_median_mean.
+template <class T, int kMax>
+FR_HD T column_bulyan(const T* x, int64_t stride, const int64_t* rows, int64_t n, int64_t gamma) {
+  T v[kMax];
+  for (int64_t i = 0; i < n; ++i) {
+    const T value = canonical(x[row_at(rows, i) * stride]);
+    int64_t k = i;
+    for (; k > 0 && v[k - 1] > value; --k) v[k] = v[k - 1];
+    v[k] = value;
+  }
+  return closest_to_median_mean(v, 1, n, gamma);
+}
+
+// Mean of a column over n listed rows: summed in list order in double, then divided by n
+// (csrc/cpu/statistics.cpp's mean, per column).
+template <class T>
+FR_HD T column_mean(const T* x, int64_t stride, const int64_t* rows, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[row_at(rows, i) * stride]);
+  return static_cast<T>(sum / static_cast<double>(n));
+}
+
+// Mean, population std, min and max of a column over n listed rows, of the canonical values
+// (NaN counts as +Inf), two passes in list order in double (statistics.cpp's
+// coordinate_stats, per column).
+template <class T>
+FR_HD void column_stats(const T* x, int64_t stride, const int64_t* rows, int64_t n, T* mean, T* std, T* min,
+                        T* max) {
+  double sum = 0.0;
+  T lo = canonical(x[row_at(rows, 0) * stride]), hi = lo;
+  for (int64_t i = 0; i < n; ++i) {
+    const T value = canonical(x[row_at(rows, i) * stride]);
+    sum += static_cast<double>(value);
+    lo = value < lo ? value : lo;
+    hi = value > hi ? value : hi;
+  }
+  const double mu = sum / static_cast<double>(n);
+  double sq = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = static_cast<double>(canonical(x[row_at(rows, i) * stride])) - mu;
+    sq += e * e;
+  }
+  *mean = static_cast<T>(mu);
+  *std = static_cast<T>(sqrt(sq / static_cast<double>(n)));
+  *min = lo;
+  *max = hi;
 }
 
 }  // namespace fedrobust
