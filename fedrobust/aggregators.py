@@ -151,29 +151,27 @@ def bulyan(U: Any, c: int, squared: bool = True) -> Any:
     selected; then, per coordinate, average the gamma = theta - 2c selected values closest to
     their median. Requires m >= 4c + 3. CUDA inputs: distances and the second stage on the
     device (theta <= 128), the selection on the host from the device's distances."""
-    G = as_cuda_matrix(U)
-    if G is not None:
-        return _cuda_bulyan(G, as_count(c, "c"), bool(squared))[0]
-    X, wrap = as_matrix(U)
-    return wrap(cpu.bulyan(X, as_count(c, "c"), bool(squared))[0])
+    return bulyan_with_selection(U, c, squared)[0]
 
 
 def bulyan_select(U: Any, c: int, squared: bool = True) -> np.ndarray:
     """Indices (numpy int64, shape (m - 2c,)) of the rows Bulyan's first stage selects, in
     selection order. Requires m >= 4c + 3."""
+    return bulyan_with_selection(U, c, squared)[1]
+
+
+def bulyan_with_selection(U: Any, c: int, squared: bool = True) -> Tuple[Any, np.ndarray]:
+    """(bulyan(U, c, squared), bulyan_select(U, c, squared)) from one distance computation."""
+    c = as_count(c, "c")
     G = as_cuda_matrix(U)
     if G is not None:
-        return _cuda_bulyan(G, as_count(c, "c"), bool(squared))[1]
-    X, _ = as_matrix(U)
-    return cpu.bulyan(X, as_count(c, "c"), bool(squared))[1]
-
-
-def _cuda_bulyan(G: CudaMatrix, c: int, squared: bool) -> Tuple[Any, np.ndarray]:
-    """(aggregate, selected rows) of Bulyan on the device."""
-    chosen: list = []
-    out = device_call(G, lambda out: chosen.extend(cuda.bulyan(G.data, *G.shape, *G.strides, c, squared, G.dtype,
-                                                               out, G.stream)))
-    return out, np.array(chosen, dtype=np.int64)
+        chosen: list = []
+        out = device_call(G, lambda out: chosen.extend(cuda.bulyan(G.data, *G.shape, *G.strides, c, bool(squared),
+                                                                   G.dtype, out, G.stream)))
+        return out, np.array(chosen, dtype=np.int64)
+    X, wrap = as_matrix(U)
+    out, chosen = cpu.bulyan(X, c, bool(squared))
+    return wrap(out), chosen
 
 
 def nonfinite_workers(U: Any) -> np.ndarray:

@@ -396,8 +396,9 @@ class Simulation:
             round_metrics["krum_selected_compromised"] = bool(np.isin(chosen, compromised))
             return U[chosen]
         if cfg.rule == "bulyan" and self.defense is None:
-            chosen = aggregators.bulyan_select(U, **cfg.rule_params())
+            aggregate, chosen = aggregators.bulyan_with_selection(U, **cfg.rule_params())
             round_metrics["bulyan_selected_compromised"] = int(np.isin(chosen, compromised).sum())
+            return aggregate
         return self.rule(U)
 
     # -- the whole run -----------------------------------------------------

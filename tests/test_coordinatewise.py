@@ -242,6 +242,9 @@ def test_bulyan_selection_and_aggregate_are_bit_identical_to_reference(kind, m, 
     np.testing.assert_array_equal(sel, sel_ref)
     assert_identical(out, expected, "bulyan (cpu)")
     assert_identical(agg.bulyan(U, c), expected, "bulyan")
+    both = agg.bulyan_with_selection(U, c)
+    assert_identical(both[0], expected, "bulyan_with_selection")
+    np.testing.assert_array_equal(both[1], sel_ref)
 
 
 def test_bulyan_second_stage_float32_even_theta_uses_exact_median():
