@@ -46,8 +46,8 @@ def as_matrix(U: Any, name: str = "U") -> Tuple[np.ndarray, Wrap]:
         X, wrap = _torch_view(U, name)
     elif _is_cupy_array(U):
         raise TypeError(
-            f"{name}: got a cupy array on a GPU; this function takes CPU arrays (a numpy array or a CPU torch "
-            "tensor)"
+            f"{name}: got a cupy array; this function takes a numpy array or a torch tensor on the CPU; "
+            "pass a numpy array"
         )
     else:
         raise TypeError(
@@ -69,8 +69,8 @@ def _torch_view(t: Any, name: str) -> Tuple[np.ndarray, Wrap]:
 
     if t.device.type != "cpu":
         raise TypeError(
-            f"{name}: got a torch tensor on {t.device}; this function takes CPU arrays (a numpy array or a "
-            "CPU torch tensor)"
+            f"{name}: got a torch tensor on {t.device}; this function takes a numpy array or a torch tensor on "
+            "the CPU (the aggregation rules and coordinate_stats also take CUDA tensors); pass a CPU tensor"
         )
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name}: expected float32 or float64 values, got dtype {t.dtype}")
