@@ -6,7 +6,8 @@ type and dtype. Results are deterministic: the same bits for any thread
 count. The plain numpy twin of every rule is in `fedrobust.reference`.
 
 torch CUDA tensors and cupy arrays run on their device (csrc/cuda), on the producer's
-current stream, and come back as the same type on the same device.
+current stream, and come back as the same type on the same device. Other libraries' arrays
+come in zero-copy through DLPack or __cuda_array_interface__ (fedrobust.arrays.adopt).
 
 Non-finite values (SPEC section 13, item 15): Krum and Bulyan treat a
 distance that involves a NaN or Inf as +Inf; the coordinate-wise rules
@@ -22,9 +23,11 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 
 from fedrobust._native import cpu, cuda
-from fedrobust.arrays import CudaMatrix, as_count, as_cuda_matrix, as_int, as_matrix, as_row_indices, device_call
+from fedrobust.arrays import (CudaMatrix, accepts_any_array, as_count, as_cuda_matrix, as_int, as_matrix,
+                              as_row_indices, device_call)
 
 
+@accepts_any_array(returns="array")
 def mean(U: Any) -> Any:
     """Coordinate-wise mean: out_j = (1/m) sum_i U_ij (summed in row order, in double).
     CUDA inputs (torch, cupy) run on the device, same bits as the CPU.
@@ -49,6 +52,7 @@ def mean(U: Any) -> Any:
     return out
 
 
+@accepts_any_array(returns="array")
 def median(U: Any) -> Any:
     """Coordinate-wise median. Even m: the mean of the two middle values, lo/2 + hi/2.
     CUDA inputs (torch, cupy) run on the device, same bits as the CPU."""
@@ -59,6 +63,7 @@ def median(U: Any) -> Any:
     return wrap(cpu.median(X))
 
 
+@accepts_any_array(returns="array")
 def trimmed_mean(U: Any, beta: int) -> Any:
     """Coordinate-wise trimmed mean: drop the beta largest and beta smallest values of
     each coordinate and average the remaining m - 2*beta. Requires 0 <= beta and 2*beta < m.
@@ -72,6 +77,7 @@ def trimmed_mean(U: Any, beta: int) -> Any:
     return wrap(cpu.trimmed_mean(X, beta))
 
 
+@accepts_any_array(returns="array")
 def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
     """(m, m) Euclidean distances ||U_i - U_j|| (squared if `squared`), computed from direct
     differences (exact for near-identical rows), 0 on the diagonal, +Inf for rows with NaN/Inf.
@@ -89,6 +95,7 @@ def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
     return wrap(cpu.pairwise_distances(X, bool(squared), subset))
 
 
+@accepts_any_array(returns="array")
 def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
     """(m,) Krum scores: score_i = sum of the distances from U_i to its m - c - 2 nearest other rows
     (self excluded by index). Requires m > 2c + 2."""
@@ -101,6 +108,7 @@ def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
     return wrap(cpu.krum_scores(X, as_count(c, "c"), bool(squared)))
 
 
+@accepts_any_array(returns="none")
 def krum_select(U: Any, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
     """Indices (numpy int64, shape (multi,)) of the `multi` rows with the smallest Krum scores,
     ascending by score, ties to the lowest index."""
@@ -111,6 +119,7 @@ def krum_select(U: Any, c: int, multi: int = 1, squared: bool = True) -> np.ndar
     return cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[1]
 
 
+@accepts_any_array(returns="array")
 def krum(U: Any, c: int, multi: int = 1, squared: bool = True) -> Any:
     """Krum (multi = 1): the row with the smallest Krum score. Multi-Krum (multi > 1): the mean of
     the `multi` rows with the smallest scores (summed in row order). Requires m > 2c + 2 and
@@ -146,6 +155,7 @@ def _cuda_krum_rows(G: CudaMatrix, c: int, multi: int, squared: bool) -> np.ndar
     return np.argsort(np.asarray(scores), kind="stable")[:multi].astype(np.int64)
 
 
+@accepts_any_array(returns="array")
 def bulyan(U: Any, c: int, squared: bool = True) -> Any:
     """Bulyan: select theta = m - 2c rows by applying Krum repeatedly to the rows not yet
     selected; then, per coordinate, average the gamma = theta - 2c selected values closest to
@@ -154,12 +164,14 @@ def bulyan(U: Any, c: int, squared: bool = True) -> Any:
     return bulyan_with_selection(U, c, squared)[0]
 
 
+@accepts_any_array(returns="none")
 def bulyan_select(U: Any, c: int, squared: bool = True) -> np.ndarray:
     """Indices (numpy int64, shape (m - 2c,)) of the rows Bulyan's first stage selects, in
     selection order. Requires m >= 4c + 3."""
     return bulyan_with_selection(U, c, squared)[1]
 
 
+@accepts_any_array(returns="first")
 def bulyan_with_selection(U: Any, c: int, squared: bool = True) -> Tuple[Any, np.ndarray]:
     """(bulyan(U, c, squared), bulyan_select(U, c, squared)) from one distance computation."""
     c = as_count(c, "c")
@@ -174,6 +186,7 @@ def bulyan_with_selection(U: Any, c: int, squared: bool = True) -> Tuple[Any, np
     return wrap(out), chosen
 
 
+@accepts_any_array(returns="none")
 def nonfinite_workers(U: Any) -> np.ndarray:
     """Indices (numpy int64) of the rows that hold at least one NaN or Inf."""
     if as_cuda_matrix(U) is not None:  # the array library's own elementwise test, on the device

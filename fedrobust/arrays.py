@@ -8,6 +8,7 @@ returns what it was given.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 from typing import Any, Callable, Optional, Tuple
 
@@ -147,6 +148,77 @@ def device_call(G: CudaMatrix, launch: Callable[..., Any], *shapes: Any) -> Any:
         outs = [G.empty(shape) for shape in (shapes or (G.shape[1],))]
         launch(*(o.data_ptr() if hasattr(o, "data_ptr") else o.data.ptr for o in outs))
     return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+# ---------------------------------------------------------------------------
+# Other array libraries: DLPack and __cuda_array_interface__ producers.
+# ---------------------------------------------------------------------------
+_DLPACK_CPU, _DLPACK_CUDA, _DLPACK_CUDA_MANAGED = 1, 2, 13
+
+
+def adopt(U: Any) -> Tuple[Any, Callable[[Any], Any]]:
+    """(a zero-copy numpy / torch / cupy view of U, a function that turns a result back into U's
+    kind). numpy arrays, torch tensors and cupy arrays pass through unchanged. Other arrays:
+      - DLPack producers (__dlpack__, __dlpack_device__): a CPU array becomes a numpy view
+        (np.from_dlpack), a CUDA array a torch view (torch.from_dlpack, on the producer's
+        stream); results go back through the producer package's own `from_dlpack` when it has
+        one (else they stay numpy / torch);
+      - __cuda_array_interface__ producers (e.g. numba): a torch view (torch.as_tensor), and
+        results stay torch tensors on the same device.
+    Anything else passes through, for the callee's own type error."""
+    if isinstance(U, np.ndarray) or _is_torch_tensor(U) or _is_cupy_array(U):
+        return U, _identity
+    if hasattr(U, "__dlpack__") and hasattr(U, "__dlpack_device__"):
+        kind = U.__dlpack_device__()[0]
+        if kind == _DLPACK_CPU:
+            view = np.from_dlpack(U)
+        elif kind in (_DLPACK_CUDA, _DLPACK_CUDA_MANAGED):
+            import torch
+
+            view = torch.from_dlpack(U)
+        else:
+            raise TypeError(f"U: got a DLPack array on device type {kind}; expected a CPU (1) or CUDA (2) array")
+        return view, _back_through_dlpack(type(U))
+    if hasattr(U, "__cuda_array_interface__"):
+        import torch
+
+        return torch.as_tensor(U, device="cuda"), _identity
+    return U, _identity
+
+
+def _back_through_dlpack(kind: type) -> Callable[[Any], Any]:
+    import sys
+
+    package = sys.modules.get(kind.__module__.split(".")[0])
+    convert = getattr(package, "from_dlpack", None)
+    if convert is None:
+        return _identity
+    return lambda result: convert(result) if hasattr(result, "__dlpack__") else result
+
+
+def accepts_any_array(returns: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a public function whose first argument is U: U goes through `adopt`, and
+    the result back to U's kind. returns: "array" (the result is one array), "each" (a tuple
+    of arrays), "first" (a tuple whose first item is an array) or "none" (host values,
+    e.g. numpy row indices, returned as they are)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(U: Any, *args: Any, **kwargs: Any) -> Any:
+            view, back = adopt(U)
+            result = fn(view, *args, **kwargs)
+            if back is _identity or returns == "none":
+                return result
+            if returns == "array":
+                return back(result)
+            if returns == "each":
+                items = [back(r) for r in result]
+                return type(result)(*items) if hasattr(result, "_fields") else tuple(items)
+            return (back(result[0]),) + tuple(result[1:])
+
+        return wrapper
+
+    return decorate
 
 
 def as_int(value: Any, name: str) -> int:

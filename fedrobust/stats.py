@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional
 
 from fedrobust._native import cpu, cuda
-from fedrobust.arrays import as_cuda_matrix, as_matrix, as_row_indices, device_call
+from fedrobust.arrays import accepts_any_array, as_cuda_matrix, as_matrix, as_row_indices, device_call
 
 
 class CoordinateStats(NamedTuple):
@@ -16,6 +16,7 @@ class CoordinateStats(NamedTuple):
     max: Any
 
 
+@accepts_any_array(returns="each")
 def coordinate_stats(U: Any, rows: Optional[Any] = None) -> CoordinateStats:
     """Mean, population std, min and max of every coordinate over the chosen rows, in one pass.
 

@@ -386,3 +386,34 @@ def test_gpu_simulation_with_the_partial_trim_attack(tmp_path):
                     eval_every=10, attack="trim", knowledge="partial", device="cuda", out=str(tmp_path / "gpu"))
     summary = Simulation(config, progress=False).run()
     assert summary["attack"]["rounds_attacked"] == 20 and 0.0 <= summary["final_test_error"] <= 1.0
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_dlpack_and_cuda_array_interface_producers_run_on_the_device():
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    import torch
+
+    U = special_case(30, 2000, np.float32, seed=4)
+    T = torch.as_tensor(U, device="cuda")
+
+    class DLPackOnly:  # a producer from a package without from_dlpack: results come back as torch
+        def __init__(self, t):
+            self.t = t
+
+        def __dlpack__(self, stream=None, **kwargs):
+            return self.t.__dlpack__(stream=stream)
+
+        def __dlpack_device__(self):
+            return self.t.__dlpack_device__()
+
+    class InterfaceOnly:
+        def __init__(self, t):
+            self.__cuda_array_interface__ = t.__cuda_array_interface__
+
+    for wrapped in (DLPackOnly(T), InterfaceOnly(T)):
+        out = aggregators.median(wrapped)
+        assert isinstance(out, torch.Tensor) and out.device.type == "cuda"
+        np.testing.assert_array_equal(out.cpu().numpy(), cpu.median(U))
+        np.testing.assert_array_equal(aggregators.krum_select(wrapped, 5), aggregators.krum_select(U, 5))

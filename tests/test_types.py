@@ -158,3 +158,82 @@ def test_registry_get_gives_the_same_result_as_the_direct_call(name, params, dir
 
 def test_registry_covers_every_available_rule():
     assert sorted({n for n, _, _ in REGISTRY_CASES}) == agg.available()
+
+
+# ---------------------------------------------------------------------------
+# Other libraries' arrays through DLPack: in zero-copy, out as the producer's type.
+# ---------------------------------------------------------------------------
+class ForeignArray:
+    """A minimal DLPack producer from a package `foreignlib` that has its own from_dlpack."""
+
+    def __init__(self, a: np.ndarray):
+        self.a = a
+
+    def __dlpack__(self, stream=None, **kwargs):
+        return self.a.__dlpack__()
+
+    def __dlpack_device__(self):
+        return self.a.__dlpack_device__()
+
+
+ForeignArray.__module__ = "foreignlib.core"
+
+
+@pytest.fixture
+def foreignlib(monkeypatch):
+    import types
+
+    module = types.ModuleType("foreignlib")
+    module.from_dlpack = lambda x: ForeignArray(np.from_dlpack(x))
+    monkeypatch.setitem(__import__("sys").modules, "foreignlib", module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_a_dlpack_producer_gets_its_own_type_back_with_the_numpy_values(name, foreignlib):
+    fn, shape = RULES[name]
+    U = random_matrix(11, 37, np.float32, seed=5)
+    out = fn(ForeignArray(U))
+    assert type(out) is ForeignArray and out.a.shape == shape(11, 37)
+    assert_identical(out.a, fn(U), name)
+
+
+def test_dlpack_inputs_are_read_in_place_and_host_results_stay_numpy(foreignlib):
+    U = random_matrix(11, 37, np.float64, seed=6)
+    seen = []
+    original = np.from_dlpack
+
+    def spy(x):
+        view = original(x)
+        seen.append(np.shares_memory(view, U))
+        return view
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(np, "from_dlpack", spy)
+        selected = agg.krum_select(ForeignArray(U), 2, multi=3)
+    assert seen == [True]  # no copy on the way in
+    assert type(selected) is np.ndarray and selected.dtype == np.int64
+    np.testing.assert_array_equal(selected, agg.krum_select(U, 2, multi=3))
+    stats = coordinate_stats(ForeignArray(U), [0, 3])
+    assert all(type(s) is ForeignArray for s in stats)
+    np.testing.assert_array_equal(stats.max.a, coordinate_stats(U, [0, 3]).max)
+    out, rows = agg.bulyan_with_selection(ForeignArray(U), 2)
+    assert type(out) is ForeignArray and type(rows) is np.ndarray
+
+
+def test_a_dlpack_producer_without_from_dlpack_gets_numpy_and_other_devices_are_refused():
+    class Plain(ForeignArray):
+        pass
+
+    Plain.__module__ = "no_such_package_here"
+    U = random_matrix(9, 5, np.float32, seed=7)
+    out = agg.median(Plain(U))
+    assert type(out) is np.ndarray
+    assert_identical(out, agg.median(U), "median")
+
+    class OnAnotherDevice(ForeignArray):
+        def __dlpack_device__(self):
+            return (14, 0)  # OneAPI
+
+    with pytest.raises(TypeError, match="DLPack array on device type 14"):
+        agg.median(OnAnotherDevice(U))
