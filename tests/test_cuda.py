@@ -36,6 +36,22 @@ def test_column_logic_matches_the_reference(m, dtype):
                                       reference.trimmed_mean(U, beta).astype(dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 3, 15, 16, 17, 33, 64, 65, 100, 127, 128])
+def test_column_register_network_matches_the_reference(m, dtype):
+    U = special_case(m, 67, dtype, seed=m + 100)
+    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "median", network=True),
+                                  reference.median(U).astype(dtype))
+    for beta in sorted({0, (m - 1) // 2, m // 5}):
+        np.testing.assert_array_equal(cpu.column_rule_scalar(U, "trimmed_mean", beta, network=True),
+                                      reference.trimmed_mean(U, beta).astype(dtype))
+
+
+def test_column_register_network_takes_at_most_128_rows():
+    with pytest.raises(ValueError, match="network path"):
+        cpu.column_rule_scalar(np.zeros((129, 2)), "median", network=True)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_column_logic_equals_the_cpu_kernels_in_every_layout(layout):
     U0 = special_case(20, 300, np.float32, seed=1)

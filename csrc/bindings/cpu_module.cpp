@@ -476,8 +476,23 @@ py::object krum_craft(const py::array& direction, double lambda, double eps, uin
 // rows in the order the kernels read them (all rows when empty).
 constexpr int kColumnMaxRows = 128;
 
+// column_median_network / column_trimmed_mean_network for the smallest N in {16, 32, 64, 128}
+// with m <= N, as the CUDA kernels pick it.
+template <class T>
+T column_network(const T* x, int64_t m, bool median, int64_t beta) {
+  auto run = [&](auto n) {
+    constexpr int N = decltype(n)::value;
+    return median ? fedrobust::column_median_network<T, N>(x, 1, m)
+                  : fedrobust::column_trimmed_mean_network<T, N>(x, 1, m, beta);
+  };
+  if (m <= 16) return run(std::integral_constant<int, 16>{});
+  if (m <= 32) return run(std::integral_constant<int, 32>{});
+  if (m <= 64) return run(std::integral_constant<int, 64>{});
+  return run(std::integral_constant<int, 128>{});
+}
+
 py::object column_rule_scalar(const py::array& a, const std::string& rule, int64_t beta,
-                              const std::vector<int64_t>& rows, int64_t gamma) {
+                              const std::vector<int64_t>& rows, int64_t gamma, bool network) {
   return dispatch_float(a, [&](auto tag) -> py::object {
     using T = decltype(tag);
     Rows<T> r = rows_of<T>(a);
@@ -490,6 +505,8 @@ py::object column_rule_scalar(const py::array& a, const std::string& rule, int64
       throw py::value_error("trimmed mean needs 0 <= beta and 2*beta < m");
     if (rule == "bulyan" && (gamma < 1 || gamma > n || n > kColumnMaxRows))
       throw py::value_error("bulyan needs 1 <= gamma <= n <= 128 listed rows");
+    if (network && (m > kColumnMaxRows || (rule != "median" && rule != "trimmed_mean")))
+      throw py::value_error("the network path takes the median or the trimmed mean of at most 128 rows");
     const int n_out = rule == "stats" ? 4 : 1;
     std::vector<py::array_t<T>> outs;
     for (int k = 0; k < n_out; ++k) outs.emplace_back(d);
@@ -498,7 +515,9 @@ py::object column_rule_scalar(const py::array& a, const std::string& rule, int64
       for (int64_t i = 0; i < m; ++i) column[i] = r.view.at(i, j);
       const T* x = column.data();
       T* out = outs[0].mutable_data() + j;
-      if (rule == "median") {
+      if (network) {
+        *out = column_network(x, m, rule == "median", beta);
+      } else if (rule == "median") {
         *out = fedrobust::column_median<T, kColumnMaxRows>(x, 1, m);
       } else if (rule == "trimmed_mean") {
         *out = fedrobust::column_trimmed_mean<T, kColumnMaxRows>(x, 1, m, beta);
@@ -552,9 +571,10 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("round"), py::arg("out_ids"), py::arg("dtype"),
         "The Krum attack's sent updates: row 0 = -lam * direction, row k = row 0 + r_k v_k, |v_k| = 1, r_k ~ U(0, eps).");
   m.def("column_rule_scalar", &column_rule_scalar, py::arg("U"), py::arg("rule"), py::arg("beta") = 0,
-        py::arg("rows") = std::vector<int64_t>{}, py::arg("gamma") = 0,
+        py::arg("rows") = std::vector<int64_t>{}, py::arg("gamma") = 0, py::arg("network") = false,
         "The CUDA kernels' per-column code (fedrobust/column.h) on the CPU, for tests: rule 'median', "
-        "'trimmed_mean', 'mean', 'bulyan' (gamma) or 'stats' (a (mean, std, min, max) tuple).");
+        "'trimmed_mean', 'mean', 'bulyan' (gamma) or 'stats' (a (mean, std, min, max) tuple); `network` "
+        "takes the register path (Batcher's network) of the median / trimmed mean.");
   m.def("check_matrix", &check_matrix, py::arg("U"),
         "Raise ValueError unless U is 2-D with at least one row and one column.");
 

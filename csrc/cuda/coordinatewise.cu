@@ -2,7 +2,10 @@
 //
 // m <= kMaxRows: one thread per column runs column.h, the code the CPU tests exercise.
 // Columns are read in row order by adjacent threads, so each row's reads coalesce when
-// the columns are contiguous.
+// the columns are contiguous. While N = the next power of two >= max(m, 16) values of T
+// fit in 128 registers (float up to m = 128, double up to 64), the thread sorts its column
+// in registers with Batcher's network on N wires (column_ranks_network); beyond, it
+// insertion-sorts a local array.
 //
 // m > kMaxRows: a block takes a tile of 32 columns (one per lane) and finds each rank by
 // a radix selection whose histograms all 8 warps build together in shared memory (each
@@ -11,6 +14,8 @@
 // 4 passes over the tile, a double 8. The trimmed mean's final pass is column.h's
 // row-order pass, run by warp 0. Both paths give the CPU's bits.
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "coordinatewise.h"
 #include "fedrobust/column.h"
@@ -36,6 +41,34 @@ __global__ void trimmed_mean_kernel(const T* u, int64_t m, int64_t d, int64_t ro
   for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < d;
        j += static_cast<int64_t>(gridDim.x) * blockDim.x)
     out[j] = column_trimmed_mean<T, kMaxRows>(u + j * col_stride, row_stride, m, beta);
+}
+
+// Register path: Batcher's network on N wires.
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads) median_network_kernel(Matrix<T> u, T* out) {
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < u.cols;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[j] = column_median_network<T, N>(u.data + j * u.col_stride, u.row_stride, u.rows);
+}
+
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads) trimmed_mean_network_kernel(Matrix<T> u, int64_t beta, T* out) {
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < u.cols;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[j] = column_trimmed_mean_network<T, N>(u.data + j * u.col_stride, u.row_stride, u.rows, beta);
+}
+
+// Launch the network kernel for the smallest N in {16, 32, 64, 128} with m <= N and N values
+// of T in at most 512 bytes; false when there is none.
+template <class T, class Launch>
+bool launch_network(int64_t m, Launch&& launch) {
+  if (m <= 16) return launch(std::integral_constant<int, 16>{}), true;
+  if (m <= 32) return launch(std::integral_constant<int, 32>{}), true;
+  if (m <= 64) return launch(std::integral_constant<int, 64>{}), true;
+  if constexpr (sizeof(T) == 4) {
+    if (m <= 128) return launch(std::integral_constant<int, 128>{}), true;
+  }
+  return false;
 }
 
 // The shared state of a tile selection: per column a 256-bin histogram (padded to 257 so
@@ -114,22 +147,28 @@ const dim3 kTileBlock(kTileCols, kTileWarps);
 
 template <class T>
 void median(const Matrix<T>& u, T* out, cudaStream_t stream) {
-  if (u.rows > kMaxRows)
+  const unsigned blocks = grid_blocks(u.cols, kThreads);
+  if (u.rows > kMaxRows) {
     large_median_kernel<T><<<grid_blocks(u.cols, kTileCols), kTileBlock, 0, stream>>>(u, out);
-  else
-    median_kernel<T><<<grid_blocks(u.cols, kThreads), kThreads, 0, stream>>>(u.data, u.rows, u.cols, u.row_stride,
-                                                                            u.col_stride, out);
+  } else if (!launch_network<T>(u.rows, [&](auto n) {
+               median_network_kernel<T, decltype(n)::value><<<blocks, kThreads, 0, stream>>>(u, out);
+             })) {
+    median_kernel<T><<<blocks, kThreads, 0, stream>>>(u.data, u.rows, u.cols, u.row_stride, u.col_stride, out);
+  }
   check(cudaGetLastError(), "median kernel");
 }
 
 template <class T>
 void trimmed_mean(const Matrix<T>& u, int64_t beta, T* out, cudaStream_t stream) {
-  if (u.rows > kMaxRows)
+  const unsigned blocks = grid_blocks(u.cols, kThreads);
+  if (u.rows > kMaxRows) {
     large_trimmed_mean_kernel<T><<<grid_blocks(u.cols, kTileCols), kTileBlock, 0, stream>>>(u, beta, out);
-  else
-    trimmed_mean_kernel<T><<<grid_blocks(u.cols, kThreads), kThreads, 0, stream>>>(u.data, u.rows, u.cols,
-                                                                                  u.row_stride, u.col_stride, beta,
-                                                                                  out);
+  } else if (!launch_network<T>(u.rows, [&](auto n) {
+               trimmed_mean_network_kernel<T, decltype(n)::value><<<blocks, kThreads, 0, stream>>>(u, beta, out);
+             })) {
+    trimmed_mean_kernel<T><<<blocks, kThreads, 0, stream>>>(u.data, u.rows, u.cols, u.row_stride, u.col_stride,
+                                                          beta, out);
+  }
   check(cudaGetLastError(), "trimmed mean kernel");
 }
 

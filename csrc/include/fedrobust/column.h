@@ -14,9 +14,12 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <utility>
 
 #include "fedrobust/common.h"
 #include "fedrobust/order.h"
+#include "fedrobust/sorting_network.h"
 
 namespace fedrobust {
 
@@ -145,6 +148,56 @@ template <class T, int kMax>
 FR_HD T column_trimmed_mean(const T* x, int64_t stride, int64_t m, int64_t beta) {
   T lo, hi;
   column_ranks<T, kMax>(x, stride, m, beta, m - beta - 1, &lo, &hi);
+  return column_trimmed_pass(x, stride, m, beta, lo, hi);
+}
+
+// The register path for m <= N (N a power of two; the CUDA kernels take it while N values
+// of T fit in registers): the column, padded with +Inf, is sorted by Batcher's network
+// on N wires with every comparator at a compile-time position, so the values never
+// leave registers, and the ranks are picked by an unrolled scan (a run-time index
+// would move the array to memory). Padding sorts last and never reaches a rank < m.
+template <class T>
+FR_HD void compare_swap(T& x, T& y) {
+  const T lo = y < x ? y : x, hi = y < x ? x : y;
+  x = lo;
+  y = hi;
+}
+
+template <class T, int N, size_t... C>
+FR_HD void sort_by_network(T* v, std::index_sequence<C...>) {
+  constexpr Batcher<N> net = make_batcher<N>();
+  (compare_swap(v[net.a[C]], v[net.b[C]]), ...);
+}
+
+template <class T, int N>
+FR_HD T pick_rank(const T* v, int64_t r) {
+  T out = v[0];
+  FR_UNROLL
+  for (int k = 1; k < N; ++k) out = k == r ? v[k] : out;
+  return out;
+}
+
+template <class T, int N>
+FR_HD void column_ranks_network(const T* x, int64_t stride, int64_t m, int64_t r1, int64_t r2, T* lo, T* hi) {
+  T v[N];
+  FR_UNROLL
+  for (int k = 0; k < N; ++k) v[k] = k < m ? canonical(x[k * stride]) : std::numeric_limits<T>::infinity();
+  sort_by_network<T, N>(v, std::make_index_sequence<Batcher<N>::size>{});
+  *lo = pick_rank<T, N>(v, r1);
+  *hi = pick_rank<T, N>(v, r2);
+}
+
+template <class T, int N>
+FR_HD T column_median_network(const T* x, int64_t stride, int64_t m) {
+  T lo, hi;
+  column_ranks_network<T, N>(x, stride, m, (m - 1) / 2, m / 2, &lo, &hi);
+  return median_from_middle(lo, hi, m);
+}
+
+template <class T, int N>
+FR_HD T column_trimmed_mean_network(const T* x, int64_t stride, int64_t m, int64_t beta) {
+  T lo, hi;
+  column_ranks_network<T, N>(x, stride, m, beta, m - beta - 1, &lo, &hi);
   return column_trimmed_pass(x, stride, m, beta, lo, hi);
 }
 

@@ -4,8 +4,10 @@
 
 #if defined(__CUDACC__)
 #define FR_HD __host__ __device__ __forceinline__
+#define FR_UNROLL _Pragma("unroll")
 #else
 #define FR_HD inline
+#define FR_UNROLL
 #endif
 
 namespace fedrobust {

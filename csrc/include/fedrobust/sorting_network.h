@@ -56,19 +56,33 @@ inline std::vector<Comparator> selection_network(int64_t m, const std::vector<in
   return std::vector<Comparator>(kept.rbegin(), kept.rend());
 }
 
-// Batcher's sorting network for 16 wires (63 comparators), as constants.
-struct Sort16 {
-  int8_t a[63] = {}, b[63] = {};
+// The number of comparators of Batcher's network on n wires.
+constexpr int batcher_size(int64_t n) {
+  int count = 0;
+  batcher_network(n, [&](int64_t, int64_t, int64_t) { ++count; });
+  return count;
+}
+
+// Batcher's sorting network on N wires (a power of two), as constants: comparator c
+// is (a[c], b[c]).
+template <int N>
+struct Batcher {
+  static constexpr int size = batcher_size(N);
+  uint8_t a[size] = {}, b[size] = {};
 };
-constexpr Sort16 make_sort16() {
-  Sort16 s{};
+template <int N>
+constexpr Batcher<N> make_batcher() {
+  Batcher<N> s{};
   int c = 0;
-  batcher_network(16, [&](int64_t a, int64_t b, int64_t) {
-    s.a[c] = static_cast<int8_t>(a);
-    s.b[c] = static_cast<int8_t>(b);
+  batcher_network(N, [&](int64_t a, int64_t b, int64_t) {
+    s.a[c] = static_cast<uint8_t>(a);
+    s.b[c] = static_cast<uint8_t>(b);
     ++c;
   });
   return s;
 }
+
+using Sort16 = Batcher<16>;  // 63 comparators
+constexpr Sort16 make_sort16() { return make_batcher<16>(); }
 
 }  // namespace fedrobust
