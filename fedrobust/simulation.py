@@ -112,7 +112,7 @@ class Config:
 
     def _validate_cuda(self) -> None:
         """What the all-GPU path of this build covers: a visible device, the rules with CUDA
-        kernels, the attacks with a CUDA path (trim, Gaussian; labelflip poisons the data)."""
+        kernels, the attacks with a CUDA path (Krum, trim, Gaussian; labelflip poisons the data)."""
         from fedrobust._native import cuda
 
         _check(cuda is not None and cuda.device_count() > 0 and torch.cuda.is_available(), "device",
@@ -123,9 +123,8 @@ class Config:
         _check(self.rule != "krum" or self.selected_per_round() <= cuda.max_distance_rows, "workers",
                f"(per round) must be at most {cuda.max_distance_rows} for Krum on CUDA in this build",
                self.selected_per_round())
-        _check(self.attack in ("none", "labelflip", "trim", "gaussian"), "attack",
-               "must be none, labelflip, trim or gaussian with --device cuda in this build (the Krum attack "
-               "runs on the CPU)", self.attack)
+        _check(self.attack in ("none", "labelflip", "krum", "trim", "gaussian"), "attack",
+               "must be none, labelflip, krum, trim or gaussian with --device cuda in this build", self.attack)
 
     def _check_rule_fits(self, rule: str, setting: str, m: int) -> None:
         """The rule's parameters (c, beta) must be valid for m workers per round."""
