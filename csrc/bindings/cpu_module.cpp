@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fedrobust/column.h"
+#include "fedrobust/krum_craft.h"
 #include "kernels.h"
 #include "krum.h"
 
@@ -445,8 +446,33 @@ py::tuple norms_and_dots(const py::array& a, const py::array& direction, std::op
   });
 }
 
-py::object krum_craft(const py::array& direction, double lambda, double eps, uint64_t seed, uint64_t round,
-                      const py::array& out_ids, const py::dtype& dtype) {
+// The CUDA krum_craft's steps (fedrobust/krum_craft.h) on the CPU, in plain scalar code:
+// each pair of normals on its own (not the vectorised normal_pairs), then the chunk sums,
+// the scales and the values. How the tests check that path without a GPU.
+template <class T>
+void krum_craft_scalar_steps(const cpu::KrumCraft<T>& s) {
+  const int64_t d = s.cols, n_chunks = fedrobust::krum_chunks(d);
+  std::vector<double> chunk_sq(static_cast<size_t>(n_chunks)), scale(static_cast<size_t>(s.n_out), 0.0);
+  for (int64_t k = 1; k < s.n_out; ++k) {
+    const uint64_t prefix = fedrobust::counter_prefix(s.seed, s.round, static_cast<uint64_t>(s.out_ids[k]));
+    T* row = s.out + k * d;
+    for (int64_t j = 0; j < d; j += 2) fedrobust::krum_normal_pair<T>(prefix, j, d, row);
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const int64_t j0 = c * fedrobust::kKrumChunk;
+      chunk_sq[c] = fedrobust::krum_chunk_sq(row + j0, std::min(fedrobust::kKrumChunk, d - j0));
+    }
+    scale[k] = fedrobust::krum_scale(chunk_sq.data(), n_chunks, s.eps, prefix, d);
+  }
+  for (int64_t k = 0; k < s.n_out; ++k)
+    for (int64_t j = 0; j < d; ++j) {
+      T* x = s.out + k * d + j;
+      *x = k == 0 ? fedrobust::krum_center<T>(s.lambda, s.direction[j])
+                  : fedrobust::krum_supporter<T>(s.lambda, s.direction[j], scale[k], *x);
+    }
+}
+
+py::object krum_craft_with(const py::array& direction, double lambda, double eps, uint64_t seed, uint64_t round,
+                           const py::array& out_ids, const py::dtype& dtype, bool scalar_steps) {
   if (!std::isfinite(lambda)) throw py::value_error("lambda must be finite, got " + std::to_string(lambda));
   if (!(eps >= 0.0 && std::isfinite(eps))) throw py::value_error("eps must be >= 0, got " + std::to_string(eps));
   auto run = [&](auto tag) -> py::object {
@@ -461,13 +487,26 @@ py::object krum_craft(const py::array& direction, double lambda, double eps, uin
     spec.out = out.mutable_data();
     {
       py::gil_scoped_release nogil;
-      cpu::kernels<T>().krum_craft(spec);
+      if (scalar_steps)
+        krum_craft_scalar_steps(spec);
+      else
+        cpu::kernels<T>().krum_craft(spec);
     }
     return std::move(out);
   };
   if (dtype.is(py::dtype::of<float>())) return run(float{});
   if (dtype.is(py::dtype::of<double>())) return run(double{});
   throw py::type_error("dtype must be float32 or float64, got " + std::string(py::str(dtype)));
+}
+
+py::object krum_craft(const py::array& direction, double lambda, double eps, uint64_t seed, uint64_t round,
+                      const py::array& out_ids, const py::dtype& dtype) {
+  return krum_craft_with(direction, lambda, eps, seed, round, out_ids, dtype, false);
+}
+
+py::object krum_craft_scalar(const py::array& direction, double lambda, double eps, uint64_t seed, uint64_t round,
+                             const py::array& out_ids, const py::dtype& dtype) {
+  return krum_craft_with(direction, lambda, eps, seed, round, out_ids, dtype, true);
 }
 
 // The per-column code of the CUDA kernels (fedrobust/column.h) run on the CPU, one column
@@ -570,6 +609,9 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("krum_craft", &krum_craft, py::arg("direction"), py::arg("lam"), py::arg("eps"), py::arg("seed"),
         py::arg("round"), py::arg("out_ids"), py::arg("dtype"),
         "The Krum attack's sent updates: row 0 = -lam * direction, row k = row 0 + r_k v_k, |v_k| = 1, r_k ~ U(0, eps).");
+  m.def("krum_craft_scalar", &krum_craft_scalar, py::arg("direction"), py::arg("lam"), py::arg("eps"), py::arg("seed"),
+        py::arg("round"), py::arg("out_ids"), py::arg("dtype"),
+        "krum_craft by the CUDA kernel's steps (fedrobust/krum_craft.h) in scalar code on the CPU, for tests.");
   m.def("column_rule_scalar", &column_rule_scalar, py::arg("U"), py::arg("rule"), py::arg("beta") = 0,
         py::arg("rows") = std::vector<int64_t>{}, py::arg("gamma") = 0, py::arg("network") = false,
         "The CUDA kernels' per-column code (fedrobust/column.h) on the CPU, for tests: rule 'median', "

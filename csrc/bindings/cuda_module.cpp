@@ -276,6 +276,53 @@ void craft_coordinates(uintptr_t data, int64_t m, int64_t d, int64_t row_stride,
   });
 }
 
+// The Krum attack's passes over d on the device (csrc/cuda/attacks.cu); direction is a
+// device int8 (d,) address. Returns (||u_i||^2 (m,), <u_i, s> (m,)) in float64 as host
+// numpy arrays; waits for the stream.
+py::tuple norms_and_dots(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
+                         const std::string& dtype, uintptr_t direction, uintptr_t stream) {
+  require_device();
+  if (m < 1 || d < 1) throw py::value_error("U: expected at least one row and one column");
+  if (!direction) throw py::value_error("norms_and_dots needs a direction");
+  py::array_t<double> sq_norms(m), dots(m);
+  double *host_sq = sq_norms.mutable_data(), *host_dots = dots.mutable_data();
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
+    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    py::gil_scoped_release nogil;
+    Scratch sums(static_cast<size_t>(2 * m) * sizeof(double), s);
+    fc::norms_and_dots<T>(u, reinterpret_cast<const int8_t*>(direction), sums.as<double>(), sums.as<double>() + m, s);
+    const size_t bytes = static_cast<size_t>(m) * sizeof(double);
+    fc::check(cudaMemcpyAsync(host_sq, sums.as<double>(), bytes, cudaMemcpyDeviceToHost, s), "copying the norms");
+    fc::check(cudaMemcpyAsync(host_dots, sums.as<double>() + m, bytes, cudaMemcpyDeviceToHost, s), "copying the dots");
+    fc::check(cudaStreamSynchronize(s), "norms_and_dots on the device");
+  });
+  return py::make_tuple(sq_norms, dots);
+}
+
+// The Krum attack's c sent updates into `out` (a device (n_out, d) row-major array of
+// dtype), n_out = len(out_ids): row 0 = -lam s, row k = row 0 + r_k z_k / ||z_k||, the
+// CPU krum_craft's bits; waits for the stream.
+void krum_craft(uintptr_t direction, int64_t d, double lam, double eps, uint64_t seed, uint64_t round,
+                const std::vector<int64_t>& out_ids, const std::string& dtype, uintptr_t out, uintptr_t stream) {
+  require_device();
+  if (!std::isfinite(lam)) throw py::value_error("lambda must be finite, got " + std::to_string(lam));
+  if (!(eps >= 0.0 && std::isfinite(eps))) throw py::value_error("eps must be >= 0, got " + std::to_string(eps));
+  if (d < 1) throw py::value_error("d: expected at least one column, got " + std::to_string(d));
+  if (out_ids.empty()) throw py::value_error("out_ids: expected at least one id, got none");
+  if (!direction || !out) throw py::value_error("krum_craft needs a direction and an output array");
+  std::vector<uint64_t> prefix;
+  for (int64_t id : out_ids) prefix.push_back(fedrobust::counter_prefix(seed, round, static_cast<uint64_t>(id)));
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const fc::KrumCraft<T> spec{reinterpret_cast<const int8_t*>(direction), d, lam, eps, prefix,
+                                reinterpret_cast<T*>(out)};
+    py::gil_scoped_release nogil;
+    fc::krum_craft<T>(spec, reinterpret_cast<cudaStream_t>(stream));
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -310,6 +357,14 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("bulyan", &bulyan, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"), py::arg("col_stride"),
         py::arg("c"), py::arg("squared"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
         "Bulyan into `out` (d,); returns the selected rows in selection order.");
+  m.def("norms_and_dots", &norms_and_dots, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
+        py::arg("col_stride"), py::arg("dtype"), py::arg("direction"), py::arg("stream"),
+        "(||u_i||^2 (m,), <u_i, direction> (m,)) in float64 for the rows of the device matrix, as host numpy "
+        "arrays; waits for the stream.");
+  m.def("krum_craft", &krum_craft, py::arg("direction"), py::arg("d"), py::arg("lam"), py::arg("eps"),
+        py::arg("seed"), py::arg("round"), py::arg("out_ids"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
+        "The Krum attack's sent updates (csrc/cpu/attacks.cpp krum_craft, the same bits) into `out` "
+        "(len(out_ids), d) on the device; waits for the stream.");
   m.def("pairwise_distances", &pairwise_distances, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
         py::arg("col_stride"), py::arg("dtype"), py::arg("squared"), py::arg("out"), py::arg("stream"),
         "(m, m) distances of the device matrix into `out` (U's dtype), on `stream`.");

@@ -23,7 +23,8 @@
 // krum_craft: the Krum attack's c sent updates: row 0 is -lambda s (the
 // crafted model w_Re - lambda s), row k >= 1 is -lambda s + r_k v_k with v_k
 // uniform on the unit sphere (normalised standard normals, rounded to T before
-// the norm is taken) and r_k ~ U(0, eps).
+// the norm is taken) and r_k ~ U(0, eps); the per-chunk steps are
+// fedrobust/krum_craft.h's, shared with the CUDA kernel.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "fedrobust/craft.h"
+#include "fedrobust/krum_craft.h"
 #include "fedrobust/random.h"
 #include "kernels.h"
 #if defined(__x86_64__)
@@ -282,43 +284,32 @@ void norms_and_dots(const RowsView<T>& u, const int8_t* direction, double* sq_no
 
 template <class T>
 void krum_craft(const KrumCraft<T>& s) {
-  // Row k >= 1: out = z (standard normals) with the sum of squares per chunk of
-  // kChunk columns, then out = -lambda s + (r_k / ||z||) z. The chunks are fixed,
-  // so the norm, summed over chunks in order, does not depend on the threads.
-  constexpr int64_t kChunk = 4096;  // even: Box-Muller pairs never straddle chunks
-  const int64_t d = s.cols, n_chunks = (d + kChunk - 1) / kChunk, n_sup = s.n_out - 1;
+  // Row k >= 1: out = z (standard normals rounded to T) and its sum of squares per
+  // chunk (fedrobust/krum_craft.h), then out = -lambda s + (r_k / ||z||) z.
+  const int64_t d = s.cols, n_chunks = krum_chunks(d), n_sup = s.n_out - 1;
   std::vector<double> chunk_sq(static_cast<size_t>(std::max<int64_t>(n_sup, 0) * n_chunks));
   std::vector<uint64_t> prefix(static_cast<size_t>(s.n_out));
   for (int64_t k = 0; k < s.n_out; ++k) prefix[k] = counter_prefix(s.seed, s.round, static_cast<uint64_t>(s.out_ids[k]));
 #pragma omp parallel for schedule(static)
   for (int64_t item = 0; item < n_sup * n_chunks; ++item) {
-    const int64_t k = 1 + item / n_chunks, j0 = (item % n_chunks) * kChunk, j1 = std::min(d, j0 + kChunk);
+    const int64_t k = 1 + item / n_chunks, j0 = (item % n_chunks) * kKrumChunk, w = std::min(d - j0, kKrumChunk);
     T* row = s.out + k * d;
-    std::vector<double> z(static_cast<size_t>(kChunk + 1));
-    normal_pairs(prefix[k], static_cast<uint64_t>(j0), (j1 - j0 + 1) / 2, z.data());
-    double sq = 0.0;
-    for (int64_t j = j0; j < j1; ++j) {
-      const T zj = static_cast<T>(z[j - j0]);
-      row[j] = zj;
-      sq += static_cast<double>(zj) * static_cast<double>(zj);
-    }
-    chunk_sq[item] = sq;
+    std::vector<double> z(static_cast<size_t>(kKrumChunk + 1));
+    normal_pairs(prefix[k], static_cast<uint64_t>(j0), (w + 1) / 2, z.data());
+    for (int64_t t = 0; t < w; ++t) row[j0 + t] = static_cast<T>(z[t]);
+    chunk_sq[item] = krum_chunk_sq(row + j0, w);
   }
   std::vector<double> scale(static_cast<size_t>(s.n_out), 0.0);
-  for (int64_t k = 1; k < s.n_out; ++k) {
-    double sq = 0.0;
-    for (int64_t c = 0; c < n_chunks; ++c) sq += chunk_sq[(k - 1) * n_chunks + c];
-    // The radius r ~ U(0, eps) uses the counter's column d.
-    const double r = s.eps * uniform01(counter_hash_at(prefix[k], static_cast<uint64_t>(d)));
-    scale[k] = sq > 0 ? r / std::sqrt(sq) : 0.0;
-  }
+  for (int64_t k = 1; k < s.n_out; ++k)
+    scale[k] = krum_scale(chunk_sq.data() + (k - 1) * n_chunks, n_chunks, s.eps, prefix[k], d);
 #pragma omp parallel for schedule(static)
   for (int64_t item = 0; item < s.n_out * n_chunks; ++item) {
-    const int64_t k = item / n_chunks, j0 = (item % n_chunks) * kChunk, j1 = std::min(d, j0 + kChunk);
+    const int64_t k = item / n_chunks, j0 = (item % n_chunks) * kKrumChunk, j1 = std::min(d, j0 + kKrumChunk);
     T* row = s.out + k * d;
-    for (int64_t j = j0; j < j1; ++j) {
-      const double base = -s.lambda * static_cast<double>(s.direction[j]);
-      row[j] = static_cast<T>(k == 0 ? base : base + scale[k] * static_cast<double>(row[j]));
+    if (k == 0) {
+      for (int64_t j = j0; j < j1; ++j) row[j] = krum_center<T>(s.lambda, s.direction[j]);
+    } else {
+      for (int64_t j = j0; j < j1; ++j) row[j] = krum_supporter<T>(s.lambda, s.direction[j], scale[k], row[j]);
     }
   }
 }

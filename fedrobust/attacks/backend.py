@@ -2,8 +2,9 @@
 tensors (CUDA kernels; `fedrobust run --device cuda`): the attack code is written once.
 
 The crafted values come from the same kernels' logic on both (csrc/include/fedrobust/craft.h,
-random.h), so a CUDA run crafts the CPU's bits; directions and metrics use the array
-library's own reductions.
+krum_craft.h, random.h), so a CUDA run crafts the CPU's bits; directions and metrics use the
+array library's own reductions. The Krum attack's distances, norms and dots come back to the
+host as float64 numpy arrays: its lambda search is O(m^2) scalar work there.
 """
 from __future__ import annotations
 
@@ -54,6 +55,35 @@ def count(mask: Any) -> int:
     return int(mask.sum())
 
 
+def ones(U: Any) -> Any:
+    """(d,) int8 ones on U's device: the direction s = 1 of the deviation goal."""
+    if on_device(U):
+        import torch
+
+        return torch.ones(U.shape[1], dtype=torch.int8, device=U.device)
+    return np.ones(U.shape[1], dtype=np.int8)
+
+
+def _cuda_matrix(U: Any):
+    """The CudaMatrix of a torch CUDA tensor; TypeError for anything else on a device."""
+    import torch
+
+    G = as_cuda_matrix(U)
+    if G is None or not isinstance(U, torch.Tensor):
+        raise TypeError(f"the attacks take numpy arrays or torch CUDA tensors, got {type(U).__name__}")
+    return G
+
+
+def _device_direction(s: Any, U: Any) -> Any:
+    """The direction s (d,) as a contiguous int8 tensor on U's device (what the CUDA kernels read)."""
+    import torch
+
+    s = torch.as_tensor(s).to(device=U.device, dtype=torch.int8).contiguous()
+    if s.shape != (U.shape[1],):
+        raise ValueError(f"direction: expected {U.shape[1]} signs (one per column of U), got shape {tuple(s.shape)}")
+    return s
+
+
 def craft(U: Any, rows: Sequence[int], mode: str, ids: np.ndarray, seed: int, round: int,
           direction: Any = None, base: Any = None, b: float = 2.0, sigma: Tuple[float, float] = (3.0, 4.0)):
     """The crafting kernel (csrc/cpu/attacks.cpp or csrc/cuda/attacks.cu): (values (n, d) in U's
@@ -63,9 +93,7 @@ def craft(U: Any, rows: Sequence[int], mode: str, ids: np.ndarray, seed: int, ro
                                      sigma_lo=sigma[0], sigma_hi=sigma[1])
     import torch
 
-    G = as_cuda_matrix(U)
-    if G is None or not isinstance(U, torch.Tensor):
-        raise TypeError(f"the attacks take numpy arrays or torch CUDA tensors, got {type(U).__name__}")
+    G = _cuda_matrix(U)
     d = U.shape[1]
     out = torch.empty((len(ids), d), dtype=U.dtype, device=U.device)
     used = torch.empty(d, dtype=torch.int8, device=U.device)
@@ -76,3 +104,46 @@ def craft(U: Any, rows: Sequence[int], mode: str, ids: np.ndarray, seed: int, ro
                                0 if s is None else s.data_ptr(), 0 if w is None else w.data_ptr(), b, sigma[0],
                                sigma[1], G.dtype, out.data_ptr(), used.data_ptr(), G.stream)
     return out, used
+
+
+def sq_distances(U: Any, rows: Optional[Sequence[int]] = None) -> np.ndarray:
+    """(n, n) float64 squared distances ||u_a - u_b||^2 between the given rows (all m by default),
+    in that order, as a host numpy array (the distance kernel; on a device the rows are
+    gathered there first)."""
+    if not on_device(U):
+        return cpu.pairwise_distances(U, True, None if rows is None else list(rows), True)
+    sub = U if rows is None else U[list(rows)]
+    G = _cuda_matrix(sub)
+    with G.device():
+        return cuda.sq_distances(G.data, *G.shape, *G.strides, G.dtype, G.stream)
+
+
+def norms_and_dots(U: Any, s: Any, rows: Optional[Sequence[int]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(||u_i||^2 (n,), <u_i, s> (n,)) in float64 on the host, for the given rows (all m by
+    default) and the direction s (d,) int8."""
+    if not on_device(U):
+        return cpu.norms_and_dots(U, s, None if rows is None else list(rows))
+    sub = U if rows is None else U[list(rows)]
+    G = _cuda_matrix(sub)
+    s_dev = _device_direction(s, U)
+    with G.device():
+        return cuda.norms_and_dots(G.data, *G.shape, *G.strides, G.dtype, s_dev.data_ptr(), G.stream)
+
+
+def krum_craft(U: Any, s: Any, lam: float, eps: float, seed: int, round: int, ids: Sequence[int]) -> Any:
+    """The Krum attack's n = len(ids) sent updates (n, d), in U's dtype and on U's device:
+    row 0 = -lam s, row k >= 1 = -lam s + (r_k / ||z_k||) z_k with z_k the counter normals of
+    worker ids[k] and r_k in [0, eps) (csrc/include/fedrobust/krum_craft.h; the same bits on
+    both backends)."""
+    if not on_device(U):
+        return cpu.krum_craft(s, lam, eps, seed, round, np.asarray(ids, dtype=np.int64), U.dtype)
+    import torch
+
+    G = _cuda_matrix(U)
+    d = U.shape[1]
+    s_dev = _device_direction(s, U)
+    out = torch.empty((len(ids), d), dtype=U.dtype, device=U.device)
+    with G.device():
+        cuda.krum_craft(s_dev.data_ptr(), d, float(lam), float(eps), seed, round, [int(i) for i in ids], G.dtype,
+                        out.data_ptr(), G.stream)
+    return out

@@ -48,7 +48,7 @@ class AttackContext:
     local model minus the received global model w_Re (SPEC 13 item 1).
 
     updates:      (m, d) before-attack updates of the selected workers: a numpy array, or a
-                  torch CUDA tensor for the attacks with a CUDA path (trim, Gaussian).
+                  torch CUDA tensor for the attacks with a CUDA path (Krum, trim, Gaussian).
     compromised:  (c,) row indices of the compromised workers among them.
     global_model: (d,) w_Re, of the same kind as updates.
     rule, rule_params: the rule the attacker assumes the server runs, and its parameters.

@@ -6,8 +6,9 @@ sequence lambda_0, lambda_0 / 2, ... (down to the threshold 1e-5) for which a si
 Krum picks the crafted model.
 
 The search never re-runs Krum over d. One pass gives, for every model u_i of the pool,
-||u_i||^2 and <u_i, s> (native norms_and_dots), and the pool's own distances come from the
-distance kernel; then the crafted model's squared distance to u_i is the quadratic
+||u_i||^2 and <u_i, s> (native norms_and_dots, on the CPU or the updates' CUDA device), and
+the pool's own distances come from the distance kernel, both as host float64 arrays; then
+the crafted model's squared distance to u_i is the quadratic
 
     ||u_i + lambda s||^2 = ||u_i||^2 + 2 lambda <u_i, s> + lambda^2 ||s||^2,
 
@@ -16,12 +17,11 @@ and one probe costs O(n^2) scalar work for a pool of n models (`KrumPool.crafted
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Tuple
+from typing import Any, Callable, Tuple
 
 import numpy as np
 
-from fedrobust._native import cpu
-from fedrobust.attacks import direction
+from fedrobust.attacks import backend, direction
 from fedrobust.attacks.context import AttackContext
 
 
@@ -121,25 +121,26 @@ def krum_choice(sq_dist: np.ndarray, c: int, squared: bool) -> int:
     return int(np.argmin(scores))
 
 
-def _full_direction_and_distances(ctx: AttackContext) -> Tuple[np.ndarray, np.ndarray]:
-    """s and the benign models' squared distances. When s comes from Krum's own before-attack
-    choice, one distance matrix over all m rows serves both."""
+def _full_direction_and_distances(ctx: AttackContext) -> Tuple[Any, np.ndarray]:
+    """s (d,) int8 on the updates' device and the benign models' (m - c, m - c) squared
+    distances (host float64). When s comes from Krum's own before-attack choice, one distance
+    matrix over all m rows serves both."""
     U, benign = ctx.updates, ctx.benign()
     if ctx.options.goal == "directed" and ctx.options.direction == "rule" and ctx.rule == "krum":
-        sq = cpu.pairwise_distances(U, True, None, True)
+        sq = backend.sq_distances(U)
         chosen = krum_choice(sq, ctx.rule_params["c"], ctx.rule_params.get("squared", True))
         return direction.signs(U[chosen]), sq[np.ix_(benign, benign)]
-    s = np.ones(U.shape[1], dtype=np.int8) if ctx.options.goal == "deviation" else direction.full_knowledge(ctx)
-    return s, cpu.pairwise_distances(U, True, benign.tolist(), True)
+    s = backend.ones(U) if ctx.options.goal == "deviation" else direction.full_knowledge(ctx)
+    return s, backend.sq_distances(U, benign.tolist())
 
 
-def _search_full(ctx: AttackContext, s: np.ndarray, ss: float, sq: np.ndarray) -> Tuple[float, bool, int, float]:
+def _search_full(ctx: AttackContext, s: Any, ss: float, sq: np.ndarray) -> Tuple[float, bool, int, float]:
     """SPEC 5.1: c crafted copies against the m - c benign models (squared distances sq),
     Krum with parameter c."""
     U, c = ctx.updates, ctx.c
     m = U.shape[0]
     benign = ctx.benign()
-    norms, dots = cpu.norms_and_dots(U, s, benign.tolist())
+    norms, dots = backend.norms_and_dots(U, s, benign.tolist())
     pool = KrumPool.build(sq, norms, dots, ss, benign, ctx.options.krum_squared)
     neighbours = m - c - 2
     lam0 = pool.theorem1_bound(neighbours, m - 2 * c - 1)
@@ -149,15 +150,15 @@ def _search_full(ctx: AttackContext, s: np.ndarray, ss: float, sq: np.ndarray) -
     return lam, found, probes, lam0
 
 
-def _search_partial(ctx: AttackContext, s: np.ndarray, ss: float) -> Tuple[float, bool, int, float, int]:
+def _search_partial(ctx: AttackContext, s: Any, ss: float) -> Tuple[float, bool, int, float, int]:
     """SPEC 5.2 and 13.7: k = 1, 2, ..., c crafted copies (rows 0..k-1) against the c
     before-attack compromised models (rows k..k+c-1), Krum with parameter k (c - 2
     neighbours); lambda_0 is the bound of SPEC 5.2 while k < c - 1, else lr (1.0 in update
     units of a gradient step)."""
     U, c = ctx.updates, ctx.c
     rows = ctx.compromised.tolist()
-    sq = cpu.pairwise_distances(U, True, rows, True)
-    norms, dots = cpu.norms_and_dots(U, s, rows)
+    sq = backend.sq_distances(U, rows)
+    norms, dots = backend.norms_and_dots(U, s, rows)
     neighbours = c - 2
     total_probes = 0
     models = KrumPool.build(sq, norms, dots, ss, np.arange(c), ctx.options.krum_squared)
@@ -172,19 +173,20 @@ def _search_partial(ctx: AttackContext, s: np.ndarray, ss: float) -> Tuple[float
     return lam, found, total_probes, lam0, k
 
 
-def krum_attack(ctx: AttackContext) -> np.ndarray:
-    """The (c, d) sent updates of the Krum attack; fills ctx.metrics with lambda, lambda_start,
-    found, probes (and copies for partial knowledge; direction_agreement when measuring)."""
+def krum_attack(ctx: AttackContext) -> Any:
+    """The (c, d) sent updates of the Krum attack, of the updates' kind, dtype and device;
+    fills ctx.metrics with lambda, lambda_start, found, probes (and copies for partial
+    knowledge; direction_agreement when measuring). numpy updates run the CPU kernels, torch
+    CUDA updates the CUDA ones for the passes over d (the same crafted bits); the lambda
+    search runs on the host either way."""
     U = ctx.updates
-    if not isinstance(U, np.ndarray):
-        raise TypeError("the Krum attack takes numpy updates in this build (it runs on the CPU)")
     if ctx.knowledge == "full":
         s, sq = _full_direction_and_distances(ctx)
     elif ctx.options.goal == "deviation":  # Appendix B: w'_1 = w_Re - lambda * 1
-        s = np.ones(U.shape[1], dtype=np.int8)
+        s = backend.ones(U)
     else:
         s = direction.partial_knowledge(ctx)
-    ss = float(np.count_nonzero(s))
+    ss = float(backend.count(s != 0))
     if ss == 0:  # nothing moves: -lambda s is the update 0 whatever lambda
         lam, found, probes, lam0, copies = 0.0, False, 0, 0.0, ctx.c
     elif ctx.knowledge == "full":
@@ -199,5 +201,5 @@ def krum_attack(ctx: AttackContext) -> np.ndarray:
             ctx.metrics["direction_agreement"] = direction.agreement(s, direction.full_knowledge(ctx))
     if not found and ctx.options.on_failure == "benign":
         ctx.metrics["sent"] = "benign"
-        return U[ctx.compromised]
-    return cpu.krum_craft(s, lam, ctx.options.epsilon, ctx.seed, ctx.round, ctx.compromised_ids(), U.dtype)
+        return U[ctx.compromised.tolist()]
+    return backend.krum_craft(U, s, lam, ctx.options.epsilon, ctx.seed, ctx.round, ctx.compromised_ids())
