@@ -194,7 +194,7 @@ RUN_FLAGS = (
     ("--seed", "seed", int, "seed of the split, partition, initialisation and sampling"),
     ("--data-dir", "data_dir", str, "directory with the IDX / CSV files (or set FEDROBUST_DATA)"),
     ("--out", "out", str, "results directory (default: results/<time>-<dataset>-<model>-<rule>)"),
-    ("--device", "device", str, "cpu (default) or cuda (median, trimmed_mean or krum; attacks none, labelflip, krum, trim, gaussian)"),
+    ("--device", "device", str, "cpu (default) or cuda (every rule and attack on the GPU; no defense)"),
 )
 
 
