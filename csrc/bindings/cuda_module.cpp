@@ -84,6 +84,8 @@ struct Scratch {
   Scratch(size_t bytes, cudaStream_t s) : stream(s) {
     if (cudaMallocAsync(&p, bytes, s) != cudaSuccess) throw std::runtime_error("cudaMallocAsync failed");
   }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
   ~Scratch() { cudaFreeAsync(p, stream); }
   template <class V>
   V* as() const { return static_cast<V*>(p); }
@@ -96,17 +98,27 @@ void check_distance_rows(int64_t m, int64_t d) {
                           " workers (rows), got " + std::to_string(m));
 }
 
+// The (m, m) squared distances (double) of the device matrix in a new scratch buffer, on
+// stream s; also written to out (m, m) in T, squared or plain, when out is not null.
+template <class T>
+std::unique_ptr<Scratch> device_sq_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride,
+                                             int64_t col_stride, cudaStream_t s, T* out = nullptr,
+                                             bool squared = true) {
+  const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
+  auto sq = std::make_unique<Scratch>(static_cast<size_t>(m * m) * sizeof(double), s);
+  fc::pairwise_sq_distances<T>(u, sq->template as<double>(), out, squared, s);
+  return sq;
+}
+
 void pairwise_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
                         const std::string& dtype, bool squared, uintptr_t out, uintptr_t stream) {
   require_device();
   check_distance_rows(m, d);
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
-    const auto s = reinterpret_cast<cudaStream_t>(stream);
     py::gil_scoped_release nogil;
-    Scratch sq(static_cast<size_t>(m * m) * sizeof(double), s);
-    fc::pairwise_sq_distances<T>(u, sq.as<double>(), reinterpret_cast<T*>(out), squared, s);
+    device_sq_distances<T>(data, m, d, row_stride, col_stride, reinterpret_cast<cudaStream_t>(stream),
+                           reinterpret_cast<T*>(out), squared);
   });
 }
 
@@ -120,12 +132,10 @@ py::array_t<double> sq_distances(uintptr_t data, int64_t m, int64_t d, int64_t r
   double* dst = host.mutable_data();
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
     const auto s = reinterpret_cast<cudaStream_t>(stream);
     py::gil_scoped_release nogil;
-    Scratch sq(static_cast<size_t>(m * m) * sizeof(double), s);
-    fc::pairwise_sq_distances<T>(u, sq.as<double>(), static_cast<T*>(nullptr), true, s);
-    fc::check(cudaMemcpyAsync(dst, sq.p, static_cast<size_t>(m * m) * sizeof(double), cudaMemcpyDeviceToHost, s),
+    const auto sq = device_sq_distances<T>(data, m, d, row_stride, col_stride, s);
+    fc::check(cudaMemcpyAsync(dst, sq->p, static_cast<size_t>(m * m) * sizeof(double), cudaMemcpyDeviceToHost, s),
               "copying the distances to the host");
     fc::check(cudaStreamSynchronize(s), "distances on the device");
   });
@@ -142,13 +152,11 @@ py::tuple krum_select(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, 
   int64_t chosen = -1;
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
     const auto s = reinterpret_cast<cudaStream_t>(stream);
     py::gil_scoped_release nogil;
-    Scratch sq(static_cast<size_t>(m * m) * sizeof(double), s), dev_scores(static_cast<size_t>(m) * sizeof(double), s),
-        dev_chosen(sizeof(int64_t), s);
-    fc::pairwise_sq_distances<T>(u, sq.as<double>(), static_cast<T*>(nullptr), true, s);
-    fc::krum_select(sq.as<double>(), m, c, squared, dev_scores.as<double>(), dev_chosen.as<int64_t>(), s);
+    const auto sq = device_sq_distances<T>(data, m, d, row_stride, col_stride, s);
+    Scratch dev_scores(static_cast<size_t>(m) * sizeof(double), s), dev_chosen(sizeof(int64_t), s);
+    fc::krum_select(sq->template as<double>(), m, c, squared, dev_scores.as<double>(), dev_chosen.as<int64_t>(), s);
     cudaMemcpyAsync(scores.data(), dev_scores.p, scores.size() * sizeof(double), cudaMemcpyDeviceToHost, s);
     cudaMemcpyAsync(&chosen, dev_chosen.p, sizeof(int64_t), cudaMemcpyDeviceToHost, s);
     const cudaError_t status = cudaStreamSynchronize(s);
