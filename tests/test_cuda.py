@@ -165,7 +165,7 @@ def to_host(x) -> np.ndarray:
 @gpu
 @pytest.mark.parametrize("library", ["torch", "cupy"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 2, 7, 100, 128, 129, 1000, 4001])
+@pytest.mark.parametrize("m", [1, 2, 7, 16, 17, 64, 65, 100, 128, 129, 1000, 4001])
 def test_gpu_median_and_trimmed_mean_equal_the_cpu_bit_for_bit(library, dtype, m):
     if library not in _libraries():
         pytest.skip(f"{library} not available")
