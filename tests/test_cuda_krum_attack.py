@@ -7,20 +7,15 @@ against the CPU kernel; the attack's torch path driven by the CPU kernels behind
 entry points' signatures; the --device cuda check. On a GPU (marked `gpu`, skipped without a
 visible device): the CUDA kernels against the CPU ones and the whole attack on torch CUDA
 tensors against the numpy run."""
-import contextlib
-import ctypes
-import inspect
-import re
-
 import numpy as np
 import pytest
 
 from fedrobust import reference
 from fedrobust._native import cpu, cuda
-from fedrobust.arrays import CudaMatrix
 from fedrobust.attacks import AttackContext, AttackOptions, KrumPool, backend, krum_attack
 
 from conftest import DTYPES, HAVE_AVX2, assert_identical, run_with_simd, run_with_threads
+from host_device import host_as_device  # noqa: F401 (a fixture)
 from test_cuda import _fedrobust_sees_the_device, _libraries, gpu  # noqa: F401 (the autouse fixture applies here)
 
 CHUNK = 4096
@@ -125,58 +120,9 @@ def test_scalar_steps_check_their_arguments_like_the_kernel():
 
 # ---------------------------------------------------------------------------
 # The attack's device path, driven on the host: CPU torch tensors stand for CUDA ones, and
-# the CPU kernels stand behind fedrobust._cuda's entry points (with their signatures).
+# the CPU kernels stand behind fedrobust._cuda's entry points (tests/host_device.py; their
+# signatures are checked in test_device_paths.py).
 # ---------------------------------------------------------------------------
-def _host_view(ptr, m, d, row_stride, col_stride, dtype):
-    """The (m, d) numpy view of host memory at address ptr with element strides."""
-    dt = np.dtype(dtype)
-    corners = [0, (m - 1) * row_stride, (d - 1) * col_stride, (m - 1) * row_stride + (d - 1) * col_stride]
-    lo, hi = min(corners), max(corners)
-    flat = np.frombuffer((ctypes.c_char * ((hi - lo + 1) * dt.itemsize)).from_address(ptr + lo * dt.itemsize), dt)
-    return np.lib.stride_tricks.as_strided(flat[-lo:], (m, d), (row_stride * dt.itemsize, col_stride * dt.itemsize))
-
-
-class _HostKernels:
-    """fedrobust._cuda's Krum attack entry points, run by the CPU kernels on host addresses."""
-
-    @staticmethod
-    def sq_distances(data, m, d, row_stride, col_stride, dtype, stream):
-        return cpu.pairwise_distances(_host_view(data, m, d, row_stride, col_stride, dtype), True, None, True)
-
-    @staticmethod
-    def norms_and_dots(data, m, d, row_stride, col_stride, dtype, direction, stream):
-        s = _host_view(direction, 1, d, d, 1, np.int8)[0].copy()
-        return cpu.norms_and_dots(_host_view(data, m, d, row_stride, col_stride, dtype), s)
-
-    @staticmethod
-    def krum_craft(direction, d, lam, eps, seed, round, out_ids, dtype, out, stream):
-        s = _host_view(direction, 1, d, d, 1, np.int8)[0].copy()
-        _host_view(out, len(out_ids), d, d, 1, dtype)[...] = cpu.krum_craft(
-            s, lam, eps, seed, round, np.asarray(out_ids, dtype=np.int64), np.dtype(dtype))
-
-
-def _host_cuda_matrix(U, name="U"):
-    t = U.detach()
-    return CudaMatrix(t.data_ptr(), tuple(t.shape), tuple(t.stride()), str(t.dtype).replace("torch.", ""), 0,
-                      None, None, contextlib.nullcontext)
-
-
-@pytest.fixture
-def host_as_device(monkeypatch):
-    torch = pytest.importorskip("torch")
-    monkeypatch.setattr(backend, "as_cuda_matrix", _host_cuda_matrix)
-    monkeypatch.setattr(backend, "cuda", _HostKernels)
-    return torch
-
-
-@pytest.mark.skipif(cuda is None, reason="the CUDA module is not built")
-@pytest.mark.parametrize("name", ["sq_distances", "norms_and_dots", "krum_craft"])
-def test_the_host_stand_ins_have_the_cuda_entry_points_signatures(name):
-    documented = re.match(rf"{name}\((.*?)\) ->", getattr(cuda, name).__doc__).group(1)
-    names = [arg.split(":")[0].strip() for arg in documented.split(",")]
-    assert names == list(inspect.signature(getattr(_HostKernels, name)).parameters)
-
-
 KRUM_CASES = [("full", "krum", {}), ("full", "krum", {"krum_squared": False}), ("full", "krum", {"direction": "mean"}),
               ("full", "median", {}), ("full", "krum", {"goal": "deviation"}), ("partial", "krum", {}),
               ("partial", "krum", {"goal": "deviation"})]
