@@ -108,6 +108,33 @@ def test_column_code_rejects_what_the_kernels_never_take():
         cpu.column_rule_scalar(U, "mode")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, d", [(1, 5), (2, 1), (5, 33), (13, 100), (17, 9000), (40, 4097)])
+def test_the_distance_kernels_arithmetic_matches_the_reference(m, d, dtype):
+    rng = np.random.default_rng(m * d)
+    U = (rng.standard_normal((m, d)) + 3.0).astype(dtype)
+    if m > 3:
+        U[1] = U[2] + dtype(1e-3)  # near-identical rows: direct differences keep them exact
+        U[3] = U[0]  # identical rows: exactly 0
+    got = cpu.distances_by_micro_tiles(U)
+    expected = reference.pairwise_sq_distances(U)
+    assert got.dtype == np.float64 and got.shape == (m, m) and np.all(np.diag(got) == 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=0)
+    np.testing.assert_array_equal(got, got.T)
+
+
+def test_the_distance_kernels_arithmetic_redoes_float_stages_that_overflow_or_underflow_in_double():
+    U = np.zeros((6, 70), dtype=np.float32)
+    U[0], U[1] = 1e20, -1e20          # (2e20)^2 overflows float: redone in double
+    U[2], U[3] = 1e-25, -1e-25        # (2e-25)^2 underflows float: redone in double
+    U[4, 0], U[5, 0] = np.nan, np.inf  # non-finite rows: +Inf
+    got = cpu.distances_by_micro_tiles(U)
+    big, tiny = 2 * np.float64(np.float32(1e20)), 2 * np.float64(np.float32(1e-25))
+    np.testing.assert_allclose(got[0, 1], 70 * big**2, rtol=1e-14)  # a float stage sum would be +Inf
+    np.testing.assert_allclose(got[2, 3], 70 * tiny**2, rtol=1e-14)  # a float stage sum would be 0
+    assert np.isinf(got[4]).sum() == 5 and np.isinf(got[:, 5]).sum() == 5 and got[4, 4] == got[5, 5] == 0
+
+
 # ---------------------------------------------------------------------------
 # On a GPU
 # ---------------------------------------------------------------------------
@@ -290,7 +317,7 @@ def test_gpu_attack_crafting_equals_the_cpu_bit_for_bit(mode, dtype):
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("squared", [True, False])
-@pytest.mark.parametrize("m, d", [(7, 10), (23, 5000), (100, 70000)])
+@pytest.mark.parametrize("m, d", [(7, 10), (23, 5000), (100, 70000), (130, 3000), (300, 1000)])
 def test_gpu_distances_are_close_and_krum_picks_the_same_row(m, d, squared):
     if "torch" not in _libraries():
         pytest.skip("torch with CUDA not available")
@@ -301,6 +328,14 @@ def test_gpu_distances_are_close_and_krum_picks_the_same_row(m, d, squared):
     G = torch.as_tensor(U, device="cuda")
     D = aggregators.pairwise_distances(G, squared=squared)
     assert D.shape == (m, m) and D.dtype == G.dtype and D.device == G.device
+    from fedrobust.attacks import backend
+
+    np.testing.assert_array_equal(backend.sq_distances(G), cpu.distances_by_micro_tiles(U))  # the same arithmetic
+    column_major = torch.as_tensor(np.ascontiguousarray(U.T), device="cuda").T
+    np.testing.assert_array_equal(backend.sq_distances(column_major), cpu.distances_by_micro_tiles(U))
+    U64 = U.astype(np.float64) + 1e-9 * np.arange(d)
+    np.testing.assert_array_equal(backend.sq_distances(torch.as_tensor(U64, device="cuda")),
+                                  cpu.distances_by_micro_tiles(U64))
     np.testing.assert_allclose(D.cpu().numpy(), cpu.pairwise_distances(U, squared), rtol=1e-5, atol=1e-12)
     assert np.all(np.diag(D.cpu().numpy()) == 0)
     c = (m - 3) // 2

@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "fedrobust/column.h"
+#include "fedrobust/distance_tile.h"
 #include "fedrobust/krum_craft.h"
 #include "kernels.h"
 #include "krum.h"
@@ -509,6 +511,59 @@ py::object krum_craft_scalar(const py::array& direction, double lambda, double e
   return krum_craft_with(direction, lambda, eps, seed, round, out_ids, dtype, true);
 }
 
+// The CUDA distance kernel's arithmetic (fedrobust/distance_tile.h) on the CPU, in the
+// kernel's order: every 4 x 4 micro-tile of row pairs, per column chunk, stage by stage,
+// the chunk sums added in chunk order; +Inf where not finite, 0 on the diagonal. The
+// tests compare it with the reference here and with the CUDA kernel, bit for bit, on a GPU.
+template <class T>
+void distances_by_micro_tiles_into(const RowsView<T>& v, double* out) {
+  constexpr int S = fedrobust::kStageCols<T>, R = fedrobust::kMicroTile;
+  const int64_t m = v.n_rows, d = v.cols, chunk = fedrobust::distance_chunk_cols(m, d);
+  const int64_t blocks = (m + R - 1) / R;
+  std::vector<T> a(S * R), b(S * R);  // one stage of the two micro-tile rows, column-major
+  auto stage = [&](std::vector<T>& dst, int64_t row0, int64_t k0, int cols) {
+    for (int c = 0; c < cols; ++c)
+      for (int x = 0; x < R; ++x) dst[c * R + x] = row0 + x < m ? v.at(row0 + x, k0 + c) : T(0);
+  };
+  for (int64_t p = 0; p < blocks; ++p)
+    for (int64_t q = p; q < blocks; ++q) {
+      double sum[R][R] = {};
+      for (int64_t c0 = 0; c0 < d; c0 += chunk) {
+        const int64_t c1 = std::min(d, c0 + chunk);
+        double total[R][R] = {};
+        for (int64_t k0 = c0; k0 < c1; k0 += S) {
+          const int cols = static_cast<int>(std::min<int64_t>(S, c1 - k0));
+          stage(a, R * p, k0, cols);
+          stage(b, R * q, k0, cols);
+          fedrobust::micro_tile_stage<T>(a.data(), b.data(), R, cols, total);
+        }
+        for (int x = 0; x < R; ++x)
+          for (int y = 0; y < R; ++y) sum[x][y] += total[x][y];
+      }
+      for (int x = 0; x < R; ++x)
+        for (int y = 0; y < R; ++y) {
+          const int64_t i = R * p + x, j = R * q + y;
+          if (i >= j || j >= m) continue;
+          const double s = sum[x][y] <= std::numeric_limits<double>::max() ? sum[x][y]
+                                                                          : std::numeric_limits<double>::infinity();
+          out[i * m + j] = out[j * m + i] = s;
+        }
+    }
+  for (int64_t i = 0; i < m; ++i) out[i * m + i] = 0.0;
+}
+
+py::array_t<double> distances_by_micro_tiles(const py::array& a) {
+  return dispatch_float(a, [&](auto tag) -> py::array_t<double> {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(a);
+    py::array_t<double> out({r.view.n_rows, r.view.n_rows});
+    double* p = out.mutable_data();
+    py::gil_scoped_release nogil;
+    distances_by_micro_tiles_into(r.view, p);
+    return out;
+  });
+}
+
 // The per-column code of the CUDA kernels (fedrobust/column.h) run on the CPU, one column
 // at a time: how the tests check that logic without a GPU. Up to 128 rows it sorts, like
 // the CUDA kernels; beyond, it selects by radix. `rows` (mean, stats, bulyan) lists the
@@ -612,6 +667,9 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("krum_craft_scalar", &krum_craft_scalar, py::arg("direction"), py::arg("lam"), py::arg("eps"), py::arg("seed"),
         py::arg("round"), py::arg("out_ids"), py::arg("dtype"),
         "krum_craft by the CUDA kernel's steps (fedrobust/krum_craft.h) in scalar code on the CPU, for tests.");
+  m.def("distances_by_micro_tiles", &distances_by_micro_tiles, py::arg("U"),
+        "(m, m) squared distances (float64) by the CUDA kernel's arithmetic and order "
+        "(fedrobust/distance_tile.h) on the CPU, for tests.");
   m.def("column_rule_scalar", &column_rule_scalar, py::arg("U"), py::arg("rule"), py::arg("beta") = 0,
         py::arg("rows") = std::vector<int64_t>{}, py::arg("gamma") = 0, py::arg("network") = false,
         "The CUDA kernels' per-column code (fedrobust/column.h) on the CPU, for tests: rule 'median', "

@@ -1,12 +1,16 @@
 // CUDA pairwise distances and Krum (twins of csrc/cpu/distances.cpp and krum.cpp).
 //
-// Distances are exact in the same sense as the CPU's: direct differences, here
-// taken and squared in double (a float difference of float inputs is exact in
-// double), summed per column chunk by a 16 x 16 tile of row pairs (rows staged
-// in shared memory), and the chunk partials added in chunk order by a second
-// kernel, so the result does not depend on scheduling. NaN or Inf in either row
-// gives +Inf; the diagonal is exactly 0. The sums differ from the CPU's
-// float-lane sums in the last bits only.
+// Distances are exact in the same sense as the CPU's: direct differences (a - b)^2,
+// never ||a||^2 + ||b||^2 - 2ab. A block stages a few columns of two groups of up to
+// 128 rows in shared memory (column-major, so a thread reads its 4 rows' values side
+// by side), and each thread accumulates one 4 x 4 micro-tile of row pairs over them
+// (fedrobust/distance_tile.h: sums in T with FMA over the staged columns, like the
+// CPU's float lanes over a chunk, then in double; a float stage that overflowed or may
+// have underflowed is redone in double). Diagonal group pairs take only the micro-tiles
+// on and above the diagonal. A block covers a fixed column chunk and writes one partial
+// per pair; a second kernel adds the chunk partials in chunk order, so the result does
+// not depend on scheduling. NaN or Inf in either row gives +Inf; the diagonal is exactly
+// 0. The sums differ from the CPU's in the last bits only.
 //
 // Krum: one thread per row sorts its distances to the other rows and sums the
 // k = m - c - 2 smallest in ascending order (the CPU's order), then the
@@ -18,45 +22,72 @@
 #include <string>
 
 #include "distances.h"
+#include "fedrobust/distance_tile.h"
 #include "launch.h"
 
 namespace fedrobust::cuda {
 namespace {
 
-constexpr int kTile = 16;    // rows per side of a pair tile
-constexpr int kStage = 64;   // columns staged in shared memory at a time
+constexpr int kGroup = 128;                        // rows of a group
+constexpr int kGroupTiles = kGroup / kMicroTile;   // micro-tile rows of a full group
+constexpr int kSlice = 128;                        // threads of a block, one micro-tile each
+constexpr int kPad = 4;                            // keeps staged columns 16-byte aligned
 
-// partial[chunk][i][j] = sum over the chunk's columns of (u_i - u_j)^2, for the tile pair (ti, tj).
+// Micro-tiles of a group pair: the upper triangle (p <= q) of b x b for a diagonal pair,
+// bi x bj otherwise.
+__host__ __device__ int64_t pair_tiles(bool diagonal, int64_t bi, int64_t bj) {
+  return diagonal ? bi * (bi + 1) / 2 : bi * bj;
+}
+
+// partial[chunk][i][j] (i < j) = sum over the chunk's columns of (u_i - u_j)^2, for the
+// micro-tiles of slice `blockIdx.x % slices` of group pair `blockIdx.x / slices`.
 template <class T>
-__global__ void partial_kernel(Matrix<T> u, int64_t chunk, int tiles, double* partial) {
-  __shared__ double a[kTile][kStage + 1], b[kTile][kStage + 1];
-  // Blocks over (tile pair with ti <= tj, chunk).
-  int64_t pair = blockIdx.x;
-  int ti = 0;
-  while (pair >= tiles - ti) pair -= tiles - ti++;
-  const int tj = ti + static_cast<int>(pair);
-  const int64_t m = u.rows, c0 = static_cast<int64_t>(blockIdx.y) * chunk;
-  const int64_t c1 = c0 + chunk < u.cols ? c0 + chunk : u.cols;
-  const int r = threadIdx.y, s = threadIdx.x;  // this thread's pair: (ti*16 + r, tj*16 + s)
-  const int64_t i = static_cast<int64_t>(ti) * kTile + r, j = static_cast<int64_t>(tj) * kTile + s;
-  double sum = 0.0;
-  for (int64_t k0 = c0; k0 < c1; k0 += kStage) {
-    // Stage kStage columns of the 16 + 16 rows: each thread loads 4 + 4 values.
-    for (int q = threadIdx.y * kTile + threadIdx.x; q < kTile * kStage; q += kTile * kTile) {
-      const int row = q / kStage, col = q % kStage;
-      const int64_t k = k0 + col;
-      const int64_t ra = static_cast<int64_t>(ti) * kTile + row, rb = static_cast<int64_t>(tj) * kTile + row;
-      a[row][col] = (ra < m && k < c1) ? static_cast<double>(u.data[ra * u.row_stride + k * u.col_stride]) : 0.0;
-      b[row][col] = (rb < m && k < c1) ? static_cast<double>(u.data[rb * u.row_stride + k * u.col_stride]) : 0.0;
+__global__ void __launch_bounds__(kSlice) partial_kernel(Matrix<T> u, int64_t chunk, int64_t groups, int64_t slices,
+                                                          double* partial) {
+  constexpr int S = kStageCols<T>, ld = kGroup + kPad;
+  __shared__ __align__(16) T a[S * ld], b[S * ld];
+  const int64_t m = u.rows;
+  int64_t pair = blockIdx.x / slices, gi = 0;
+  const int64_t slice = blockIdx.x % slices;
+  while (pair >= groups - gi) pair -= groups - gi++;
+  const int64_t gj = gi + pair, ri = gi * kGroup, rj = gj * kGroup;
+  const int64_t ni = m - ri < kGroup ? m - ri : kGroup, nj = m - rj < kGroup ? m - rj : kGroup;
+  const int64_t bi = (ni + kMicroTile - 1) / kMicroTile, bj = (nj + kMicroTile - 1) / kMicroTile;
+  const bool diagonal = gi == gj;
+  const int64_t tiles = pair_tiles(diagonal, bi, bj);
+  if (slice * kSlice >= tiles) return;  // the whole block: this pair has no micro-tile here
+  int64_t t = slice * kSlice + threadIdx.x, p = 0, q = 0;
+  const bool active = t < tiles;
+  if (active && diagonal) {
+    while (t >= bi - p) t -= bi - p++;
+    q = p + t;
+  } else if (active) {
+    p = t / bj;
+    q = t % bj;
+  }
+  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * chunk, c1 = c0 + chunk < u.cols ? c0 + chunk : u.cols;
+  double total[kMicroTile][kMicroTile] = {};
+  for (int64_t k0 = c0; k0 < c1; k0 += S) {
+    // Stage S columns: adjacent threads read adjacent columns of a row (coalesced);
+    // rows past m and columns past the chunk read as 0.
+    for (int e = threadIdx.x; e < kGroup * S; e += kSlice) {
+      const int r = e / S, c = e % S;
+      const int64_t k = k0 + c;
+      const bool in = k < c1;
+      a[c * ld + r] = (in && r < ni) ? u.data[(ri + r) * u.row_stride + k * u.col_stride] : T(0);
+      if (!diagonal) b[c * ld + r] = (in && r < nj) ? u.data[(rj + r) * u.row_stride + k * u.col_stride] : T(0);
     }
     __syncthreads();
-    for (int col = 0; col < kStage; ++col) {
-      const double diff = a[r][col] - b[s][col];
-      sum += diff * diff;
-    }
+    const int cols = c1 - k0 < S ? static_cast<int>(c1 - k0) : S;
+    if (active) micro_tile_stage<T>(a + kMicroTile * p, (diagonal ? a : b) + kMicroTile * q, ld, cols, total);
     __syncthreads();
   }
-  if (i < m && j < m) partial[(static_cast<int64_t>(blockIdx.y) * m + i) * m + j] = sum;
+  if (!active) return;
+  for (int x = 0; x < kMicroTile; ++x)
+    for (int y = 0; y < kMicroTile; ++y) {
+      const int64_t i = ri + kMicroTile * p + x, j = rj + kMicroTile * q + y;
+      if (i < j && j < m) partial[(static_cast<int64_t>(blockIdx.y) * m + i) * m + j] = total[x][y];
+    }
 }
 
 // out[i][j] = out[j][i] = sum of the partials in chunk order; 0 on the diagonal; +Inf when not finite.
@@ -108,18 +139,17 @@ void pairwise_sq_distances(const Matrix<T>& u, double* sq, T* out, bool squared,
   if (m > kMaxDistanceRows)
     throw std::invalid_argument("pairwise distances on CUDA take at most " + std::to_string(kMaxDistanceRows) +
                                 " rows, got " + std::to_string(m));
-  const int64_t tiles = (m + kTile - 1) / kTile;
-  // Column chunks: at least 4096 columns; more while the partials would pass 2^24 doubles
-  // (one chunk at least) or the chunks the 65535 blocks of a grid's y dimension.
-  int64_t chunk = 4096;
-  while (chunk < u.cols && ((u.cols + chunk - 1) / chunk * m * m > (int64_t(1) << 24) ||
-                            (u.cols + chunk - 1) / chunk > 65535))
-    chunk *= 2;
+  const int64_t groups = (m + kGroup - 1) / kGroup;
+  // Blocks per group pair: enough for a full off-diagonal pair, or for the one diagonal pair.
+  const int64_t most_tiles =
+      groups > 1 ? kGroupTiles * kGroupTiles : pair_tiles(true, (m + kMicroTile - 1) / kMicroTile, 0);
+  const int64_t slices = (most_tiles + kSlice - 1) / kSlice;
+  const int64_t chunk = distance_chunk_cols(m, u.cols);
   const int64_t chunks = (u.cols + chunk - 1) / chunk;
   double* partial = nullptr;
   check(cudaMallocAsync(reinterpret_cast<void**>(&partial), chunks * m * m * sizeof(double), stream), "cudaMallocAsync");
-  partial_kernel<T><<<dim3(static_cast<unsigned>(tiles * (tiles + 1) / 2), static_cast<unsigned>(chunks)),
-                      dim3(kTile, kTile), 0, stream>>>(u, chunk, static_cast<int>(tiles), partial);
+  partial_kernel<T><<<dim3(static_cast<unsigned>(groups * (groups + 1) / 2 * slices), static_cast<unsigned>(chunks)),
+                      kSlice, 0, stream>>>(u, chunk, groups, slices, partial);
   cudaError_t status = cudaGetLastError();
   if (status == cudaSuccess) {
     reduce_kernel<T><<<static_cast<unsigned>((m * m + 255) / 256), 256, 0, stream>>>(partial, chunks, m, sq, out,
