@@ -348,6 +348,27 @@ def test_gpu_distances_are_close_and_krum_picks_the_same_row(m, d, squared):
 
 @pytest.mark.gpu
 @gpu
+@pytest.mark.parametrize("squared", [True, False])
+def test_gpu_krum_scores_of_many_rows_by_radix_selection(squared):
+    """Beyond 1024 rows a block per row selects the k-th smallest distance instead of sorting."""
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    import torch
+
+    U = np.random.default_rng(5).standard_normal((1500, 40))
+    U[10] = U[11]  # a zero distance and ties
+    U[20, 3] = np.inf  # a row at +Inf from every other
+    G = torch.as_tensor(U, device="cuda")
+    c = 300
+    got = aggregators.krum_scores(G, c, squared=squared).cpu().numpy()
+    expected = aggregators.krum_scores(U, c, squared=squared)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert np.isinf(got[20])
+    assert aggregators.krum_select(G, c, squared=squared)[0] == aggregators.krum_select(U, c, squared=squared)[0]
+
+
+@pytest.mark.gpu
+@gpu
 def test_gpu_distances_of_non_finite_rows_are_infinite():
     if "torch" not in _libraries():
         pytest.skip("torch with CUDA not available")

@@ -12,9 +12,10 @@
 // not depend on scheduling. NaN or Inf in either row gives +Inf; the diagonal is exactly
 // 0. The sums differ from the CPU's in the last bits only.
 //
-// Krum: one thread per row sorts its distances to the other rows and sums the
-// k = m - c - 2 smallest in ascending order (the CPU's order), then the
-// smallest score wins, ties to the lowest index.
+// Krum: up to kSortScoreRows rows, one thread per row sorts its distances to the other
+// rows and sums the k = m - c - 2 smallest in ascending order (the CPU's order); beyond,
+// a block per row selects the k-th smallest by radix selection and sums the k smallest in
+// a fixed order (krum_scores_radix_kernel). The smallest score wins, ties to the lowest index.
 #include <cuda_runtime.h>
 
 #include <limits>
@@ -22,12 +23,14 @@
 #include <string>
 
 #include "distances.h"
+#include "fedrobust/column.h"
 #include "fedrobust/distance_tile.h"
 #include "launch.h"
 
 namespace fedrobust::cuda {
 namespace {
 
+constexpr int64_t kSortScoreRows = 1024;           // Krum scores by sorting up to this many rows
 constexpr int kGroup = 128;                        // rows of a group
 constexpr int kGroupTiles = kGroup / kMicroTile;   // micro-tile rows of a full group
 constexpr int kSlice = 128;                        // threads of a block, one micro-tile each
@@ -124,6 +127,66 @@ __global__ void krum_scores_kernel(const double* sq, int64_t m, int64_t c, bool 
   scores[i] = score;
 }
 
+// Krum scores for many rows (m > kSortScoreRows): a block per row finds the k-th smallest
+// of its distances to the other rows, t, by radix selection (column.h's radix_step on the
+// ordered keys of the squared distances; sqrt is monotone), then
+//   score = sum of f(v) over the others with v < t  +  (k - their count) * f(t),
+// the sum of the k smallest, added per thread in index order and across threads in a
+// fixed tree: deterministic, though not the ascending order of the sorting path.
+constexpr int kScoreThreads = 256;
+
+__global__ void __launch_bounds__(kScoreThreads) krum_scores_radix_kernel(const double* sq, int64_t m, int64_t c,
+                                                                         bool squared, double* scores) {
+  __shared__ uint32_t hist[256];
+  __shared__ uint64_t prefix, known;
+  __shared__ int64_t rank;
+  __shared__ double part_sum[kScoreThreads];
+  __shared__ int64_t part_count[kScoreThreads];
+  const int64_t i = blockIdx.x, k = m - c - 2 > 0 ? m - c - 2 : 0;
+  const double* row = sq + i * m;
+  const int tid = threadIdx.x;
+  if (k == 0) {
+    if (tid == 0) scores[i] = 0.0;
+    return;
+  }
+  if (tid == 0) {
+    prefix = 0;
+    known = 0;
+    rank = k - 1;
+  }
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    hist[tid] = 0;
+    __syncthreads();
+    const uint64_t p = prefix, kn = known;
+    for (int64_t j = tid; j < m; j += kScoreThreads) {
+      const uint64_t key = ordered_key(row[j]);
+      if (j != i && radix_matches(key, p, kn)) atomicAdd(&hist[radix_digit(key, shift)], 1u);
+    }
+    __syncthreads();
+    if (tid == 0) radix_step(hist, shift, &rank, &prefix, &known);
+    __syncthreads();
+  }
+  const double t = from_ordered_key<double>(prefix);
+  double sum = 0.0;
+  int64_t count = 0;
+  for (int64_t j = tid; j < m; j += kScoreThreads)
+    if (j != i && row[j] < t) {
+      sum += squared ? row[j] : sqrt(row[j]);
+      ++count;
+    }
+  part_sum[tid] = sum;
+  part_count[tid] = count;
+  __syncthreads();
+  for (int half = kScoreThreads / 2; half > 0; half /= 2) {
+    if (tid < half) {
+      part_sum[tid] += part_sum[tid + half];
+      part_count[tid] += part_count[tid + half];
+    }
+    __syncthreads();
+  }
+  if (tid == 0) scores[i] = part_sum[0] + static_cast<double>(k - part_count[0]) * (squared ? t : sqrt(t));
+}
+
 __global__ void argmin_kernel(const double* scores, int64_t m, int64_t* chosen) {
   int64_t best = 0;
   for (int64_t i = 1; i < m; ++i)
@@ -163,14 +226,18 @@ void pairwise_sq_distances(const Matrix<T>& u, double* sq, T* out, bool squared,
 void krum_select(const double* sq, int64_t m, int64_t c, bool squared, double* scores, int64_t* chosen,
                  cudaStream_t stream) {
   double* work = nullptr;
-  check(cudaMallocAsync(reinterpret_cast<void**>(&work), m * m * sizeof(double), stream), "cudaMallocAsync");
-  krum_scores_kernel<<<static_cast<unsigned>((m + 127) / 128), 128, 0, stream>>>(sq, m, c, squared, work, scores);
+  if (m <= kSortScoreRows) {
+    check(cudaMallocAsync(reinterpret_cast<void**>(&work), m * m * sizeof(double), stream), "cudaMallocAsync");
+    krum_scores_kernel<<<static_cast<unsigned>((m + 127) / 128), 128, 0, stream>>>(sq, m, c, squared, work, scores);
+  } else {
+    krum_scores_radix_kernel<<<static_cast<unsigned>(m), kScoreThreads, 0, stream>>>(sq, m, c, squared, scores);
+  }
   cudaError_t status = cudaGetLastError();
   if (status == cudaSuccess) {
     argmin_kernel<<<1, 1, 0, stream>>>(scores, m, chosen);
     status = cudaGetLastError();
   }
-  cudaFreeAsync(work, stream);
+  if (work) cudaFreeAsync(work, stream);
   check(status, "Krum kernels");
 }
 
