@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "attack_args.h"
 #include "fedrobust/column.h"
 #include "fedrobust/distance_tile.h"
 #include "fedrobust/krum_craft.h"
@@ -391,9 +392,8 @@ py::tuple craft_coordinates(const py::array& a, const std::vector<int64_t>& rows
     const int64_t d = r.view.cols;
     cpu::CraftSpec<T> spec{};
     spec.rows = r.view;
-    if (mode == "trim_full") {
-      spec.mode = cpu::CraftMode::kTrimFull;
-      if (!direction) throw py::value_error("mode 'trim_full' needs a direction");
+    spec.mode = fedrobust::bindings::craft_mode(mode, direction.has_value(), b, sigma_lo, sigma_hi);
+    if (spec.mode == cpu::CraftMode::kTrimFull) {
       spec.direction = direction_of(*direction, d);
       if (base) {
         check_dense<T>(*base, "base", 1, "a 1-D array (the global model)");
@@ -401,19 +401,10 @@ py::tuple craft_coordinates(const py::array& a, const std::vector<int64_t>& rows
           throw py::value_error("base: expected " + std::to_string(d) + " values, got " + std::to_string(base->shape(0)));
         spec.base = static_cast<const T*>(base->data());
       }
-      if (!(b > 1.0)) throw py::value_error("b must be > 1, got " + std::to_string(b));
       spec.b = b;
-    } else if (mode == "trim_partial") {
-      spec.mode = cpu::CraftMode::kTrimPartial;
-      if (!(0.0 <= sigma_lo && sigma_lo <= sigma_hi))
-        throw py::value_error("sigma interval must satisfy 0 <= sigma_lo <= sigma_hi, got [" +
-                              std::to_string(sigma_lo) + ", " + std::to_string(sigma_hi) + "]");
+    } else if (spec.mode == cpu::CraftMode::kTrimPartial) {
       spec.sigma_lo = sigma_lo;
       spec.sigma_hi = sigma_hi;
-    } else if (mode == "gaussian") {
-      spec.mode = cpu::CraftMode::kGaussian;
-    } else {
-      throw py::value_error("mode must be 'trim_full', 'trim_partial' or 'gaussian', got '" + mode + "'");
     }
     const std::vector<int64_t> ids = ids_of(out_ids);
     spec.seed = seed;
@@ -475,8 +466,7 @@ void krum_craft_scalar_steps(const cpu::KrumCraft<T>& s) {
 
 py::object krum_craft_with(const py::array& direction, double lambda, double eps, uint64_t seed, uint64_t round,
                            const py::array& out_ids, const py::dtype& dtype, bool scalar_steps) {
-  if (!std::isfinite(lambda)) throw py::value_error("lambda must be finite, got " + std::to_string(lambda));
-  if (!(eps >= 0.0 && std::isfinite(eps))) throw py::value_error("eps must be >= 0, got " + std::to_string(eps));
+  fedrobust::bindings::check_krum_craft(lambda, eps);
   auto run = [&](auto tag) -> py::object {
     using T = decltype(tag);
     if (direction.ndim() != 1)

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "attack_args.h"
 #include "attacks.h"
 #include "coordinatewise.h"
 #include "device.h"
@@ -256,20 +257,7 @@ void craft_coordinates(uintptr_t data, int64_t m, int64_t d, int64_t row_stride,
     if (i < 0 || i >= m)
       throw py::value_error("row index " + std::to_string(i) + " is out of range for " + std::to_string(m) + " rows");
   if (out_ids.empty()) throw py::value_error("out_ids: expected at least one id, got none");
-  fc::CraftMode kind;
-  if (mode == "trim_full") {
-    kind = fc::CraftMode::kTrimFull;
-    if (!direction) throw py::value_error("mode 'trim_full' needs a direction");
-    if (!(b > 1.0)) throw py::value_error("b must be > 1, got " + std::to_string(b));
-  } else if (mode == "trim_partial") {
-    kind = fc::CraftMode::kTrimPartial;
-    if (!(0.0 <= sigma_lo && sigma_lo <= sigma_hi))
-      throw py::value_error("sigma interval must satisfy 0 <= sigma_lo <= sigma_hi");
-  } else if (mode == "gaussian") {
-    kind = fc::CraftMode::kGaussian;
-  } else {
-    throw py::value_error("mode must be 'trim_full', 'trim_partial' or 'gaussian', got '" + mode + "'");
-  }
+  const fc::CraftMode kind = fedrobust::bindings::craft_mode(mode, direction != 0, b, sigma_lo, sigma_hi);
   std::vector<uint64_t> prefix;
   for (int64_t id : out_ids) prefix.push_back(fedrobust::counter_prefix(seed, round, static_cast<uint64_t>(id)));
   dispatch(dtype, [&](auto tag) {
@@ -315,8 +303,7 @@ py::tuple norms_and_dots(uintptr_t data, int64_t m, int64_t d, int64_t row_strid
 void krum_craft(uintptr_t direction, int64_t d, double lam, double eps, uint64_t seed, uint64_t round,
                 const std::vector<int64_t>& out_ids, const std::string& dtype, uintptr_t out, uintptr_t stream) {
   require_device();
-  if (!std::isfinite(lam)) throw py::value_error("lambda must be finite, got " + std::to_string(lam));
-  if (!(eps >= 0.0 && std::isfinite(eps))) throw py::value_error("eps must be >= 0, got " + std::to_string(eps));
+  fedrobust::bindings::check_krum_craft(lam, eps);
   if (d < 1) throw py::value_error("d: expected at least one column, got " + std::to_string(d));
   if (out_ids.empty()) throw py::value_error("out_ids: expected at least one id, got none");
   if (!direction || !out) throw py::value_error("krum_craft needs a direction and an output array");

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "fedrobust/common.h"
+#include "fedrobust/craft.h"
 
 namespace fedrobust::cpu {
 
@@ -28,7 +29,7 @@ struct LrStep {
 };
 
 // Arguments of craft_coordinates (attacks.cpp).
-enum class CraftMode : int { kTrimFull = 0, kTrimPartial = 1, kGaussian = 2 };
+using fedrobust::CraftMode;
 
 template <class T>
 struct CraftSpec {

@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "attacks.h"
+#include "block_sum.cuh"
 #include "fedrobust/craft.h"
 #include "fedrobust/krum_craft.h"
 #include "fedrobust/random.h"
@@ -93,14 +94,7 @@ __global__ void norms_and_dots_kernel(Matrix<T> u, const int8_t* direction, doub
     }
     nn[t] = sn;
     dd[t] = sd;
-    __syncthreads();
-    for (int half = kRowThreads / 2; half > 0; half /= 2) {
-      if (t < half) {
-        nn[t] += nn[t + half];
-        dd[t] += dd[t + half];
-      }
-      __syncthreads();
-    }
+    block_tree_sum(nn, dd);
     if (t == 0) {
       sq_norms[i] = nn[0];
       dots[i] = dd[0];

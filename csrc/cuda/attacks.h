@@ -7,10 +7,11 @@
 #include <vector>
 
 #include "coordinatewise.h"
+#include "fedrobust/craft.h"
 
 namespace fedrobust::cuda {
 
-enum class CraftMode : int { kTrimFull = 0, kTrimPartial = 1, kGaussian = 2 };
+using fedrobust::CraftMode;
 
 template <class T>
 struct CraftSpec {

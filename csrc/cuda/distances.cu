@@ -23,6 +23,7 @@
 #include <string>
 
 #include "distances.h"
+#include "block_sum.cuh"
 #include "fedrobust/column.h"
 #include "fedrobust/distance_tile.h"
 #include "launch.h"
@@ -176,14 +177,7 @@ __global__ void __launch_bounds__(kScoreThreads) krum_scores_radix_kernel(const 
     }
   part_sum[tid] = sum;
   part_count[tid] = count;
-  __syncthreads();
-  for (int half = kScoreThreads / 2; half > 0; half /= 2) {
-    if (tid < half) {
-      part_sum[tid] += part_sum[tid + half];
-      part_count[tid] += part_count[tid + half];
-    }
-    __syncthreads();
-  }
+  block_tree_sum(part_sum, part_count);
   if (tid == 0) scores[i] = part_sum[0] + static_cast<double>(k - part_count[0]) * (squared ? t : sqrt(t));
 }
 

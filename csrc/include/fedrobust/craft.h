@@ -13,6 +13,9 @@
 
 namespace fedrobust {
 
+// What craft_coordinates crafts (both backends).
+enum class CraftMode : int { kTrimFull = 0, kTrimPartial = 1, kGaussian = 2 };
+
 struct TrimInterval {
   double lo, hi, offset;
   int direction;  // -1: values above the benign maximum, +1: below the minimum, 0: the update 0
