@@ -21,6 +21,7 @@ from fedrobust import aggregators, stats
 from fedrobust._native import cpu
 from fedrobust.arrays import CudaMatrix
 from fedrobust.attacks import backend
+from fedrobust.attacks.krum import krum_scores_from
 
 
 def host_view(ptr: int, m: int, d: int, row_stride: int, col_stride: int, dtype) -> np.ndarray:
@@ -34,15 +35,6 @@ def host_view(ptr: int, m: int, d: int, row_stride: int, col_stride: int, dtype)
 
 def host_vector(ptr: int, n: int, dtype) -> np.ndarray:
     return host_view(ptr, 1, n, n, 1, dtype)[0]
-
-
-def krum_scores_from(sq: np.ndarray, c: int, squared: bool) -> np.ndarray:
-    """Krum scores from float64 squared distances: the m - c - 2 smallest of each row's other
-    entries, summed in ascending order (the kernels' order)."""
-    m = sq.shape[0]
-    others = np.sort(np.where(np.eye(m, dtype=bool), np.inf, sq if squared else np.sqrt(sq)), axis=1)
-    k = m - c - 2
-    return np.cumsum(others[:, :k], axis=1)[:, -1] if k > 0 else np.zeros(m)
 
 
 class HostKernels:
