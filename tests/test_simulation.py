@@ -35,7 +35,9 @@ def test_run_writes_config_rounds_and_summary(tmp_path):
     assert saved["fedrobust_version"]
     rounds = read_rounds(config.out)
     assert [r["round"] for r in rounds] == [2, 4, 6, 8, 10, 12]
-    assert all(0.0 <= r["test_error"] <= 1.0 and r["seconds"] > 0 for r in rounds)
+    # "seconds" is a wall-clock reading: its type and sign are checked, never its size
+    assert all(0.0 <= r["test_error"] <= 1.0 and isinstance(r["seconds"], float) and r["seconds"] >= 0
+               for r in rounds)
     on_disk = json.load(open(os.path.join(config.out, "summary.json")))
     for key in ("final_test_error", "best_test_error", "rounds", "rounds_per_second"):
         assert key in on_disk
