@@ -6,8 +6,9 @@
    issue's size (100, 1e7) and at MNIST LR's size with many workers (10,000, 7,850), where the
    median and the trimmed mean take the block-wide radix selection.
 2. End to end: rounds per second of `fedrobust run --device cuda` with MNIST LR, 10,000
-   workers, the median and the partial-knowledge trim attack (MNIST from --data-dir; without
-   it, synthetic MNIST-shaped data, which says so in the output).
+   workers, the median and the partial-knowledge trim attack (MNIST from --data-dir, by default
+   the tests' data directory: $FEDROBUST_TEST_DATA, else ../shared/data next to the repository
+   root; without mnist/ there, synthetic MNIST-shaped data, which says so in the output).
 
     python bench/gpu_bench.py [--m 100] [--d 10000000] [--repeats 10] [--data-dir DIR] [--json PATH]
 """
@@ -16,13 +17,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import os
 import time
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 import fedrobust
 from fedrobust import aggregators
+
+TEST_DATA_ENV = "FEDROBUST_TEST_DATA"  # the same variable and default as tests/conftest.py
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Optional[str]:
+    """$FEDROBUST_TEST_DATA, else ../shared/data relative to the repository root, when it holds
+    mnist/; else None (synthetic data)."""
+    value = os.environ.get(TEST_DATA_ENV)
+    root = Path(value) if value else REPO_ROOT.parent / "shared" / "data"
+    if (root / "mnist").is_dir():
+        return str(root)
+    print(f"== no {root / 'mnist'} (set {TEST_DATA_ENV} or --data-dir): synthetic data", file=sys.stderr)
+    return None
 
 
 def timed(fn, repeats: int) -> float:
@@ -163,10 +180,12 @@ def main(argv=None) -> int:
     p.add_argument("--d", type=int, default=10_000_000)
     p.add_argument("--beta", type=int, default=20)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--data-dir", help="directory with mnist/ (IDX files) for the end-to-end run")
+    p.add_argument("--data-dir", help="directory with mnist/ (IDX files) for the end-to-end run "
+                   f"(default: ${TEST_DATA_ENV}, else ../shared/data next to the repository root)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
-    result = run(args.m, args.d, args.beta, args.repeats, args.data_dir)
+    data_dir = args.data_dir if args.data_dir else default_data_dir()
+    result = run(args.m, args.d, args.beta, args.repeats, data_dir)
     print(report(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, on a machine with a CUDA device (no network needed):
 #
-#   OUT=/some/dir [DATA_DIR=dir-with-mnist/] bash bench/gpu_check.sh
+#   OUT=/some/dir [FEDROBUST_TEST_DATA=dir-with-mnist/] bash bench/gpu_check.sh
 #
 # builds fedrobust with its CUDA module, prints what was built, runs the GPU tests
 # (pytest -m gpu) and the GPU benchmark, and writes to $OUT (default ./gpu-check).
-# The benchmark's end-to-end MNIST run reads $DATA_DIR/mnist (default ./gpu-data, which
-# git ignores: copy the IDX files there on a machine without the shared data); without
+# The benchmark's end-to-end MNIST run reads $FEDROBUST_TEST_DATA/mnist, like the tests
+# (default ../shared/data next to the repository root; on a machine without it, copy the IDX
+# files to ./gpu-data/mnist, which git ignores, and set FEDROBUST_TEST_DATA=gpu-data); without
 # it, it runs on synthetic MNIST-shaped data and says so.
 #   gpu_check.log     everything printed
 #   backend.json      fedrobust.backend_info()
@@ -30,9 +31,7 @@ step() {
   step pytest -m gpu tests -q -rs --junitxml "$OUT/gpu_tests.xml"
   # A GPU check passes only if GPU tests ran (they skip where no CUDA library sees a device).
   step python -c "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); s = r if r.tag == 'testsuite' else r[0]; ran = int(s.get('tests')) - int(s.get('skipped')); print(f'GPU tests run: {ran}, skipped: {s.get(\"skipped\")}'); sys.exit(0 if ran > 0 else 1)" "$OUT/gpu_tests.xml"
-  DATA_DIR="${DATA_DIR:-gpu-data}"
-  if [ -d "$DATA_DIR/mnist" ]; then data=(--data-dir "$DATA_DIR"); else data=(); echo "== no $DATA_DIR/mnist: synthetic data"; fi
-  step python bench/gpu_bench.py "${data[@]}" --json "$OUT/gpu_bench.json"
+  step python bench/gpu_bench.py --json "$OUT/gpu_bench.json"
   echo "== exit status $status"
   exit "$status"
 } 2>&1 | tee "$OUT/gpu_check.log"
