@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -111,7 +111,8 @@ def kernels(m: int, d: int, beta: int, repeats: int, krum: bool = True) -> dict:
     result["rows"] = {k: {"seconds": v, "fraction_of_read_bandwidth": read_once_s / v} for k, v in rows.items()}
     result["speedups"] = {
         "median vs torch.median": rows["torch.median(dim=0)"] / rows["fedrobust median"],
-        "trimmed mean vs torch sort": rows["torch sort-based trimmed mean"] / rows[f"fedrobust trimmed mean (beta {beta})"],
+        "trimmed mean vs torch sort":
+            rows["torch sort-based trimmed mean"] / rows[f"fedrobust trimmed mean (beta {beta})"],
     }
     if krum:
         result["speedups"]["Krum vs torch.cdist"] = rows["torch.cdist-based Krum"] / rows[f"fedrobust Krum (c {c})"]
@@ -159,10 +160,11 @@ def run(m: int, d: int, beta: int, repeats: int, data_dir: Optional[str]) -> dic
 def report(result: dict) -> str:
     lines = [result["device"]]
     for k in result["kernels"]:
-        lines.append(f"U ({k['m']}, {k['d']}) float32, {k['gib']:.2f} GiB; read once {k['read_once_seconds'] * 1e3:.2f} ms "
-                     f"(from a clone: {k['copy_seconds'] * 1e3:.2f} ms)")
+        lines.append(f"U ({k['m']}, {k['d']}) float32, {k['gib']:.2f} GiB; read once "
+                     f"{k['read_once_seconds'] * 1e3:.2f} ms (from a clone: {k['copy_seconds'] * 1e3:.2f} ms)")
         if "krum_same_choice_as_torch_cdist" in k:
-            lines.append(f"  Krum picks the same row as the torch.cdist version: {k['krum_same_choice_as_torch_cdist']}")
+            same = k["krum_same_choice_as_torch_cdist"]
+            lines.append(f"  Krum picks the same row as the torch.cdist version: {same}")
         for name, row in k["rows"].items():
             lines.append(f"  {name:<44} {row['seconds'] * 1e3:9.2f} ms  "
                          f"{100 * row['fraction_of_read_bandwidth']:6.1f}% of read bandwidth")

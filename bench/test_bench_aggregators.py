@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 import fedrobust
-from fedrobust import aggregators, benchmarks as B, stats
+from fedrobust import aggregators, stats
+from fedrobust import benchmarks as B
 
 FULL = os.environ.get("FEDROBUST_BENCH_FULL") == "1"
 M, D = (100, 1_000_000) if FULL else (100, 100_000)

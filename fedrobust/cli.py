@@ -172,8 +172,8 @@ RUN_FLAGS = (
     ("--krum-distance", "krum_distance", str, "squared (default) or plain Euclidean distances"),
     ("--attack", "attack", str, "none, gaussian, labelflip, krum or trim"),
     ("--knowledge", "knowledge", str, "what the attacker knows: full (every worker's update) or partial"),
-    ("--attack-rule", "attack_rule", str, "the rule the attacker assumes (default: krum for the Krum "
-                                          "attack, else --rule)"),
+    ("--attack-rule", "attack_rule", str,
+     "the rule the attacker assumes (default: krum for the Krum attack, else --rule)"),
     ("--attack-fraction", "attack_fraction", float, "fraction of rounds attacked, drawn per round (default 1)"),
     ("--epsilon", "epsilon", float, "Krum attack: supporters within this distance (default 0.01)"),
     ("--goal", "goal", str, "directed (default) or deviation (the paper's Appendix B)"),

@@ -296,7 +296,8 @@ def test_resnet_norm_init():
 # ---------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name, shape, classes", [TINY_CASES[0], TINY_CASES[2], TINY_CASES[4]], ids=["lr", "dnn", "dnn-vec"])
+@pytest.mark.parametrize("name, shape, classes", [TINY_CASES[0], TINY_CASES[2], TINY_CASES[4]],
+                         ids=["lr", "dnn", "dnn-vec"])
 def test_evaluate_matches_manual(name, shape, classes):
     model = models.get(name, shape, classes)
     params = random_params(model, 1)[0]

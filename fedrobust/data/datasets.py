@@ -151,7 +151,7 @@ def load_chmnist(data_dir: Optional[PathLike] = None, seed: int = 0) -> Dataset:
         if not path.is_file():
             raise FileNotFoundError(f"chmnist: cannot find {CHMNIST_FILE} in {base} (nor in {base / 'chmnist'})")
     ncols = 64 * 64 + 1
-    with open(path, "r") as f:
+    with open(path) as f:
         header = f.readline().strip().split(",")
     if len(header) != ncols:
         raise ValueError(f"{path}: header row has {len(header)} columns, expected {ncols} (4096 pixels and a label)")
@@ -203,8 +203,9 @@ def load_digits(data_dir: Optional[PathLike] = None, seed: int = 0) -> Dataset:
     x, y = _sk_load(return_X_y=True)
     x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    notes = f"scikit-learn copy; seeded (seed={seed}) stratified split {len(y_train)}/{len(y_test)}; pixels / 16"
     return Dataset("digits", x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), 10, (1, 8, 8),
-                   notes=f"scikit-learn copy; seeded (seed={seed}) stratified split {len(y_train)}/{len(y_test)}; pixels / 16")
+                   notes=notes)
 
 
 def synthetic(n_train: int = 10000, n_test: int = 2000, num_features: int = 784,
