@@ -528,8 +528,8 @@ def format_report(result: dict) -> str:
         f"threads: {st['threads']} (fedrobust and torch); numpy runs single-threaded except BLAS (U @ U.T)",
         _format_machine_load(mach),
         f"versions: fedrobust {info['version']}, numpy {info['numpy']}, torch {info.get('torch') or 'not installed'}",
-        f"timing: best of {st['repeats']} calls after {st['warmup']} warm-up; "
-        "'x read' = seconds / read-once time;",
+        (f"timing: best of {st['repeats']} calls after {st['warmup']} warm-up; "
+         "'x read' = seconds / read-once time;"),
         "'speedup' = time of the fastest numpy/torch row of the rule / fedrobust's time (< 1: fedrobust is slower)",
     ]
     for shape in result["shapes"]:
@@ -541,8 +541,8 @@ def _format_shape(shape: dict, settings: dict) -> List[str]:
     ro = shape["read_once"]["seconds"]
     read = ", ".join(f"{impl} {_fmt_seconds(s)} s" for impl, s in ro.items())
     lines = [
-        f"== U: ({shape['m']}, {shape['d']}) {shape['dtype']}, {shape['u_mib']:.1f} MiB; "
-        f"c = {shape['c']}, beta = {shape['beta']}, seed {shape['seed']} ==",
+        (f"== U: ({shape['m']}, {shape['d']}) {shape['dtype']}, {shape['u_mib']:.1f} MiB; "
+         f"c = {shape['c']}, beta = {shape['beta']}, seed {shape['seed']} =="),
         f"read-once (column sum): {read} -> reference {_fmt_seconds(shape['read_once']['best'])} s",
     ]
     memory = settings["memory"]
@@ -728,15 +728,15 @@ def format_attack_report(result: dict) -> str:
     st, mach, info = result["settings"], result["machine"], result["backend_info"]
     lines = [
         "fedrobust benchmark: crafting an attack vs one aggregation with the rule it targets",
-        f"CPU: {mach['cpu_model']} ({mach['logical_cpus']} logical CPUs), SIMD {mach['simd']}; "
-        f"threads: {st['threads']}",
+        (f"CPU: {mach['cpu_model']} ({mach['logical_cpus']} logical CPUs), SIMD {mach['simd']}; "
+         f"threads: {st['threads']}"),
         _format_machine_load(mach),
         f"versions: fedrobust {info['version']}, numpy {info['numpy']}",
-        f"U: ({result['m']}, {result['d']}) {result['dtype']}, {result['u_mib']:.1f} MiB, 0.01 N(0,1) + common "
-        f"drift; c = beta = {result['c']} (rows 0..{result['c'] - 1} compromised), seed {st['seed']}",
-        f"timing: attack and aggregation interleaved, best of {st['repeats']} calls each after "
-        f"{st['warmup']} warm-up; attacks with measure=False; read-once (column sum) "
-        f"{_fmt_seconds(result['read_once']['best'])} s",
+        (f"U: ({result['m']}, {result['d']}) {result['dtype']}, {result['u_mib']:.1f} MiB, 0.01 N(0,1) + common "
+         f"drift; c = beta = {result['c']} (rows 0..{result['c'] - 1} compromised), seed {st['seed']}"),
+        (f"timing: attack and aggregation interleaved, best of {st['repeats']} calls each after "
+         f"{st['warmup']} warm-up; attacks with measure=False; read-once (column sum) "
+         f"{_fmt_seconds(result['read_once']['best'])} s"),
         "ratio = attack seconds / aggregation seconds",
         "",
     ]

@@ -127,9 +127,9 @@ def closest_to_median_mean(U, gamma: int) -> np.ndarray:
     theta = S.shape[0]
     med = median(U)
     start = np.full(S.shape[1], theta - gamma)
-    for l in range(theta - gamma - 1, -1, -1):  # the first l that satisfies the test wins
-        stop = (S[l + gamma] - med) >= (med - S[l])
-        start = np.where(stop, l, start)
+    for lo in range(theta - gamma - 1, -1, -1):  # the first window start lo that satisfies the test wins
+        stop = (S[lo + gamma] - med) >= (med - S[lo])
+        start = np.where(stop, lo, start)
     cols = np.arange(S.shape[1])
     total = np.zeros(S.shape[1])
     for k in range(gamma):

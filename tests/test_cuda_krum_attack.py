@@ -15,7 +15,7 @@ from fedrobust._native import cpu, cuda
 from fedrobust.attacks import AttackContext, AttackOptions, KrumPool, backend, krum_attack
 
 from conftest import DTYPES, HAVE_AVX2, assert_identical, run_with_simd, run_with_threads
-from host_device import host_as_device  # noqa: F401 (a fixture)
+from host_device import host_as_device  # noqa: F401 (a fixture, used by name)
 from test_cuda import _fedrobust_sees_the_device, _libraries, gpu  # noqa: F401 (the autouse fixture applies here)
 
 CHUNK = 4096
@@ -128,10 +128,11 @@ KRUM_CASES = [("full", "krum", {}), ("full", "krum", {"krum_squared": False}), (
               ("partial", "krum", {"goal": "deviation"})]
 
 
+@pytest.mark.usefixtures("host_as_device")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("knowledge, rule, options", KRUM_CASES)
-def test_the_torch_path_sends_what_the_numpy_path_sends(host_as_device, knowledge, rule, options, dtype):
-    torch = host_as_device
+def test_the_torch_path_sends_what_the_numpy_path_sends(knowledge, rule, options, dtype):
+    torch = pytest.importorskip("torch")
     U = updates(30, 700, seed=2, dtype=dtype)
     T = torch.from_numpy(U.copy())
     on_numpy, on_torch = context(U, 6, knowledge, rule, **options), context(T, 6, knowledge, rule, **options)
@@ -143,9 +144,10 @@ def test_the_torch_path_sends_what_the_numpy_path_sends(host_as_device, knowledg
     np.testing.assert_array_equal(T.numpy(), U)
 
 
+@pytest.mark.usefixtures("host_as_device")
 @pytest.mark.parametrize("knowledge", ["full", "partial"])
-def test_the_torch_path_sends_the_genuine_rows_when_no_lambda_works(host_as_device, monkeypatch, knowledge):
-    torch = host_as_device
+def test_the_torch_path_sends_the_genuine_rows_when_no_lambda_works(monkeypatch, knowledge):
+    torch = pytest.importorskip("torch")
     monkeypatch.setattr(KrumPool, "crafted_wins", lambda self, *args: False)
     T = torch.from_numpy(updates(12, 50))
     ctx = context(T, 3, knowledge, on_failure="benign")

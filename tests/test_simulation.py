@@ -55,7 +55,7 @@ def test_same_seed_gives_the_same_numbers(tmp_path):
     b = Simulation(small_config(tmp_path, out=str(tmp_path / "b")), progress=False).run()
     assert numbers(read_rounds(tmp_path / "a")) == numbers(read_rounds(tmp_path / "b"))
     assert a["final_test_error"] == b["final_test_error"]
-    c = Simulation(small_config(tmp_path, out=str(tmp_path / "c"), seed=4), progress=False).run()
+    Simulation(small_config(tmp_path, out=str(tmp_path / "c"), seed=4), progress=False).run()
     assert numbers(read_rounds(tmp_path / "c")) != numbers(read_rounds(tmp_path / "a"))
 
 
