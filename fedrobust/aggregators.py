@@ -1,231 +1,254 @@
 """Aggregation rules: U (m workers, d parameters) -> one (d,) update.
 
-Every function accepts a numpy array or a CPU torch tensor, float32 or
-float64, in any memory layout, never modifies it, and returns the input's
-type and dtype. Results are deterministic: the same bits for any thread
-count. The plain numpy twin of every rule is in `fedrobust.reference`.
+Every rule takes a numpy array, a torch tensor (CPU or CUDA), a cupy array or any DLPack /
+__cuda_array_interface__ producer, float32 or float64, in any memory layout, never modifies
+it, and returns the input's type, dtype and device (`fedrobust.dispatch` picks the CPU or
+the CUDA kernels). Results are deterministic: the same bits for any thread count, and the
+CUDA kernels give the CPU's bits (Krum's choice can differ only on scores equal to their
+last bits). The plain numpy twin of every rule is in `fedrobust.reference`.
 
-torch CUDA tensors and cupy arrays run on their device (csrc/cuda), on the producer's
-current stream, and come back as the same type on the same device. Other libraries' arrays
-come in zero-copy through DLPack or __cuda_array_interface__ (fedrobust.arrays.adopt).
+Non-finite values (SPEC section 13, item 15): Krum and Bulyan treat a distance that involves
+a NaN or Inf as +Inf; the coordinate-wise rules order NaN as +Inf, so trimming removes it;
+`mean` has no tolerance and raises a ValueError naming the workers. `nonfinite_workers(U)`
+reports them for any rule.
 
-Non-finite values (SPEC section 13, item 15): Krum and Bulyan treat a
-distance that involves a NaN or Inf as +Inf; the coordinate-wise rules
-order NaN as +Inf, so trimming removes it; `mean` has no tolerance and raises
-a ValueError naming the workers. `nonfinite_workers(U)` reports them for
-any rule.
+`RULES` is the registry: one `Rule` per name (function, parameters, requirement check,
+whether it selects rows), from which the settings, the command line and the benchmarks
+derive. Adding a rule is one entry plus its kernel.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from fedrobust._native import cpu, cuda
-from fedrobust.arrays import (CudaMatrix, accepts_any_array, as_count, as_cuda_matrix, as_int, as_matrix,
-                              as_row_indices, device_call)
+from fedrobust import dispatch
+from fedrobust._native import cpu
+from fedrobust.params import as_count, as_int, as_row_indices
 
 
-@accepts_any_array(returns="array")
 def mean(U: Any) -> Any:
     """Coordinate-wise mean: out_j = (1/m) sum_i U_ij (summed in row order, in double).
-    CUDA inputs (torch, cupy) run on the device, same bits as the CPU.
 
     Raises ValueError naming the workers whose rows hold NaN or Inf.
     """
-    G = as_cuda_matrix(U)
-    if G is not None:
-        out = device_call(G, lambda out: cuda.mean(G.data, *G.shape, *G.strides, [], G.dtype, out, G.stream))
-        finite = bool(out.isfinite().all()) if hasattr(out, "isfinite") else bool(_cupy().isfinite(out).all())
-    else:
-        X, wrap = as_matrix(U)
-        out = wrap(cpu.mean(X))
-        finite = bool(np.isfinite(np.asarray(out)).all())
-    if not finite:
-        bad = nonfinite_workers(U)
+    A, backend, wrap = dispatch.matrix(U)
+    out = backend.mean(A)
+    if not backend.all_finite(out):
+        bad = np.flatnonzero(backend.nonfinite_rows(A))
         if bad.size:
             raise ValueError(
                 f"mean has no tolerance for non-finite updates: workers {bad.tolist()} sent NaN or Inf; "
                 "use a robust rule (median, trimmed_mean, krum, bulyan)"
             )
-    return out
+    return wrap(out)
 
 
-@accepts_any_array(returns="array")
 def median(U: Any) -> Any:
-    """Coordinate-wise median. Even m: the mean of the two middle values, lo/2 + hi/2.
-    CUDA inputs (torch, cupy) run on the device, same bits as the CPU."""
-    G = as_cuda_matrix(U)
-    if G is not None:
-        return device_call(G, lambda out: cuda.median(G.data, *G.shape, *G.strides, G.dtype, out, G.stream))
-    X, wrap = as_matrix(U)
-    return wrap(cpu.median(X))
+    """Coordinate-wise median. Even m: the mean of the two middle values, lo/2 + hi/2."""
+    A, backend, wrap = dispatch.matrix(U)
+    return wrap(backend.median(A))
 
 
-@accepts_any_array(returns="array")
 def trimmed_mean(U: Any, beta: int) -> Any:
-    """Coordinate-wise trimmed mean: drop the beta largest and beta smallest values of
-    each coordinate and average the remaining m - 2*beta. Requires 0 <= beta and 2*beta < m.
-    CUDA inputs (torch, cupy) run on the device, same bits as the CPU."""
+    """Coordinate-wise trimmed mean: drop the beta largest and beta smallest values of each
+    coordinate and average the remaining m - 2*beta. Requires 0 <= beta and 2*beta < m."""
     beta = as_count(beta, "beta")
-    G = as_cuda_matrix(U)
-    if G is not None:
-        return device_call(G, lambda out: cuda.trimmed_mean(G.data, *G.shape, *G.strides, beta, G.dtype, out,
-                                                            G.stream))
-    X, wrap = as_matrix(U)
-    return wrap(cpu.trimmed_mean(X, beta))
+    A, backend, wrap = dispatch.matrix(U)
+    return wrap(backend.trimmed_mean(A, beta))
 
 
-@accepts_any_array(returns="array")
 def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
     """(m, m) Euclidean distances ||U_i - U_j|| (squared if `squared`), computed from direct
     differences (exact for near-identical rows), 0 on the diagonal, +Inf for rows with NaN/Inf.
-    With `rows` (k indices), the (k, k) distances between those rows, in that order (CPU: without
-    copying them; CUDA: from a gathered copy)."""
-    G = as_cuda_matrix(U)
-    if G is not None:
-        if rows is not None:
-            return pairwise_distances(U[as_row_indices(rows, G.shape[0])], squared)
-        m = G.shape[0]
-        return device_call(G, lambda out: cuda.pairwise_distances(G.data, *G.shape, *G.strides, G.dtype,
-                                                                  bool(squared), out, G.stream), (m, m))
-    X, wrap = as_matrix(U)
-    subset = None if rows is None else as_row_indices(rows, X.shape[0])
-    return wrap(cpu.pairwise_distances(X, bool(squared), subset))
+    With `rows` (k indices or a boolean mask), the (k, k) distances between those rows, in
+    that order."""
+    A, backend, wrap = dispatch.matrix(U)
+    subset = None if rows is None else as_row_indices(rows, A.shape[0])
+    return wrap(backend.pairwise_distances(A, bool(squared), subset))
 
 
-@accepts_any_array(returns="array")
 def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
-    """(m,) Krum scores: score_i = sum of the distances from U_i to its m - c - 2 nearest other rows
-    (self excluded by index). Requires m > 2c + 2."""
-    G = as_cuda_matrix(U)
-    if G is not None:
-        scores = np.asarray(_cuda_krum(G, as_count(c, "c"), bool(squared))[1])
-        with G.device():
-            return G.from_host(scores)
-    X, wrap = as_matrix(U)
-    return wrap(cpu.krum_scores(X, as_count(c, "c"), bool(squared)))
+    """(m,) Krum scores: score_i = sum of the distances from U_i to its m - c - 2 nearest other
+    rows (self excluded by index). Requires m > 2c + 2."""
+    c = as_count(c, "c")
+    A, backend, wrap = dispatch.matrix(U)
+    return wrap(backend.krum_scores(A, c, bool(squared)))
 
 
-@accepts_any_array(returns="none")
 def krum_select(U: Any, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
     """Indices (numpy int64, shape (multi,)) of the `multi` rows with the smallest Krum scores,
     ascending by score, ties to the lowest index."""
-    G = as_cuda_matrix(U)
-    if G is not None:
-        return _cuda_krum_rows(G, as_count(c, "c"), as_int(multi, "multi"), bool(squared))
-    X, _ = as_matrix(U)
-    return cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[1]
+    return _krum(U, c, multi, squared)[1]
 
 
-@accepts_any_array(returns="array")
 def krum(U: Any, c: int, multi: int = 1, squared: bool = True) -> Any:
     """Krum (multi = 1): the row with the smallest Krum score. Multi-Krum (multi > 1): the mean of
     the `multi` rows with the smallest scores (summed in row order). Requires m > 2c + 2 and
     1 <= multi <= m - c. `squared` picks squared distances (Blanchard et al.) or plain ones (Fang
-    et al.'s text). CUDA inputs: distances and scores on the device, the same selection as the
-    CPU unless two scores differ only in their last bits."""
-    G = as_cuda_matrix(U)
-    if G is not None:
-        chosen = _cuda_krum_rows(G, as_count(c, "c"), as_int(multi, "multi"), bool(squared))
-        if chosen.size == 1:
-            row = U[int(chosen[0])]
-            return row.clone() if hasattr(row, "clone") else row.copy()
-        rows = sorted(chosen.tolist())
-        return device_call(G, lambda out: cuda.mean(G.data, *G.shape, *G.strides, rows, G.dtype, out, G.stream))
-    X, wrap = as_matrix(U)
-    return wrap(cpu.krum(X, as_count(c, "c"), as_int(multi, "multi"), bool(squared))[0])
+    et al.'s text)."""
+    aggregate, _, wrap = _krum(U, c, multi, squared)
+    return wrap(aggregate)
 
 
-def _cuda_krum(G: CudaMatrix, c: int, squared: bool):
-    """(chosen row, scores) of Krum on the device (waits for the producer's stream)."""
-    with G.device():
-        return cuda.krum_select(G.data, *G.shape, *G.strides, G.dtype, c, squared, G.stream)
+def krum_with_selection(U: Any, c: int, multi: int = 1, squared: bool = True) -> Tuple[Any, np.ndarray]:
+    """(krum(U, c, multi, squared), krum_select(U, c, multi, squared)) from one distance pass."""
+    aggregate, chosen, wrap = _krum(U, c, multi, squared)
+    return wrap(aggregate), chosen
 
 
-def _cuda_krum_rows(G: CudaMatrix, c: int, multi: int, squared: bool) -> np.ndarray:
-    """The `multi` rows with the smallest device-computed scores, ordered as on the CPU."""
-    m = G.shape[0]
-    if not 1 <= multi <= m - c:
-        raise ValueError(f"multi must be in [1, m - c] = [1, {m - c}], got {multi}")
-    chosen, scores = _cuda_krum(G, c, squared)
-    if multi == 1:
-        return np.array([chosen], dtype=np.int64)
-    return np.argsort(np.asarray(scores), kind="stable")[:multi].astype(np.int64)
+def _krum(U: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray, dispatch.Wrap]:
+    c, multi = as_count(c, "c"), as_int(multi, "multi")
+    A, backend, wrap = dispatch.matrix(U)
+    return (*backend.krum(A, c, multi, bool(squared)), wrap)
 
 
-@accepts_any_array(returns="array")
 def bulyan(U: Any, c: int, squared: bool = True) -> Any:
     """Bulyan: select theta = m - 2c rows by applying Krum repeatedly to the rows not yet
     selected; then, per coordinate, average the gamma = theta - 2c selected values closest to
-    their median. Requires m >= 4c + 3. CUDA inputs: distances and the second stage on the
-    device (theta <= 128), the selection on the host from the device's distances."""
-    return bulyan_with_selection(U, c, squared)[0]
+    their median. Requires m >= 4c + 3 (on CUDA also theta <= 128)."""
+    aggregate, _, wrap = _bulyan(U, c, squared)
+    return wrap(aggregate)
 
 
-@accepts_any_array(returns="none")
 def bulyan_select(U: Any, c: int, squared: bool = True) -> np.ndarray:
     """Indices (numpy int64, shape (m - 2c,)) of the rows Bulyan's first stage selects, in
     selection order. Requires m >= 4c + 3."""
-    return bulyan_with_selection(U, c, squared)[1]
+    return _bulyan(U, c, squared)[1]
 
 
-@accepts_any_array(returns="first")
 def bulyan_with_selection(U: Any, c: int, squared: bool = True) -> Tuple[Any, np.ndarray]:
     """(bulyan(U, c, squared), bulyan_select(U, c, squared)) from one distance computation."""
+    aggregate, chosen, wrap = _bulyan(U, c, squared)
+    return wrap(aggregate), chosen
+
+
+def _bulyan(U: Any, c: int, squared: bool) -> Tuple[Any, np.ndarray, dispatch.Wrap]:
     c = as_count(c, "c")
-    G = as_cuda_matrix(U)
-    if G is not None:
-        chosen: list = []
-        out = device_call(G, lambda out: chosen.extend(cuda.bulyan(G.data, *G.shape, *G.strides, c, bool(squared),
-                                                                   G.dtype, out, G.stream)))
-        return out, np.array(chosen, dtype=np.int64)
-    X, wrap = as_matrix(U)
-    out, chosen = cpu.bulyan(X, c, bool(squared))
-    return wrap(out), chosen
+    A, backend, wrap = dispatch.matrix(U)
+    return (*backend.bulyan(A, c, bool(squared)), wrap)
 
 
-@accepts_any_array(returns="none")
 def nonfinite_workers(U: Any) -> np.ndarray:
     """Indices (numpy int64) of the rows that hold at least one NaN or Inf."""
-    if as_cuda_matrix(U) is not None:  # the array library's own elementwise test, on the device
-        finite = U.isfinite().all(dim=1) if hasattr(U, "isfinite") else _cupy().isfinite(U).all(axis=1)
-        bad = ~finite
-        return np.flatnonzero(bad.cpu().numpy() if hasattr(bad, "cpu") else bad.get())
-    X, _ = as_matrix(U)
-    return np.flatnonzero(cpu.nonfinite_rows(X))
-
-
-def _cupy():
-    import cupy
-
-    return cupy
+    A, backend, _ = dispatch.matrix(U)
+    return np.flatnonzero(backend.nonfinite_rows(A))
 
 
 # ---------------------------------------------------------------------------
-# Registry: rules by name, for configuration files and command lines.
+# The registry
 # ---------------------------------------------------------------------------
-_RULES: Dict[str, Callable[..., Any]] = {
-    "mean": mean,
-    "median": median,
-    "trimmed_mean": trimmed_mean,
-    "krum": krum,
-    "bulyan": bulyan,
-}
-_PARAMS: Dict[str, tuple] = {
-    "mean": (),
-    "median": (),
-    "trimmed_mean": ("beta",),
-    "krum": ("c", "multi", "squared"),
-    "bulyan": ("c", "squared"),
-}
-_REQUIRED: Dict[str, tuple] = {"trimmed_mean": ("beta",), "krum": ("c",), "bulyan": ("c",)}
+REQUIRED = object()  # the default of a parameter that has none
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """A rule's parameter: its name, type (int or bool), default (REQUIRED: none) and meaning."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One aggregation rule.
+
+    function:     (U, **params) -> the (d,) aggregate.
+    params:       its parameters, in order.
+    requirement:  what the rule needs of m, as text ("m > 2c + 2").
+    check:        (m, **params) -> None: the native modules' own check (csrc/bindings/checks.h),
+                  a ValueError with the kernels' message when the rule cannot run on m rows.
+    summary:      one line for help texts.
+    select:       rules built from whole selected rows (Krum, Bulyan):
+                  (U, **params) -> (aggregate, the selected rows as numpy int64); None otherwise.
+    """
+
+    name: str
+    function: Callable[..., Any]
+    params: Tuple[Param, ...]
+    requirement: str
+    check: Callable[..., None]
+    summary: str
+    select: Optional[Callable[..., Tuple[Any, np.ndarray]]] = None
+
+    @property
+    def selects_rows(self) -> bool:
+        return self.select is not None
+
+    def defaults(self) -> Dict[str, Any]:
+        return {p.name: p.default for p in self.params if p.default is not REQUIRED}
+
+    def bind(self, **params: Any) -> Callable[[Any], Any]:
+        """The rule with its parameters bound: RULES["trimmed_mean"].bind(beta=20)(U).
+
+        Raises TypeError for a missing or unknown parameter."""
+        names = [p.name for p in self.params]
+        unknown = set(params) - set(names)
+        if unknown:
+            accepted = ", ".join(names) or "no parameters"
+            raise TypeError(f"rule {self.name!r} got unknown parameter(s) {sorted(unknown)}; it accepts: {accepted}")
+        missing = [p.name for p in self.params if p.default is REQUIRED and p.name not in params]
+        if missing:
+            raise TypeError(f"rule {self.name!r} needs parameter(s) {missing}")
+        rule = functools.partial(self.function, **params)
+        functools.update_wrapper(rule, self.function)
+        return rule
+
+    def check_fits(self, m: int, **params: Any) -> None:
+        """ValueError (the native check's message) unless the rule runs on m rows with these
+        parameters (defaults filled in)."""
+        self.check(m, **{**self.defaults(), **params})
+
+
+C = Param("c", int, REQUIRED, "the number of Byzantine workers the rule tolerates")
+SQUARED = Param("squared", bool, True, "squared distances (Blanchard et al.) or plain ones (Fang et al.)")
+
+
+def _no_requirement(m: int) -> None:
+    pass
+
+
+def _check_trimmed_mean(m: int, beta: int) -> None:
+    cpu.check_trimmed_mean(m, beta)
+
+
+def _check_krum(m: int, c: int, multi: int = 1, squared: bool = True) -> None:
+    cpu.check_multi_krum(m, c, multi)
+
+
+def _check_bulyan(m: int, c: int, squared: bool = True) -> None:
+    cpu.check_bulyan(m, c)
+
+
+RULES: Dict[str, Rule] = {rule.name: rule for rule in (
+    Rule("mean", mean, (), "m >= 1", _no_requirement, "coordinate-wise mean (no robustness)"),
+    Rule("median", median, (), "m >= 1", _no_requirement,
+         "coordinate-wise median (even m: the mean of the two middle values)"),
+    Rule("trimmed_mean", trimmed_mean, (Param("beta", int, REQUIRED, "values removed at each end"),),
+         "2 beta < m", _check_trimmed_mean, "coordinate-wise mean of the values ranked beta .. m - beta - 1"),
+    Rule("krum", krum, (C, Param("multi", int, 1, "Multi-Krum: the mean of the `multi` best rows"), SQUARED),
+         "m > 2c + 2", _check_krum, "the row (Multi-Krum: the mean of the rows) of smallest Krum score",
+         select=krum_with_selection),
+    Rule("bulyan", bulyan, (C, SQUARED), "m >= 4c + 3", _check_bulyan,
+         "Krum-select m - 2c rows, then per coordinate the mean of the m - 4c values closest to their median",
+         select=bulyan_with_selection),
+)}
 
 
 def available() -> list:
     """Names accepted by `get`."""
-    return sorted(_RULES)
+    return sorted(RULES)
+
+
+def rule(name: str) -> Rule:
+    """The registry entry of `name`; ValueError naming the available rules otherwise."""
+    if name not in RULES:
+        raise ValueError(f"unknown aggregation rule {name!r}; available: {', '.join(available())}")
+    return RULES[name]
 
 
 def get(name: str, **params: Any) -> Callable[[Any], Any]:
@@ -233,15 +256,4 @@ def get(name: str, **params: Any) -> Callable[[Any], Any]:
 
     Raises ValueError for an unknown name and TypeError for a missing or unknown parameter.
     """
-    if name not in _RULES:
-        raise ValueError(f"unknown aggregation rule {name!r}; available: {', '.join(available())}")
-    unknown = set(params) - set(_PARAMS[name])
-    if unknown:
-        accepted = ", ".join(_PARAMS[name]) or "no parameters"
-        raise TypeError(f"rule {name!r} got unknown parameter(s) {sorted(unknown)}; it accepts: {accepted}")
-    missing = [p for p in _REQUIRED.get(name, ()) if p not in params]
-    if missing:
-        raise TypeError(f"rule {name!r} needs parameter(s) {missing}")
-    rule = functools.partial(_RULES[name], **params)
-    functools.update_wrapper(rule, _RULES[name])
-    return rule
+    return rule(name).bind(**params)

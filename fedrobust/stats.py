@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-from fedrobust._native import cpu, cuda
-from fedrobust.arrays import accepts_any_array, as_cuda_matrix, as_matrix, as_row_indices, device_call
+from fedrobust import dispatch
+from fedrobust.params import as_row_indices
 
 
 class CoordinateStats(NamedTuple):
@@ -16,20 +16,13 @@ class CoordinateStats(NamedTuple):
     max: Any
 
 
-@accepts_any_array(returns="each")
 def coordinate_stats(U: Any, rows: Optional[Any] = None) -> CoordinateStats:
     """Mean, population std, min and max of every coordinate over the chosen rows, in one pass.
 
     rows: a boolean mask of shape (m,) or integer indices; None means all rows.
-    Values are read as in the coordinate-wise rules: NaN counts as +Inf. torch CUDA tensors and
-    cupy arrays run on their device and give the CPU's bits.
+    Values are read as in the coordinate-wise rules: NaN counts as +Inf. Every backend gives
+    the same bits (the rows are summed in ascending order).
     """
-    G = as_cuda_matrix(U)
-    if G is not None:  # on the device, the CPU's bits
-        idx = [] if rows is None else sorted(as_row_indices(rows, G.shape[0]))
-        return CoordinateStats(*device_call(G, lambda *out: cuda.coordinate_stats(G.data, *G.shape, *G.strides, idx,
-                                                                                  G.dtype, *out, G.stream),
-                                            *[G.shape[1]] * 4))
-    X, wrap = as_matrix(U)
-    idx = None if rows is None else as_row_indices(rows, X.shape[0])
-    return CoordinateStats(*(wrap(a) for a in cpu.coordinate_stats(X, idx)))
+    A, backend, wrap = dispatch.matrix(U)
+    idx = None if rows is None else as_row_indices(rows, A.shape[0])
+    return dispatch.wrap_each(wrap, CoordinateStats(*backend.coordinate_stats(A, idx)))

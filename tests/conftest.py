@@ -44,6 +44,10 @@ try:
 except ImportError:  # pragma: no cover
     pass
 
+# Fixture modules of the suite: host_as_device (the CUDA backend on CPU tensors) and
+# array_kind (one test on every kind of array / backend).
+pytest_plugins = ("host_device", "backends")
+
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("C", "F", "col_strided", "row_reversed", "col_reversed")
 

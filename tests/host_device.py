@@ -1,7 +1,8 @@
 """fedrobust._cuda's entry points stood in for by the CPU code on host memory, so that the
-Python side of every device path (fedrobust.aggregators, stats, attacks.backend) runs on a
-machine without a GPU: CPU torch tensors play CUDA tensors, and the `host_as_device` fixture
-points those modules' `cuda` and `as_cuda_matrix` here.
+CUDA backend's Python side (fedrobust.dispatch.CudaBackend, and through it every rule,
+statistic and attack) runs on a machine without a GPU: with the `host_as_device` fixture,
+CPU torch tensors play CUDA tensors, dispatched to a CudaBackend whose native module is
+`HostKernels` and whose array library is `HostTorch`.
 
 Each stand-in takes the binding's arguments under the binding's names, in its order
 (test_device_paths.py checks them against the built module's signatures), reads the raw
@@ -17,10 +18,8 @@ import ctypes
 import numpy as np
 import pytest
 
-from fedrobust import aggregators, stats
+from fedrobust import dispatch
 from fedrobust._native import cpu
-from fedrobust.arrays import CudaMatrix
-from fedrobust.attacks import backend
 from fedrobust.attacks.krum import krum_scores_from
 
 
@@ -109,23 +108,34 @@ class HostKernels:
 STAND_INS = [name for name in vars(HostKernels) if not name.startswith("_")]
 
 
-def host_cuda_matrix(U, name="U"):
-    """The CudaMatrix of a CPU torch tensor (its host address), None for anything else."""
-    import torch
+class HostTorch(dispatch._TorchCuda):
+    """CPU torch tensors as the CUDA backend's array library: host addresses, stream 0, no
+    device to make current; allocation, copies and casts as for CUDA tensors."""
 
-    if not isinstance(U, torch.Tensor):
-        return None
-    t = U.detach()
-    return CudaMatrix(t.data_ptr(), tuple(t.shape), tuple(t.stride()), str(t.dtype).replace("torch.", ""), 0,
-                      lambda n: torch.empty(n, dtype=t.dtype), lambda a: torch.as_tensor(a, dtype=t.dtype),
-                      contextlib.nullcontext)
+    @staticmethod
+    def matrix(A):
+        return dispatch.DeviceMatrix(A.data_ptr(), tuple(A.shape), tuple(A.stride()),
+                                     str(A.dtype).replace("torch.", ""), 0)
+
+    @staticmethod
+    def device(like):
+        return contextlib.nullcontext()
+
+
+EMULATED_CUDA = dispatch.CudaBackend(HostKernels, HostTorch)
 
 
 @pytest.fixture
 def host_as_device(monkeypatch):
-    """CPU torch tensors take the device paths of aggregators, stats and the attacks' backend."""
+    """CPU torch tensors take the CUDA backend (the one dispatch point is patched, nothing else)."""
     torch = pytest.importorskip("torch")
-    for module in (aggregators, stats, backend):
-        monkeypatch.setattr(module, "as_cuda_matrix", host_cuda_matrix)
-        monkeypatch.setattr(module, "cuda", HostKernels)
+    real = dispatch.matrix
+
+    def matrix(U, name="U"):
+        A, backend, wrap = real(U, name)
+        if isinstance(U, torch.Tensor) and U.device.type == "cpu":
+            return U.detach(), EMULATED_CUDA, dispatch._identity
+        return A, backend, wrap
+
+    monkeypatch.setattr(dispatch, "matrix", matrix)
     return torch

@@ -4,7 +4,7 @@ reference, always; the kernels themselves on a GPU against the CPU kernels, bit 
 import numpy as np
 import pytest
 
-from fedrobust import aggregators, reference, stats
+from fedrobust import aggregators, dispatch, reference, stats
 from fedrobust._native import cpu, cuda
 
 from conftest import DTYPES, LAYOUTS, as_layout
@@ -328,8 +328,7 @@ def test_gpu_distances_are_close_and_krum_picks_the_same_row(m, d, squared):
     G = torch.as_tensor(U, device="cuda")
     D = aggregators.pairwise_distances(G, squared=squared)
     assert D.shape == (m, m) and D.dtype == G.dtype and D.device == G.device
-    from fedrobust.attacks import backend
-
+    backend = dispatch.backend_of(G)
     np.testing.assert_array_equal(backend.sq_distances(G), cpu.distances_by_micro_tiles(U))  # the same arithmetic
     column_major = torch.as_tensor(np.ascontiguousarray(U.T), device="cuda").T
     np.testing.assert_array_equal(backend.sq_distances(column_major), cpu.distances_by_micro_tiles(U))

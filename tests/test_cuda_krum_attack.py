@@ -1,5 +1,5 @@
 """The Krum attack on CUDA: the crafting steps shared by both backends
-(csrc/include/fedrobust/krum_craft.h) and the attack's device path (fedrobust.attacks.backend).
+(csrc/include/fedrobust/krum_craft.h) and the attack's device path (fedrobust.dispatch.CudaBackend).
 
 On the CPU, always: the CPU krum_craft against a chunked float64 twin, bit for bit, around the
 4096-column chunk boundary; the CUDA kernel's steps in scalar code (cpu.krum_craft_scalar)
@@ -10,12 +10,11 @@ tensors against the numpy run."""
 import numpy as np
 import pytest
 
-from fedrobust import reference
+from fedrobust import dispatch, reference
 from fedrobust._native import cpu, cuda
-from fedrobust.attacks import AttackContext, AttackOptions, KrumPool, backend, krum_attack
+from fedrobust.attacks import AttackContext, AttackOptions, KrumPool, krum_attack
 
 from conftest import DTYPES, HAVE_AVX2, assert_identical, run_with_simd, run_with_threads
-from host_device import host_as_device  # noqa: F401 (a fixture, used by name)
 from test_cuda import _fedrobust_sees_the_device, _libraries, gpu  # noqa: F401 (the autouse fixture applies here)
 
 CHUNK = 4096
@@ -190,7 +189,7 @@ def test_gpu_krum_craft_equals_the_cpu_bit_for_bit(d, dtype):
     for seed, ids, lam, eps in cases:
         s = directions(d, seed)
         expected = cpu.krum_craft(s, lam, eps, seed, 5, np.array(ids, dtype=np.int64), np.dtype(dtype))
-        got = backend.krum_craft(like, torch.as_tensor(s, device="cuda"), lam, eps, seed, 5, ids)
+        got = dispatch.backend_of(like).krum_craft(like, torch.as_tensor(s, device="cuda"), lam, eps, seed, 5, ids)
         assert got.device == like.device and got.dtype == like.dtype and got.shape == (len(ids), d)
         assert_identical(got.cpu().numpy(), expected, f"d = {d}, seed {seed}")
 
@@ -212,7 +211,7 @@ def test_gpu_norms_and_dots_are_close_to_the_cpu(m, d, layout, dtype):
         wide[:, ::2] = G
         G = wide[:, ::2]
     rows = [m - 1] + list(range(0, m - 1, 2)) if layout == "rows" else None
-    norms, dots = backend.norms_and_dots(G, torch.as_tensor(s, device="cuda"), rows)
+    norms, dots = dispatch.backend_of(G).norms_and_dots(G, torch.as_tensor(s, device="cuda"), rows)
     expected_norms, expected_dots = cpu.norms_and_dots(U, s, rows)
     assert isinstance(norms, np.ndarray) and norms.dtype == np.float64 and norms.shape == expected_norms.shape
     # Both sum in double in fixed orders (CPU: 8 lanes; GPU: 256 strided partial sums, then a

@@ -7,7 +7,7 @@ import pytest
 
 import fedrobust
 from fedrobust import aggregators as agg
-from fedrobust.arrays import as_matrix
+from fedrobust import dispatch
 from fedrobust.stats import coordinate_stats
 
 from conftest import assert_identical, random_matrix
@@ -74,8 +74,8 @@ def test_cpu_torch_tensors_are_used_without_a_copy(dtype):
         "row_slice": t[1::2],
     }
     for name, v in views.items():
-        X, wrap = as_matrix(v)
-        assert isinstance(X, np.ndarray)
+        X, backend, wrap = dispatch.matrix(v)
+        assert isinstance(X, np.ndarray) and backend is dispatch.CPU
         assert X.ctypes.data == v.data_ptr(), name
         assert X.strides == tuple(s * v.element_size() for s in v.stride()), name
         assert np.shares_memory(X, t.numpy()), name
@@ -87,8 +87,8 @@ def test_cpu_torch_tensors_are_used_without_a_copy(dtype):
 def test_numpy_arrays_are_used_without_a_copy():
     U = random_matrix(5, 6, np.float64)
     for V in (U, U.T, U[:, ::2], U[::-1]):
-        X, _ = as_matrix(V)
-        assert X is V
+        X, backend, _ = dispatch.matrix(V)
+        assert X is V and backend is dispatch.CPU
 
 
 def test_torch_tensors_that_require_grad_are_accepted_and_results_carry_no_graph():

@@ -3,20 +3,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedrobust.attacks import backend
-from fedrobust.attacks.context import AttackContext
+from fedrobust.attacks.context import AttackContext, on_any_array
 
 
+@on_any_array
 def no_attack(ctx: AttackContext) -> np.ndarray:
     """The compromised workers send their genuine updates."""
     return ctx.updates[ctx.compromised]
 
 
+@on_any_array
 def gaussian(ctx: AttackContext) -> np.ndarray:
     """Each compromised worker sends, per coordinate, a draw from N(mu_j, sigma_j^2) fitted
     (mean, population variance) on the j-th values of all m before-attack updates."""
     U = ctx.updates
-    crafted, _ = backend.craft(U, list(range(U.shape[0])), "gaussian", ctx.compromised_ids(), ctx.seed, ctx.round)
+    crafted, _ = ctx.backend.craft(U, list(range(U.shape[0])), "gaussian", ctx.compromised_ids(), ctx.seed,
+                                   ctx.round)
     return crafted
 
 

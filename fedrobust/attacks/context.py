@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Dict, Optional, Protocol, Tuple
 
 import numpy as np
+
+from fedrobust import dispatch
 
 GOALS = ("directed", "deviation")
 DIRECTIONS = ("rule", "mean", "sum")
@@ -47,8 +50,8 @@ class AttackContext:
     """One round, as the attacker sees it (SPEC section 3). All in update space: an update is a
     local model minus the received global model w_Re (SPEC 13 item 1).
 
-    updates:      (m, d) before-attack updates of the selected workers: a numpy array, or a
-                  torch CUDA tensor for the attacks with a CUDA path (Krum, trim, Gaussian).
+    updates:      (m, d) before-attack updates of the selected workers: any array the
+                  aggregation rules take (numpy, torch on the CPU or CUDA, cupy, DLPack).
     compromised:  (c,) row indices of the compromised workers among them.
     global_model: (d,) w_Re, of the same kind as updates.
     rule, rule_params: the rule the attacker assumes the server runs, and its parameters.
@@ -77,6 +80,11 @@ class AttackContext:
     metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
+    def backend(self) -> dispatch.Backend:
+        """The backend that computes on the updates (fedrobust.dispatch)."""
+        return dispatch.backend_of(self.updates)
+
+    @property
     def c(self) -> int:
         return int(self.compromised.size)
 
@@ -90,6 +98,20 @@ class AttackContext:
         """The compromised workers' global ids (int64): the rows of the counter-based draws."""
         ids = self.compromised if self.worker_ids is None else np.asarray(self.worker_ids)[self.compromised]
         return np.ascontiguousarray(ids, dtype=np.int64)
+
+
+def on_any_array(attack: Attack) -> Attack:
+    """`attack` run on the backend's view of the updates and the global model (numpy for numpy
+    arrays and CPU tensors, the array itself on a CUDA device); the rows it returns come back
+    as the caller's type. The attacks' code then calls only ctx.backend's methods."""
+
+    @functools.wraps(attack)
+    def run(ctx: AttackContext) -> Any:
+        A, backend, wrap = dispatch.matrix(ctx.updates, "updates")
+        model = backend.vector(ctx.global_model, A)
+        return wrap(attack(dataclasses.replace(ctx, updates=A, global_model=model)))
+
+    return run
 
 
 class Attack(Protocol):

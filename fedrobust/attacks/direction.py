@@ -6,8 +6,6 @@ models move the other way. A coordinate that does not move has s_j = 0.
 from __future__ import annotations
 
 from fedrobust import aggregators
-from fedrobust.attacks import backend
-from fedrobust.attacks.backend import signs
 from fedrobust.attacks.context import AttackContext
 
 
@@ -15,22 +13,22 @@ def full_knowledge(ctx: AttackContext):
     """s from all m updates, as options.direction says:
     "rule": sign(A(U)) with A the assumed rule (the paper's definition);
     "mean": sign of the benign updates' mean; "sum": sign of the sum of all m updates."""
-    U = ctx.updates
+    U, backend = ctx.updates, ctx.backend
     how = ctx.options.direction
     if how == "rule":
-        return signs(aggregators.get(ctx.rule, **ctx.rule_params)(U))
+        return backend.signs(aggregators.get(ctx.rule, **ctx.rule_params)(U))
     if how == "mean":
-        return signs(backend.row_mean(U, ctx.benign().tolist()))
+        return backend.signs(backend.mean(U, ctx.benign().tolist()))
     if how == "sum":
-        return signs(backend.row_mean(U))
+        return backend.signs(backend.mean(U))
     raise ValueError(f"direction must be 'rule', 'mean' or 'sum', got {how!r}")
 
 
 def partial_knowledge(ctx: AttackContext):
     """s~ = sign(mean of the compromised updates) = sign(w~ - w_Re) (SPEC 5.2, 6.2)."""
-    return signs(backend.row_mean(ctx.updates, ctx.compromised.tolist()))
+    return ctx.backend.signs(ctx.backend.mean(ctx.updates, ctx.compromised.tolist()))
 
 
-def agreement(estimated, full) -> float:
+def agreement(ctx: AttackContext, estimated, full) -> float:
     """Fraction of coordinates where the estimated direction equals the full-knowledge one."""
-    return backend.fraction(estimated == full)
+    return ctx.backend.fraction(estimated == full)

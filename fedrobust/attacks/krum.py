@@ -17,12 +17,13 @@ and one probe costs O(n^2) scalar work for a pool of n models (`KrumPool.crafted
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Tuple
 
 import numpy as np
 
-from fedrobust.attacks import backend, direction
-from fedrobust.attacks.context import AttackContext
+from fedrobust.attacks import direction
+from fedrobust.attacks.context import AttackContext, on_any_array
 
 
 @dataclasses.dataclass
@@ -46,7 +47,7 @@ class KrumPool:
 
     @classmethod
     def build(cls, sq_dist: np.ndarray, sq_norms: np.ndarray, dots: np.ndarray, ss: float,
-              positions: np.ndarray, squared: bool) -> "KrumPool":
+              positions: np.ndarray, squared: bool) -> KrumPool:
         """sq_dist: (n, n) squared distances between the models."""
         n = sq_dist.shape[0]
         dist = np.asarray(sq_dist, dtype=np.float64) if squared else np.sqrt(np.asarray(sq_dist, dtype=np.float64))
@@ -93,12 +94,17 @@ class KrumPool:
         plain = self.sorted_dist if not self.squared else np.sqrt(self.sorted_dist)
         nearest = plain[:, :neighbours].sum(axis=1).min()
         norm_s = np.sqrt(self.ss)
-        return float(nearest / (denominator * norm_s) + np.sqrt(self.sq_norms.max()) / norm_s)
+        finite = self.sq_norms[np.isfinite(self.sq_norms)]  # Krum never picks a non-finite model
+        largest = np.sqrt(finite.max()) if finite.size else np.inf
+        return float(nearest / (denominator * norm_s) + largest / norm_s)
 
 
 def halving_search(wins: Callable[[float], bool], lam0: float, threshold: float) -> Tuple[float, bool, int]:
     """Probe lam0, lam0/2, ... while lambda >= threshold (lam0 is always probed).
-    Returns (the winning lambda or the last one probed, found, number of probes)."""
+    Returns (the winning lambda or the last one probed, found, number of probes); a start that
+    is not finite (no finite model to bound it) is not searched: (0.0, False, 0)."""
+    if not np.isfinite(lam0):
+        return 0.0, False, 0
     lam, probes = lam0, 0
     while True:
         probes += 1
@@ -107,6 +113,10 @@ def halving_search(wins: Callable[[float], bool], lam0: float, threshold: float)
         if lam / 2 < threshold:
             return lam, False, probes
         lam /= 2
+
+
+def _wins_at(pool: KrumPool, copies: int, neighbours: int, crafted_position: int, lam: float) -> bool:
+    return pool.crafted_wins(lam, copies, neighbours, crafted_position)
 
 
 def krum_scores_from(sq_dist: np.ndarray, c: int, squared: bool) -> np.ndarray:
@@ -129,11 +139,11 @@ def _full_direction_and_distances(ctx: AttackContext) -> Tuple[Any, np.ndarray]:
     """s (d,) int8 on the updates' device and the benign models' (m - c, m - c) squared
     distances (host float64). When s comes from Krum's own before-attack choice, one distance
     matrix over all m rows serves both."""
-    U, benign = ctx.updates, ctx.benign()
+    U, benign, backend = ctx.updates, ctx.benign(), ctx.backend
     if ctx.options.goal == "directed" and ctx.options.direction == "rule" and ctx.rule == "krum":
         sq = backend.sq_distances(U)
         chosen = krum_choice(sq, ctx.rule_params["c"], ctx.rule_params.get("squared", True))
-        return direction.signs(U[chosen]), sq[np.ix_(benign, benign)]
+        return backend.signs(U[chosen]), sq[np.ix_(benign, benign)]
     s = backend.ones(U) if ctx.options.goal == "deviation" else direction.full_knowledge(ctx)
     return s, backend.sq_distances(U, benign.tolist())
 
@@ -144,7 +154,7 @@ def _search_full(ctx: AttackContext, s: Any, ss: float, sq: np.ndarray) -> Tuple
     U, c = ctx.updates, ctx.c
     m = U.shape[0]
     benign = ctx.benign()
-    norms, dots = backend.norms_and_dots(U, s, benign.tolist())
+    norms, dots = ctx.backend.norms_and_dots(U, s, benign.tolist())
     pool = KrumPool.build(sq, norms, dots, ss, benign, ctx.options.krum_squared)
     neighbours = m - c - 2
     lam0 = pool.theorem1_bound(neighbours, m - 2 * c - 1)
@@ -161,15 +171,15 @@ def _search_partial(ctx: AttackContext, s: Any, ss: float) -> Tuple[float, bool,
     units of a gradient step)."""
     U, c = ctx.updates, ctx.c
     rows = ctx.compromised.tolist()
-    sq = backend.sq_distances(U, rows)
-    norms, dots = backend.norms_and_dots(U, s, rows)
+    sq = ctx.backend.sq_distances(U, rows)
+    norms, dots = ctx.backend.norms_and_dots(U, s, rows)
     neighbours = c - 2
     total_probes = 0
     models = KrumPool.build(sq, norms, dots, ss, np.arange(c), ctx.options.krum_squared)
     for k in range(1, c + 1):
         pool = dataclasses.replace(models, positions=np.arange(k, k + c))
         lam0 = pool.theorem1_bound(neighbours, c - k - 1) if k < c - 1 else float(ctx.lr)
-        lam, found, probes = halving_search(lambda lam: pool.crafted_wins(lam, k, neighbours, 0),
+        lam, found, probes = halving_search(functools.partial(_wins_at, pool, k, neighbours, 0),
                                             lam0, ctx.options.threshold)
         total_probes += probes
         if found:
@@ -177,20 +187,20 @@ def _search_partial(ctx: AttackContext, s: Any, ss: float) -> Tuple[float, bool,
     return lam, found, total_probes, lam0, k
 
 
+@on_any_array
 def krum_attack(ctx: AttackContext) -> Any:
     """The (c, d) sent updates of the Krum attack, of the updates' kind, dtype and device;
     fills ctx.metrics with lambda, lambda_start, found, probes (and copies for partial
-    knowledge; direction_agreement when measuring). numpy updates run the CPU kernels, torch
-    CUDA updates the CUDA ones for the passes over d (the same crafted bits); the lambda
-    search runs on the host either way."""
-    U = ctx.updates
+    knowledge; direction_agreement when measuring). The passes over d run on the updates'
+    backend (the same crafted bits on every backend); the lambda search runs on the host."""
+    U, backend = ctx.updates, ctx.backend
     if ctx.knowledge == "full":
         s, sq = _full_direction_and_distances(ctx)
     elif ctx.options.goal == "deviation":  # Appendix B: w'_1 = w_Re - lambda * 1
         s = backend.ones(U)
     else:
         s = direction.partial_knowledge(ctx)
-    ss = float(backend.count(s != 0))
+    ss = float(int((s != 0).sum()))
     if ss == 0:  # nothing moves: -lambda s is the update 0 whatever lambda
         lam, found, probes, lam0, copies = 0.0, False, 0, 0.0, ctx.c
     elif ctx.knowledge == "full":
@@ -202,7 +212,7 @@ def krum_attack(ctx: AttackContext) -> Any:
     if ctx.knowledge == "partial":
         ctx.metrics["copies"] = copies
         if ctx.measure and ctx.options.goal == "directed":
-            ctx.metrics["direction_agreement"] = direction.agreement(s, direction.full_knowledge(ctx))
+            ctx.metrics["direction_agreement"] = direction.agreement(ctx, s, direction.full_knowledge(ctx))
     if not found and ctx.options.on_failure == "benign":
         ctx.metrics["sent"] = "benign"
         return U[ctx.compromised.tolist()]

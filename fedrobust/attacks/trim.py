@@ -14,47 +14,43 @@ worker, coordinate), so they do not depend on threads or backend.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from fedrobust import aggregators
-from fedrobust.attacks import backend, direction
-from fedrobust.attacks.context import AttackContext
+from fedrobust.attacks import direction
+from fedrobust.attacks.context import AttackContext, on_any_array
 
 
 def _deviation_direction(ctx: AttackContext):
     """Appendix B's deviation goal: per coordinate, the side (above the benign maximum or below
     the benign minimum) farther from the before-attack aggregate; s_j = -1 means above."""
-    U = ctx.updates
-    lo, hi = backend.extremes(U, ctx.benign().tolist())
-    before = aggregators.get(ctx.rule, **ctx.rule_params)(U)
-    if not backend.on_device(U):
-        before = np.asarray(before, dtype=np.float64)
-    up = (hi - before) >= (before - lo)
+    U, backend = ctx.updates, ctx.backend
+    _, _, lo, hi = (backend.float64(x) for x in backend.coordinate_stats(U, ctx.benign().tolist()))
+    before = backend.float64(aggregators.get(ctx.rule, **ctx.rule_params)(U))
+    up = (hi - before) >= (before - lo)  # in float64 on every backend
     return backend.signs(1.0 - 2.0 * up)  # up: -1, else +1
 
 
-def beyond_benign_extremes(U, benign: np.ndarray, crafted, s) -> float:
+def beyond_benign_extremes(ctx: AttackContext, crafted, s) -> float:
     """Fraction of the crafted values (over coordinates with s_j != 0) strictly beyond the benign
-    extreme on their side: above the maximum where s_j = -1, below the minimum where s_j = +1."""
-    lo, hi = backend.extremes(U, benign.tolist())
+    extreme on their side: above the maximum where s_j = -1, below the minimum where s_j = +1.
+    The extremes are the coordinate-wise rules' (NaN counts as +Inf)."""
+    _, _, lo, hi = ctx.backend.coordinate_stats(ctx.updates, ctx.benign().tolist())
     up, down = s < 0, s > 0
-    moved = (backend.count(up) + backend.count(down)) * crafted.shape[0]
+    moved = (int(up.sum()) + int(down.sum())) * crafted.shape[0]
     if moved == 0:
         return 0.0
-    return (backend.count(crafted[:, up] > hi[up]) + backend.count(crafted[:, down] < lo[down])) / moved
+    return (int((crafted[:, up] > hi[up]).sum()) + int((crafted[:, down] < lo[down]).sum())) / moved
 
 
+@on_any_array
 def trim_attack(ctx: AttackContext):
     """The (c, d) sent updates of the trim attack; fills ctx.metrics with beyond_extremes (and
-    direction_agreement for partial knowledge) when measuring. numpy updates run the CPU
-    kernel, torch CUDA updates the CUDA one (the same values)."""
-    U, opts = ctx.updates, ctx.options
+    direction_agreement for partial knowledge) when measuring. The CPU and CUDA kernels craft
+    the same values."""
+    U, opts, backend = ctx.updates, ctx.options, ctx.backend
     ids = ctx.compromised_ids()
     if ctx.knowledge == "full":
         s = _deviation_direction(ctx) if opts.goal == "deviation" else direction.full_knowledge(ctx)
         base = ctx.global_model if opts.trim_reference == "model" else None
-        if base is not None and not backend.on_device(base):
-            base = base.astype(U.dtype)
         crafted, used = backend.craft(U, ctx.benign().tolist(), "trim_full", ids, ctx.seed, ctx.round,
                                       direction=s, base=base, b=opts.b)
     else:
@@ -63,7 +59,7 @@ def trim_attack(ctx: AttackContext):
         crafted, used = backend.craft(U, ctx.compromised.tolist(), "trim_partial", ids, ctx.seed, ctx.round,
                                       sigma=opts.sigma)
     if ctx.measure:
-        ctx.metrics["beyond_extremes"] = beyond_benign_extremes(U, ctx.benign(), crafted, used)
+        ctx.metrics["beyond_extremes"] = beyond_benign_extremes(ctx, crafted, used)
         if ctx.knowledge == "partial":
-            ctx.metrics["direction_agreement"] = direction.agreement(used, direction.full_knowledge(ctx))
+            ctx.metrics["direction_agreement"] = direction.agreement(ctx, used, direction.full_knowledge(ctx))
     return crafted
