@@ -162,15 +162,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 # fedrobust run
 # ---------------------------------------------------------------------------
-# (flag, Config field, type, help). Flags default to None so that a value
+# (flag, Config field, type, help or a function giving it). Flags default to None so that a value
 # comes from, in order: the flag, the --config file, the Config default.
+def _one_of(names: Any) -> str:
+    names = list(names)
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+def _rule_help() -> str:
+    from fedrobust.aggregators import RULES
+
+    return "; ".join(f"{r.name} ({r.requirement})" if r.params else r.name for r in RULES.values())
+
+
+def _attack_help() -> str:
+    from fedrobust.attacks import ATTACKS
+
+    return _one_of(ATTACKS)
+
+
+def _dataset_help() -> str:
+    from fedrobust.data import DATASETS
+
+    return _one_of(DATASETS)
+
+
 RUN_FLAGS = (
-    ("--dataset", "dataset", str, "breast_cancer, digits, mnist, fashion_mnist, chmnist or synthetic"),
-    ("--model", "model", str, "lr, dnn or resnet20"),
-    ("--rule", "rule", str, "mean, median, trimmed_mean, krum or bulyan"),
+    ("--dataset", "dataset", str, _dataset_help),
+    ("--model", "model", str, "lr, dnn or resnet20 (fedrobust.models.MODELS)"),
+    ("--rule", "rule", str, _rule_help),
     ("--beta", "beta", int, "trimmed mean: values removed at each end (default: c)"),
     ("--krum-distance", "krum_distance", str, "squared (default) or plain Euclidean distances"),
-    ("--attack", "attack", str, "none, gaussian, labelflip, krum or trim"),
+    ("--attack", "attack", str, _attack_help),
     ("--knowledge", "knowledge", str, "what the attacker knows: full (every worker's update) or partial"),
     ("--attack-rule", "attack_rule", str,
      "the rule the attacker assumes (default: krum for the Krum attack, else --rule)"),
@@ -204,8 +227,8 @@ def _add_run(subparsers: Any) -> None:
         description="Train all workers batched, aggregate with a robust rule, evaluate, and write "
                     "config.json, rounds.jsonl, checkpoints and summary.json to the results directory. "
                     "With no flags: a complete default experiment on scikit-learn's bundled digits.")
-    for flag, field, kind, text in RUN_FLAGS:
-        p.add_argument(flag, dest=field, type=kind, default=None, help=text)
+    for flag, field, kind, text in RUN_FLAGS:  # a callable help lists a registry's names
+        p.add_argument(flag, dest=field, type=kind, default=None, help=text() if callable(text) else text)
     p.add_argument("--config", metavar="TOML", help="settings from a TOML file (flags override it)")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -213,15 +236,15 @@ def _add_run(subparsers: Any) -> None:
 
 
 def _run_config(args: argparse.Namespace):
-    from fedrobust.simulation import Config
+    from fedrobust.config import Config
+    from fedrobust.results import RunDirectory
 
     values: dict = {}
     if args.resume:
-        path = os.path.join(args.resume, "config.json")
-        if not os.path.exists(path):
-            raise ValueError(f"--resume {args.resume}: no config.json there (not a results directory)")
-        with open(path) as f:
-            values.update(json.load(f)["config"])
+        try:
+            values.update(RunDirectory(args.resume).read_config()["config"])
+        except ValueError as e:
+            raise ValueError(f"--resume {e}") from None
         values["out"] = args.resume
     if args.config:
         values.update(_read_toml(args.config))

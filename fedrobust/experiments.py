@@ -27,7 +27,9 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from fedrobust.simulation import Config, Simulation
+from fedrobust.config import Config
+from fedrobust.results import RunDirectory
+from fedrobust.simulation import Simulation
 
 Cell = Tuple[str, str, Dict[str, Any]]
 
@@ -83,10 +85,8 @@ def run_grid(name: str, out: str, data_dir: Optional[str] = None, overrides: Opt
     os.makedirs(out, exist_ok=True)
     results = []
     for k, (row, column, config) in enumerate(configs, 1):
-        summary_path = os.path.join(config.out, "summary.json")
-        if os.path.exists(summary_path):
-            with open(summary_path) as f:
-                summary = json.load(f)
+        summary = RunDirectory(config.out).read_summary()
+        if summary is not None:
             log(f"[{k}/{len(configs)}] {row} / {column}: done before, final test error "
                 f"{summary['final_test_error']:.4f}")
         else:

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -85,7 +85,6 @@ __all__ = [
     "weighted_cross_entropy",
 ]
 
-MODELS: Tuple[str, ...] = ("lr", "dnn", "resnet20")
 DEFAULT_INIT_MAGNITUDE = 3.0
 
 
@@ -578,12 +577,16 @@ class ResNet20(BatchedModel):
 
 
 # ---------------------------------------------------------------------------
-# Factory
+# Registry and factory
 # ---------------------------------------------------------------------------
+# name -> the model's class, called as cls(input_shape, num_classes, init_magnitude).
+MODELS: Dict[str, Callable[..., BatchedModel]] = {"lr": LogisticRegression, "dnn": PaperDNN, "resnet20": ResNet20}
+
+
 def get(
     name: str, input_shape: Tuple[int, ...], num_classes: int, *, init_magnitude: float = DEFAULT_INIT_MAGNITUDE
 ) -> BatchedModel:
-    """Build model `name` ("lr", "dnn", "resnet20") for `input_shape` (one example) and `num_classes`.
+    """Build model `name` (a key of MODELS) for `input_shape` (one example) and `num_classes`.
 
     Raises ValueError for an unknown name (listing the names) or an input shape
     the model cannot take (saying why).
@@ -593,10 +596,6 @@ def get(
     input_shape = tuple(int(s) for s in input_shape)
     if not input_shape or min(input_shape) < 1:
         raise ValueError(f"input_shape must be non-empty with positive sizes, got {input_shape}")
-    if name == "lr":
-        return LogisticRegression(input_shape, num_classes, init_magnitude)
-    if name == "dnn":
-        return PaperDNN(input_shape, num_classes, init_magnitude)
-    if name == "resnet20":
-        return ResNet20(input_shape, num_classes, init_magnitude)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](input_shape, num_classes, init_magnitude)

@@ -1,18 +1,10 @@
 """Figures of results directories (needs matplotlib)."""
 from __future__ import annotations
 
-import json
 import os
 from typing import List, Optional
 
-
-def read_rounds(directory: str) -> List[dict]:
-    """The lines of DIR/rounds.jsonl as dicts."""
-    path = os.path.join(directory, "rounds.jsonl")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file (is {directory!r} a results directory?)")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+from fedrobust.results import read_rounds
 
 
 def plot_test_error(directories: List[str], output: Optional[str] = None) -> str:

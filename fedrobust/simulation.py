@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol
@@ -36,204 +35,22 @@ import torch
 
 import fedrobust
 from fedrobust import aggregators, attacks, data, models
-from fedrobust.attacks import ATTACKS, Attack, AttackContext, AttackOptions
+from fedrobust.attacks import ATTACKS, Attack, AttackContext
+from fedrobust.config import Config
+from fedrobust.results import RunDirectory, summarize_attack
 
-CHECKPOINT = "checkpoint.npz"
 VALIDATION_SIZE = 100  # examples of the test split a defense validates on (SPEC 13 item 11)
-BEST_MODEL = "best_model.npy"  # the global model of best_round, (d,) float32
-
-
-@dataclasses.dataclass
-class Config:
-    """Every setting of a run. `fedrobust run --help` documents each flag."""
-
-    dataset: str = "digits"
-    model: str = "lr"
-    rule: str = "median"
-    beta: Optional[int] = None  # trimmed mean: values removed at each end; None = c
-    krum_distance: str = "squared"  # "squared" (Blanchard et al.) or "plain" (Fang et al.'s text)
-    attack: str = "none"  # none, gaussian, labelflip, krum, trim (fedrobust.attacks)
-    knowledge: str = "full"
-    attack_rule: Optional[str] = None  # the rule the attacker assumes; None: krum for the Krum attack, else rule
-    attack_fraction: float = 1.0  # fraction of rounds attacked, drawn at random per round (Figure 5c)
-    epsilon: float = 0.01  # Krum attack: supporters within this distance of the crafted model
-    goal: str = "directed"  # "directed" (SPEC 4) or "deviation" (Appendix B)
-    direction: str = "rule"  # full knowledge: sign of the assumed rule's output, "mean" (benign) or "sum"
-    on_failure: str = "last"  # Krum attack without a lambda: send the "last" crafted model or "benign"
-    trim_reference: str = "model"  # trim attack b-interval on "model" values (paper) or "update" values
-    trim_b: float = 2.0  # trim attack, full knowledge: the interval factor b
-    workers: int = 100
-    compromised: int = 20
-    sample: Optional[int] = None  # workers selected per round; None = all
-    local_rounds: int = 1
-    q: float = 0.5
-    rounds: int = 200
-    lr: Optional[float] = None  # None: the preset of DEFAULT_LR for the dataset
-    batch_size: int = 32
-    eval_every: int = 10
-    seed: int = 0
-    data_dir: Optional[str] = None
-    out: Optional[str] = None
-    device: str = "cpu"
-    checkpoint_every: int = 50
-
-    def validate(self) -> None:
-        """Raise ValueError naming the setting for any value a run cannot use."""
-        _check(self.workers >= 1, "workers", "must be >= 1", self.workers)
-        _check(0 <= self.compromised, "compromised", "must be >= 0", self.compromised)
-        _check(2 * self.compromised < self.workers, "compromised",
-               f"must be < workers / 2 = {self.workers / 2:g} (the rules need an honest majority)",
-               self.compromised)
-        m = self.selected_per_round()
-        _check(1 <= m <= self.workers, "sample", f"must be in [1, workers = {self.workers}]", self.sample)
-        _check(0.0 <= self.q <= 1.0, "q", "(degree of non-IID) must be in [0, 1]", self.q)
-        _check(self.rounds >= 1, "rounds", "must be >= 1", self.rounds)
-        _check(self.local_rounds >= 1, "local_rounds", "must be >= 1", self.local_rounds)
-        _check(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
-        _check(self.eval_every >= 1, "eval_every", "must be >= 1", self.eval_every)
-        _check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1", self.checkpoint_every)
-        _check(self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "lr",
-               "must be a positive number", self.lr)
-        _check(self.krum_distance in ("squared", "plain"), "krum_distance",
-               "must be 'squared' or 'plain'", self.krum_distance)
-        _check(self.attack in ATTACKS, "attack", f"must be one of {sorted(ATTACKS)}", self.attack)
-        _check(self.knowledge in ("full", "partial"), "knowledge", "must be 'full' or 'partial'",
-               self.knowledge)
-        _check(self.device in ("cpu", "cuda"), "device", "must be 'cpu' or 'cuda'", self.device)
-        if self.device == "cuda":
-            self._validate_cuda()
-        _check(self.dataset in data.DATASETS, "dataset", f"must be one of {sorted(data.DATASETS)}",
-               self.dataset)
-        _check(self.model in models.MODELS, "model", f"must be one of {sorted(models.MODELS)}", self.model)
-        _check(self.rule in aggregators.available(), "rule",
-               f"must be one of {aggregators.available()}", self.rule)
-        self._check_rule_fits(self.rule, "rule", m)
-        self._validate_attack(m)
-
-    def _validate_cuda(self) -> None:
-        """What the all-GPU path covers: a visible device, every rule and every attack (Krum,
-        Bulyan and the Krum attack within the sizes of their CUDA kernels; labelflip poisons the
-        data)."""
-        from fedrobust._native import cuda
-
-        _check(cuda is not None and cuda.device_count() > 0 and torch.cuda.is_available(), "device",
-               "'cuda' needs a visible CUDA device, fedrobust's CUDA module and a CUDA build of torch "
-               "(see `fedrobust info`)", self.device)
-        m = self.selected_per_round()
-        distances = self.rule in ("krum", "bulyan") or self.attack == "krum"
-        _check(not distances or m <= cuda.max_distance_rows, "workers",
-               f"(per round) must be at most {cuda.max_distance_rows} for Krum, Bulyan and the Krum attack on CUDA",
-               m)
-        _check(self.rule != "bulyan" or m - 2 * self.compromised <= cuda.sort_rows, "workers",
-               f"(per round) minus 2 * compromised must be at most {cuda.sort_rows} for Bulyan on CUDA", m)
-
-    def _check_rule_fits(self, rule: str, setting: str, m: int) -> None:
-        """The rule's parameters (c, beta) must be valid for m workers per round."""
-        c = self.compromised
-        if rule == "trimmed_mean":
-            beta = self.trim_beta()
-            _check(beta >= 0 and 2 * beta < m, "beta",
-                   f"must satisfy 0 <= beta and 2*beta < workers per round = {m} (for {setting} trimmed_mean)", beta)
-        if rule == "krum":
-            _check(m > 2 * c + 2, "compromised",
-                   f"(c) must satisfy workers per round > 2c + 2 for Krum ({setting}; workers per round = {m})", c)
-        if rule == "bulyan":
-            _check(m >= 4 * c + 3, "compromised",
-                   f"(c) must satisfy workers per round >= 4c + 3 for Bulyan ({setting}; workers per round = {m})", c)
-
-    def _validate_attack(self, m: int) -> None:
-        c = self.compromised
-        _check(self.attack == "none" or c >= 1, "compromised", f"must be >= 1 for attack {self.attack!r}", c)
-        _check(self.attack_rule is None or self.attack_rule in aggregators.available(), "attack_rule",
-               f"must be one of {aggregators.available()}", self.attack_rule)
-        _check(0.0 <= self.attack_fraction <= 1.0, "attack_fraction", "must be in [0, 1]", self.attack_fraction)
-        _check(math.isfinite(self.epsilon) and self.epsilon >= 0, "epsilon", "must be >= 0", self.epsilon)
-        _check(self.goal in attacks.GOALS, "goal", f"must be one of {list(attacks.GOALS)}", self.goal)
-        _check(self.direction in attacks.DIRECTIONS, "direction", f"must be one of {list(attacks.DIRECTIONS)}",
-               self.direction)
-        _check(self.on_failure in attacks.ON_FAILURE, "on_failure", f"must be one of {list(attacks.ON_FAILURE)}",
-               self.on_failure)
-        _check(self.trim_reference in attacks.TRIM_REFERENCES, "trim_reference",
-               f"must be one of {list(attacks.TRIM_REFERENCES)}", self.trim_reference)
-        _check(math.isfinite(self.trim_b) and self.trim_b > 1, "trim_b", "must be > 1", self.trim_b)
-        _check(self.attack != "labelflip" or self.attack_fraction == 1.0, "attack_fraction",
-               "must be 1 for labelflip (the compromised workers' data is poisoned in every round)",
-               self.attack_fraction)
-        if self.attack not in ("krum", "trim"):
-            return
-        _check(self.goal == "directed" or self.knowledge == "full" or self.attack == "krum", "goal",
-               "'deviation' with the trim attack needs knowledge 'full' (it uses the benign extremes)", self.goal)
-        self._check_rule_fits(self.assumed_rule(), "attack_rule", m)
-        if self.attack == "krum" and self.knowledge == "full":
-            self._check_rule_fits("krum", "the Krum attack's simulated Krum", m)
-        if self.attack == "krum" and self.knowledge == "partial":
-            _check(c >= 2, "compromised",
-                   "must be >= 2 for the partial-knowledge Krum attack (it needs c - 1 >= 1 supporters)", c)
-
-    def learning_rate(self) -> float:
-        return DEFAULT_LR.get(self.dataset, 0.1) if self.lr is None else self.lr
-
-    def selected_per_round(self) -> int:
-        return self.workers if self.sample is None else self.sample
-
-    def trim_beta(self) -> int:
-        return self.compromised if self.beta is None else self.beta
-
-    def rule_params(self, rule: Optional[str] = None) -> Dict[str, Any]:
-        """The parameters of `rule` (default: the server's): the server knows c (SPEC 3); beta
-        defaults to c."""
-        squared = self.krum_distance == "squared"
-        return {
-            "mean": {},
-            "median": {},
-            "trimmed_mean": {"beta": self.trim_beta()},
-            "krum": {"c": self.compromised, "squared": squared},
-            "bulyan": {"c": self.compromised, "squared": squared},
-        }[rule or self.rule]
-
-    def assumed_rule(self) -> str:
-        """The rule the attacker crafts against: attack_rule, else Krum for the Krum attack and
-        the server's rule (known, SPEC 3) for the others."""
-        if self.attack_rule:
-            return self.attack_rule
-        return "krum" if self.attack == "krum" else self.rule
-
-    def attack_options(self) -> AttackOptions:
-        return AttackOptions(epsilon=self.epsilon, goal=self.goal, direction=self.direction,
-                             on_failure=self.on_failure, trim_reference=self.trim_reference, b=self.trim_b,
-                             krum_squared=self.krum_distance == "squared")
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}; known settings: {sorted(names)}")
-        return cls(**values)
-
-
-# Local SGD learning rates on batch-mean gradients (the paper does not state its rate;
-# SPEC 1, 13 item 2). MNIST / Fashion-MNIST: 0.1, the public reference code's 0.003 on
-# MXNet's batch-SUMMED gradients with batch 32 (= 0.096 on the mean); with it MNIST LR
-# under the median with m = 100, q = 0.5, 500 rounds ends at 0.133 test error (the
-# paper's no-attack figures are 0.12-0.14). digits (pixels / 16, about 14 examples per
-# worker): 0.5, which converges within the 200 default rounds.
-DEFAULT_LR: Dict[str, float] = {"mnist": 0.1, "fashion_mnist": 0.1, "digits": 0.5}
-
-
-def _check(ok: bool, name: str, requirement: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"setting {name!r} {requirement}; got {value!r}")
 
 
 # ---------------------------------------------------------------------------
 # Hooks: attacks (fedrobust.attacks) rewrite the compromised rows, defenses choose the rows kept.
 # ---------------------------------------------------------------------------
 class Defense(Protocol):
-    def __call__(self, updates: np.ndarray, evaluate: Callable[[np.ndarray], tuple]) -> np.ndarray:
-        """Return the indices of the rows kept. evaluate(update) -> (error, loss) of the global
-        model moved by `update`, on the validation set: 100 test examples, which are then left
-        out of the reported test error."""
+    def __call__(self, updates: torch.Tensor, evaluate: Callable[[Any], tuple]) -> Any:
+        """Return the indices of the rows kept. updates: the round's (m, d) torch tensor on the
+        run's device (every fedrobust function takes it as it is). evaluate(update) -> (error,
+        loss) of the global model moved by `update` (d,), on the validation set: 100 test
+        examples, which are then left out of the reported test error."""
 
 
 # ---------------------------------------------------------------------------
@@ -263,7 +80,7 @@ class Simulation:
         config.validate()
         if config.device == "cuda" and (defense is not None or attack is not None):
             raise ValueError("device 'cuda' runs without a defense or a custom attack in this build "
-                             "(their hooks take CPU arrays); use device 'cpu'")
+                             "(their hooks have not run on a GPU yet); use device 'cpu'")
         self.config = config
         self.progress = progress
         self.attack = attack or ATTACKS[config.attack]
@@ -300,7 +117,7 @@ class Simulation:
         """The labels the workers train on: with the labelflip attack, the compromised workers'
         examples carry L - 1 - l (SPEC 7)."""
         y = self.dataset.y_train
-        if self.config.attack != "labelflip":
+        if not ATTACKS[self.config.attack].poisons_labels:
             return y
         y = y.copy()
         for worker in range(self.config.compromised):
@@ -357,47 +174,47 @@ class Simulation:
         m = cfg.selected_per_round()
         workers = np.arange(cfg.workers) if m == cfg.workers else np.sort(
             rng.choice(cfg.workers, size=m, replace=False))
-        U = self.local_updates(state.w, workers, rng)
-        U = U.numpy() if U.device.type == "cpu" else U  # CUDA: the updates stay on the device
+        U = self.local_updates(state.w, workers, rng)  # (m, d) torch, on the run's device
         compromised = np.flatnonzero(workers < cfg.compromised)
         metrics: Dict[str, Any] = {"empty_workers": int((self.local_sizes[workers] == 0).sum())}
         round_metrics: Dict[str, Any] = {"round": state.round + 1}
         if compromised.size and self.attacked(state.round):
             round_metrics["attacked"] = True
-            if cfg.attack != "labelflip" or self.attack is not ATTACKS["labelflip"]:  # labelflip poisoned the data
+            if not (ATTACKS[cfg.attack].poisons_labels and self.attack is ATTACKS[cfg.attack]):  # the data is poisoned
                 rule = cfg.assumed_rule()
-                on_cpu = isinstance(U, np.ndarray)
-                ctx = AttackContext(U, compromised, state.w.numpy() if on_cpu else state.w, rule,
-                                    cfg.rule_params(rule), cfg.knowledge, rng, state.round, seed=self._attack_seed,
-                                    worker_ids=workers, lr=cfg.learning_rate(), options=cfg.attack_options())
-                U[compromised if on_cpu else torch.from_numpy(compromised).to(U.device)] = self.attack(ctx)
+                ctx = AttackContext(U, compromised, state.w, rule, cfg.rule_params(rule), cfg.knowledge, rng,
+                                    state.round, seed=self._attack_seed, worker_ids=workers, lr=cfg.learning_rate(),
+                                    options=cfg.attack_options())
+                U[self._rows(compromised)] = torch.as_tensor(self.attack(ctx), dtype=U.dtype, device=U.device)
                 round_metrics.update(ctx.metrics)
         else:
             round_metrics["attacked"] = False
         if self.defense is not None:
-            U = U[self.defense(U, lambda u: self.model.evaluate(state.w + torch.from_numpy(u),
-                                                                self.x_val, self.y_val))]
+            kept = self.defense(U, lambda u: self.model.evaluate(state.w + torch.as_tensor(u, device=self.device),
+                                                                 self.x_val, self.y_val))
+            U = U[self._rows(kept)]
         bad = aggregators.nonfinite_workers(U)
         if bad.size:
             metrics["nonfinite_workers"] = bad.tolist()
-        aggregate = self._aggregate(U, compromised, round_metrics)
-        state.w = state.w + (aggregate if isinstance(aggregate, torch.Tensor) else torch.from_numpy(np.asarray(aggregate)))
+        state.w = state.w + self._aggregate(U, compromised, round_metrics)
         if cfg.attack != "none":
             state.pending.append(round_metrics)
         state.round += 1
         return metrics
 
-    def _aggregate(self, U: np.ndarray, compromised: np.ndarray, round_metrics: Dict[str, Any]) -> np.ndarray:
-        """The rule's output; for Krum and Bulyan also which rows were selected (how many of
-        them compromised) into round_metrics. Row indices refer to U as aggregated."""
+    def _rows(self, rows: Any) -> torch.Tensor:
+        """Row indices as an int64 tensor on the run's device."""
+        return torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+
+    def _aggregate(self, U: torch.Tensor, compromised: np.ndarray, round_metrics: Dict[str, Any]) -> torch.Tensor:
+        """The rule's output; for the rules that select rows (Krum, Bulyan) also how many of the
+        selected rows were compromised, into round_metrics (row indices refer to U as
+        aggregated, so not with a defense)."""
         cfg = self.config
-        if cfg.rule == "krum" and self.defense is None:
-            chosen = int(aggregators.krum_select(U, **cfg.rule_params())[0])
-            round_metrics["krum_selected_compromised"] = bool(np.isin(chosen, compromised))
-            return U[chosen]
-        if cfg.rule == "bulyan" and self.defense is None:
-            aggregate, chosen = aggregators.bulyan_with_selection(U, **cfg.rule_params())
-            round_metrics["bulyan_selected_compromised"] = int(np.isin(chosen, compromised).sum())
+        rule = aggregators.rule(cfg.rule)
+        if rule.selects_rows and self.defense is None:
+            aggregate, chosen = rule.select(U, **cfg.rule_params())
+            round_metrics[f"{rule.name}_selected_compromised"] = int(np.isin(chosen, compromised).sum())
             return aggregate
         return self.rule(U)
 
@@ -413,16 +230,16 @@ class Simulation:
         """Train for config.rounds rounds (continuing from a checkpoint in config.out if there is
         one), write the results and return the summary."""
         cfg = self.config
-        out = cfg.out
+        out = RunDirectory(cfg.out) if cfg.out else None
         state = None
         if out:
-            os.makedirs(out, exist_ok=True)
-            state = load_checkpoint(out, cfg)
+            out.create()
+            state = load_checkpoint(out.path, cfg)
             if state is None:
-                _write_json(os.path.join(out, "config.json"), self.describe())
-                open(os.path.join(out, "rounds.jsonl"), "w").close()
+                out.write_config(self.describe())
+                out.start_rounds()
             else:
-                _truncate_rounds(os.path.join(out, "rounds.jsonl"), state.round)
+                out.keep_rounds_up_to(state.round)
         if state is None:
             state = self.initial_state()
         error, loss = math.nan, math.nan
@@ -444,11 +261,10 @@ class Simulation:
                     line["attack"], state.pending = state.pending, []
                 lines.append(line)
                 if out:
-                    with open(os.path.join(out, "rounds.jsonl"), "a") as f:
-                        f.write(json.dumps(line) + "\n")
+                    out.append_round(line)
                 self._report(state, error, start_round, start_seconds)
             if out and (state.round % cfg.checkpoint_every == 0 or state.round == cfg.rounds):
-                save_checkpoint(out, state)
+                save_checkpoint(out.path, state)
         if math.isnan(error):  # resumed at the end: evaluate the final model once more
             error, loss = self.evaluate(state.w)
         summary = {
@@ -461,12 +277,11 @@ class Simulation:
             "train_seconds": state.seconds,
         }
         if cfg.attack != "none":
-            summary["attack"] = summarize_attack(read_rounds(out) if out else lines)
+            summary["attack"] = summarize_attack(out.read_rounds() if out else lines)
         if out:
             if state.best_w is not None:
-                _save_array(os.path.join(out, BEST_MODEL), state.best_w.cpu().numpy())
-                summary["best_model"] = BEST_MODEL
-            _write_json(os.path.join(out, "summary.json"), summary)
+                summary["best_model"] = out.save_best_model(state.best_w.cpu().numpy())
+            out.write_summary(summary)
         if self.progress:
             sys.stderr.write("\n")
         return summary
@@ -512,83 +327,31 @@ def run(config: Config, progress: bool = True) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
-# Results on disk
+# The loop's state in a checkpoint (fedrobust.results writes and reads the file)
 # ---------------------------------------------------------------------------
-def _write_json(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _save_array(path: str, array: np.ndarray) -> None:
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def read_rounds(out: str) -> List[Dict[str, Any]]:
-    """The lines of out/rounds.jsonl."""
-    with open(os.path.join(out, "rounds.jsonl")) as f:
-        return [json.loads(ln) for ln in f if ln.strip()]
-
-
-def summarize_attack(lines: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Over the attacked rounds listed in the lines' "attack" entries: how many there were and
-    the mean of every numeric or boolean metric (e.g. found_mean = the fraction of rounds in
-    which the Krum attack found a lambda)."""
-    rounds = [r for line in lines for r in line.get("attack", ()) if r.get("attacked")]
-    summary: Dict[str, Any] = {"rounds_attacked": len(rounds)}
-    keys = sorted({k for r in rounds for k, v in r.items()
-                   if k not in ("round", "attacked") and isinstance(v, (bool, int, float))})
-    for key in keys:
-        values = [float(r[key]) for r in rounds if isinstance(r.get(key), (bool, int, float))]
-        summary[f"{key}_mean"] = float(np.mean(values))
-    return summary
-
-
-def _truncate_rounds(path: str, last_round: int) -> None:
-    """Keep the lines of rounds.jsonl up to the checkpoint: later rounds are run again."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = [ln for ln in f if ln.strip() and json.loads(ln)["round"] <= last_round]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(lines)
-    os.replace(path + ".tmp", path)
-
-
 def save_checkpoint(out: str, state: _State) -> None:
-    """Write checkpoint.npz atomically: a crash while writing leaves the previous one intact."""
-    path = os.path.join(out, CHECKPOINT)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, w=state.w.cpu().numpy(), round=np.int64(state.round),
-             rng=np.array(json.dumps(state.rng.bit_generator.state)),
-             best_error=np.float64(state.best_error), best_round=np.int64(state.best_round),
-             best_w=state.best_w.cpu().numpy() if state.best_w is not None else np.zeros(0, np.float32),
-             seconds=np.float64(state.seconds), pending=np.array(json.dumps(state.pending)))
-    os.replace(tmp, path)
+    """Write the state to out/checkpoint.npz atomically."""
+    RunDirectory(out).save_checkpoint(dict(
+        w=state.w.cpu().numpy(), round=np.int64(state.round), rng=np.array(json.dumps(state.rng.bit_generator.state)),
+        best_error=np.float64(state.best_error), best_round=np.int64(state.best_round),
+        best_w=state.best_w.cpu().numpy() if state.best_w is not None else np.zeros(0, np.float32),
+        seconds=np.float64(state.seconds), pending=np.array(json.dumps(state.pending))))
 
 
 def load_checkpoint(out: str, config: Config) -> Optional[_State]:
     """The state saved in `out`, or None. Refuses a checkpoint of a different configuration."""
-    path = os.path.join(out, CHECKPOINT)
-    if not os.path.exists(path):
+    directory = RunDirectory(out)
+    z = directory.load_checkpoint()
+    if z is None:
         return None
-    with open(os.path.join(out, "config.json")) as f:
-        saved = json.load(f)["config"]
-    mine = dataclasses.asdict(config)
-    differing = sorted(k for k in mine if k not in ("out", "rounds") and saved.get(k) != mine[k])
+    differing = directory.settings_differing_from(dataclasses.asdict(config), ignore=("out", "rounds"))
     if differing:
         raise ValueError(f"{out} holds a run with different settings {differing}; "
                          "use another --out directory or the same settings to resume")
-    with np.load(path, allow_pickle=False) as z:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = json.loads(str(z["rng"]))
-        device = torch.device(config.device)
-        return _State(w=torch.from_numpy(z["w"].copy()).to(device), round=int(z["round"]), rng=rng,
-                      best_error=float(z["best_error"]), best_round=int(z["best_round"]),
-                      best_w=torch.from_numpy(z["best_w"].copy()).to(device) if z["best_w"].size else None,
-                      seconds=float(z["seconds"]),
-                      pending=json.loads(str(z["pending"])) if "pending" in z.files else [])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(str(z["rng"]))
+    device = torch.device(config.device)
+    return _State(w=torch.from_numpy(z["w"].copy()).to(device), round=int(z["round"]), rng=rng,
+                  best_error=float(z["best_error"]), best_round=int(z["best_round"]),
+                  best_w=torch.from_numpy(z["best_w"].copy()).to(device) if z["best_w"].size else None,
+                  seconds=float(z["seconds"]), pending=json.loads(str(z["pending"])) if "pending" in z else [])
