@@ -16,8 +16,13 @@
 #include "fedrobust/column.h"
 #include "fedrobust/distance_tile.h"
 #include "fedrobust/krum_craft.h"
-#include "kernels.h"
+#include "attacks.h"
+#include "coordinatewise.h"
+#include "distances.h"
 #include "krum.h"
+#include "simd_level.h"
+#include "statistics.h"
+#include "training.h"
 
 namespace py = pybind11;
 using fedrobust::RowsView;
@@ -100,7 +105,7 @@ void check_krum(int64_t m, int64_t c) {
 template <class T>
 std::vector<double> sq_distances(const RowsView<T>& v) {
   std::vector<double> d(static_cast<size_t>(v.n_rows * v.n_rows));
-  cpu::kernels<T>().pairwise_sq_distances(v, d.data());
+  cpu::pairwise_sq_distances<T>(v, d.data());
   return d;
 }
 
@@ -133,7 +138,7 @@ py::array_t<T> mean_of_rows(const py::array& a, std::vector<int64_t> rows) {
   T* p = out.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::kernels<T>().mean(r.view, p);
+    cpu::mean<T>(r.view, p);
   }
   return out;
 }
@@ -224,7 +229,7 @@ py::tuple bulyan(const py::array& a, int64_t c, bool squared) {
     T* p = out.mutable_data();
     {
       py::gil_scoped_release nogil;
-      cpu::kernels<T>().closest_to_median_mean(sel.view, gamma, p);
+      cpu::closest_to_median_mean<T>(sel.view, gamma, p);
     }
     return py::make_tuple(out, index_array(chosen));
   });
@@ -237,7 +242,7 @@ py::object median(const py::array& a) {
     py::array_t<T> out(a.shape(1));
     T* p = out.mutable_data();
     py::gil_scoped_release nogil;
-    cpu::kernels<T>().median(r.view, p);
+    cpu::median<T>(r.view, p);
     return std::move(out);
   });
 }
@@ -255,7 +260,7 @@ py::object trimmed_mean(const py::array& a, int64_t beta) {
     py::array_t<T> out(a.shape(1));
     T* p = out.mutable_data();
     py::gil_scoped_release nogil;
-    cpu::kernels<T>().trimmed_mean(r.view, beta, p);
+    cpu::trimmed_mean<T>(r.view, beta, p);
     return std::move(out);
   });
 }
@@ -281,7 +286,7 @@ py::tuple coordinate_stats(const py::array& a, std::optional<std::vector<int64_t
     T *pm = mu.mutable_data(), *ps = sd.mutable_data(), *pl = lo.mutable_data(), *ph = hi.mutable_data();
     {
       py::gil_scoped_release nogil;
-      cpu::kernels<T>().coordinate_stats(r.view, pm, ps, pl, ph);
+      cpu::coordinate_stats<T>(r.view, pm, ps, pl, ph);
     }
     return py::make_tuple(mu, sd, lo, hi);
   });
@@ -294,7 +299,7 @@ py::object nonfinite_rows(const py::array& a) {
     py::array_t<bool> out(a.shape(0));
     auto* p = reinterpret_cast<uint8_t*>(out.mutable_data());
     py::gil_scoped_release nogil;
-    cpu::kernels<T>().nonfinite_rows(r.view, p);
+    cpu::nonfinite_rows<T>(r.view, p);
     return std::move(out);
   });
 }
@@ -349,7 +354,7 @@ py::object lr_sgd_step(const py::array& w, const py::array& X, const py::array& 
                         out.mutable_data(), features, classes, m, batch, static_cast<T>(lr), !U};
     {
       py::gil_scoped_release nogil;
-      cpu::kernels<T>().lr_sgd_step(step);
+      cpu::lr_sgd_step<T>(step);
     }
     return std::move(out);
   };
@@ -417,7 +422,7 @@ py::tuple craft_coordinates(const py::array& a, const std::vector<int64_t>& rows
     spec.direction_out = used.mutable_data();
     {
       py::gil_scoped_release nogil;
-      cpu::kernels<T>().craft_coordinates(spec);
+      cpu::craft_coordinates<T>(spec);
     }
     return py::make_tuple(out, used);
   });
@@ -433,7 +438,7 @@ py::tuple norms_and_dots(const py::array& a, const py::array& direction, std::op
     double *ps = sq.mutable_data(), *pd = dots.mutable_data();
     {
       py::gil_scoped_release nogil;
-      cpu::kernels<T>().norms_and_dots(r.view, s, ps, pd);
+      cpu::norms_and_dots<T>(r.view, s, ps, pd);
     }
     return py::make_tuple(sq, dots);
   });
@@ -482,7 +487,7 @@ py::object krum_craft_with(const py::array& direction, double lambda, double eps
       if (scalar_steps)
         krum_craft_scalar_steps(spec);
       else
-        cpu::kernels<T>().krum_craft(spec);
+        cpu::krum_craft<T>(spec);
     }
     return std::move(out);
   };
