@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "attack_args.h"
+#include "checks.h"
 #include "attacks.h"
 #include "coordinatewise.h"
 #include "device.h"
