@@ -7,7 +7,7 @@ CPU torch tensors play CUDA tensors, dispatched to a CudaBackend whose native mo
 Each stand-in takes the binding's arguments under the binding's names, in its order
 (test_device_paths.py checks them against the built module's signatures), reads the raw
 addresses it is given, and writes its outputs there, as the kernels do. Where the kernel's
-per-column code is on the CPU (column.h through cpu.column_rule_scalar), the stand-in runs
+per-column code is on the CPU (column.h through _emulation.column_rule_scalar), the stand-in runs
 that code; elsewhere it runs the CPU kernel of the same name.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from fedrobust import dispatch
+from fedrobust import _emulation, dispatch
 from fedrobust._native import cpu
 from fedrobust.attacks.krum import krum_scores_from
 
@@ -42,29 +42,29 @@ class HostKernels:
     @staticmethod
     def median(data, m, d, row_stride, col_stride, dtype, out, stream):
         U = host_view(data, m, d, row_stride, col_stride, dtype)
-        host_vector(out, d, dtype)[:] = cpu.column_rule_scalar(U, "median", network=m <= 128)
+        host_vector(out, d, dtype)[:] = _emulation.column_rule_scalar(U, "median", network=m <= 128)
 
     @staticmethod
     def trimmed_mean(data, m, d, row_stride, col_stride, beta, dtype, out, stream):
         U = host_view(data, m, d, row_stride, col_stride, dtype)
-        host_vector(out, d, dtype)[:] = cpu.column_rule_scalar(U, "trimmed_mean", beta, network=m <= 128)
+        host_vector(out, d, dtype)[:] = _emulation.column_rule_scalar(U, "trimmed_mean", beta, network=m <= 128)
 
     @staticmethod
     def mean(data, m, d, row_stride, col_stride, rows, dtype, out, stream):
         U = host_view(data, m, d, row_stride, col_stride, dtype)
-        host_vector(out, d, dtype)[:] = cpu.column_rule_scalar(U, "mean", rows=rows)
+        host_vector(out, d, dtype)[:] = _emulation.column_rule_scalar(U, "mean", rows=rows)
 
     @staticmethod
     def coordinate_stats(data, m, d, row_stride, col_stride, rows, dtype, mean, std, min, max, stream):
         U = host_view(data, m, d, row_stride, col_stride, dtype)
-        for ptr, values in zip((mean, std, min, max), cpu.column_rule_scalar(U, "stats", rows=rows)):
+        for ptr, values in zip((mean, std, min, max), _emulation.column_rule_scalar(U, "stats", rows=rows)):
             host_vector(ptr, d, dtype)[:] = values
 
     @staticmethod
     def bulyan(data, m, d, row_stride, col_stride, c, squared, dtype, out, stream):
         U = host_view(data, m, d, row_stride, col_stride, dtype)
         chosen = cpu.bulyan(U, c, squared)[1].tolist()
-        host_vector(out, d, dtype)[:] = cpu.column_rule_scalar(U, "bulyan", rows=chosen, gamma=m - 4 * c)
+        host_vector(out, d, dtype)[:] = _emulation.column_rule_scalar(U, "bulyan", rows=chosen, gamma=m - 4 * c)
         return chosen
 
     @staticmethod

@@ -4,7 +4,7 @@ reference, always; the kernels themselves on a GPU against the CPU kernels, bit 
 import numpy as np
 import pytest
 
-from fedrobust import aggregators, dispatch, reference, stats
+from fedrobust import _emulation, aggregators, dispatch, reference, stats
 from fedrobust._native import cpu, cuda
 
 from conftest import DTYPES, LAYOUTS, as_layout
@@ -30,9 +30,9 @@ def special_case(m, d, dtype, seed=0):
 @pytest.mark.parametrize("m", [1, 2, 3, 8, 41, 100, 128])
 def test_column_logic_matches_the_reference(m, dtype):
     U = special_case(m, 67, dtype)
-    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "median"), reference.median(U).astype(dtype))
+    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "median"), reference.median(U).astype(dtype))
     for beta in sorted({0, (m - 1) // 2, m // 5}):
-        np.testing.assert_array_equal(cpu.column_rule_scalar(U, "trimmed_mean", beta),
+        np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "trimmed_mean", beta),
                                       reference.trimmed_mean(U, beta).astype(dtype))
 
 
@@ -40,24 +40,24 @@ def test_column_logic_matches_the_reference(m, dtype):
 @pytest.mark.parametrize("m", [1, 2, 3, 15, 16, 17, 33, 64, 65, 100, 127, 128])
 def test_column_register_network_matches_the_reference(m, dtype):
     U = special_case(m, 67, dtype, seed=m + 100)
-    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "median", network=True),
+    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "median", network=True),
                                   reference.median(U).astype(dtype))
     for beta in sorted({0, (m - 1) // 2, m // 5}):
-        np.testing.assert_array_equal(cpu.column_rule_scalar(U, "trimmed_mean", beta, network=True),
+        np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "trimmed_mean", beta, network=True),
                                       reference.trimmed_mean(U, beta).astype(dtype))
 
 
 def test_column_register_network_takes_at_most_128_rows():
     with pytest.raises(ValueError, match="network path"):
-        cpu.column_rule_scalar(np.zeros((129, 2)), "median", network=True)
+        _emulation.column_rule_scalar(np.zeros((129, 2)), "median", network=True)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_column_logic_equals_the_cpu_kernels_in_every_layout(layout):
     U0 = special_case(20, 300, np.float32, seed=1)
     U = as_layout(U0, layout)
-    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "median"), cpu.median(U))
-    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "trimmed_mean", 4), cpu.trimmed_mean(U, 4))
+    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "median"), cpu.median(U))
+    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "trimmed_mean", 4), cpu.trimmed_mean(U, 4))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -66,9 +66,9 @@ def test_column_radix_selection_beyond_128_rows_matches_the_reference(m, dtype):
     U = special_case(m, 23, dtype, seed=m)
     U[:, 3] = np.where(np.arange(m) % 3 == 0, 0.0, -0.0).astype(dtype)  # signed zeros only
     U[:, 4] = np.inf
-    np.testing.assert_array_equal(cpu.column_rule_scalar(U, "median"), reference.median(U).astype(dtype))
+    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "median"), reference.median(U).astype(dtype))
     for beta in (0, m // 5, (m - 1) // 2):
-        np.testing.assert_array_equal(cpu.column_rule_scalar(U, "trimmed_mean", beta),
+        np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "trimmed_mean", beta),
                                       reference.trimmed_mean(U, beta).astype(dtype))
 
 
@@ -80,10 +80,10 @@ def test_column_mean_and_stats_over_listed_rows_equal_the_cpu_kernels(m, dtype):
     rows = sorted(np.random.default_rng(m).choice(m, size=max(1, m // 2), replace=False).tolist())
     for listed in ([], rows):
         expected = cpu.mean(U, listed or None)
-        np.testing.assert_array_equal(cpu.column_rule_scalar(U, "mean", rows=listed), expected)
+        np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "mean", rows=listed), expected)
     V = special_case(m, 45, dtype, seed=m + 8)
     for listed in ([], rows):
-        got = cpu.column_rule_scalar(V, "stats", rows=listed)
+        got = _emulation.column_rule_scalar(V, "stats", rows=listed)
         for a, b in zip(got, cpu.coordinate_stats(V, listed or None)):
             np.testing.assert_array_equal(a, b)
 
@@ -94,18 +94,18 @@ def test_column_bulyan_stage_matches_the_reference(n, gamma, dtype):
     m = n + 3
     U = special_case(m, 57, dtype, seed=n)
     rows = np.random.default_rng(n).permutation(m)[:n]  # any order: the stage sorts
-    got = cpu.column_rule_scalar(U, "bulyan", rows=rows.tolist(), gamma=gamma)
+    got = _emulation.column_rule_scalar(U, "bulyan", rows=rows.tolist(), gamma=gamma)
     np.testing.assert_array_equal(got, reference.closest_to_median_mean(U[rows], gamma).astype(dtype))
 
 
 def test_column_code_rejects_what_the_kernels_never_take():
     U = np.zeros((5, 3))
     with pytest.raises(ValueError, match="out of range"):
-        cpu.column_rule_scalar(U, "mean", rows=[0, 5])
+        _emulation.column_rule_scalar(U, "mean", rows=[0, 5])
     with pytest.raises(ValueError, match="gamma"):
-        cpu.column_rule_scalar(U, "bulyan", rows=[0, 1], gamma=3)
+        _emulation.column_rule_scalar(U, "bulyan", rows=[0, 1], gamma=3)
     with pytest.raises(ValueError, match="rule must be"):
-        cpu.column_rule_scalar(U, "mode")
+        _emulation.column_rule_scalar(U, "mode")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -116,7 +116,7 @@ def test_the_distance_kernels_arithmetic_matches_the_reference(m, d, dtype):
     if m > 3:
         U[1] = U[2] + dtype(1e-3)  # near-identical rows: direct differences keep them exact
         U[3] = U[0]  # identical rows: exactly 0
-    got = cpu.distances_by_micro_tiles(U)
+    got = _emulation.distances_by_micro_tiles(U)
     expected = reference.pairwise_sq_distances(U)
     assert got.dtype == np.float64 and got.shape == (m, m) and np.all(np.diag(got) == 0)
     np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=0)
@@ -128,7 +128,7 @@ def test_the_distance_kernels_arithmetic_redoes_float_stages_that_overflow_or_un
     U[0], U[1] = 1e20, -1e20          # (2e20)^2 overflows float: redone in double
     U[2], U[3] = 1e-25, -1e-25        # (2e-25)^2 underflows float: redone in double
     U[4, 0], U[5, 0] = np.nan, np.inf  # non-finite rows: +Inf
-    got = cpu.distances_by_micro_tiles(U)
+    got = _emulation.distances_by_micro_tiles(U)
     big, tiny = 2 * np.float64(np.float32(1e20)), 2 * np.float64(np.float32(1e-25))
     np.testing.assert_allclose(got[0, 1], 70 * big**2, rtol=1e-14)  # a float stage sum would be +Inf
     np.testing.assert_allclose(got[2, 3], 70 * tiny**2, rtol=1e-14)  # a float stage sum would be 0
@@ -329,12 +329,12 @@ def test_gpu_distances_are_close_and_krum_picks_the_same_row(m, d, squared):
     D = aggregators.pairwise_distances(G, squared=squared)
     assert D.shape == (m, m) and D.dtype == G.dtype and D.device == G.device
     backend = dispatch.backend_of(G)
-    np.testing.assert_array_equal(backend.sq_distances(G), cpu.distances_by_micro_tiles(U))  # the same arithmetic
+    np.testing.assert_array_equal(backend.sq_distances(G), _emulation.distances_by_micro_tiles(U))  # the same arithmetic
     column_major = torch.as_tensor(np.ascontiguousarray(U.T), device="cuda").T
-    np.testing.assert_array_equal(backend.sq_distances(column_major), cpu.distances_by_micro_tiles(U))
+    np.testing.assert_array_equal(backend.sq_distances(column_major), _emulation.distances_by_micro_tiles(U))
     U64 = U.astype(np.float64) + 1e-9 * np.arange(d)
     np.testing.assert_array_equal(backend.sq_distances(torch.as_tensor(U64, device="cuda")),
-                                  cpu.distances_by_micro_tiles(U64))
+                                  _emulation.distances_by_micro_tiles(U64))
     np.testing.assert_allclose(D.cpu().numpy(), cpu.pairwise_distances(U, squared), rtol=1e-5, atol=1e-12)
     assert np.all(np.diag(D.cpu().numpy()) == 0)
     c = (m - 3) // 2
@@ -411,10 +411,10 @@ def test_nan_results_are_the_one_quiet_nan_on_every_backend():
     """-Inf and +Inf as the middle values give NaN; its bits must not depend on the backend."""
     U = np.array([[-np.inf, 1.0], [np.inf, 2.0]], dtype=np.float32)
     quiet = np.array(np.nan, dtype=np.float32).view(np.uint32)
-    for result in (cpu.median(U), cpu.column_rule_scalar(U, "median")):
+    for result in (cpu.median(U), _emulation.column_rule_scalar(U, "median")):
         assert result[0].view(np.uint32) == quiet
     V = np.array([[-np.inf], [np.inf], [-np.inf], [np.inf]])  # trimmed mean, beta 1: lo = -Inf, hi = +Inf
-    for result in (cpu.trimmed_mean(V, 1), cpu.column_rule_scalar(V, "trimmed_mean", 1)):
+    for result in (cpu.trimmed_mean(V, 1), _emulation.column_rule_scalar(V, "trimmed_mean", 1)):
         assert result[0].view(np.uint64) == np.array(np.nan).view(np.uint64)
 
 

@@ -2,7 +2,7 @@
 (csrc/include/fedrobust/krum_craft.h) and the attack's device path (fedrobust.dispatch.CudaBackend).
 
 On the CPU, always: the CPU krum_craft against a chunked float64 twin, bit for bit, around the
-4096-column chunk boundary; the CUDA kernel's steps in scalar code (cpu.krum_craft_scalar)
+4096-column chunk boundary; the CUDA kernel's steps in scalar code (_emulation.krum_craft_scalar)
 against the CPU kernel; the attack's torch path driven by the CPU kernels behind the CUDA
 entry points' signatures; the --device cuda check. On a GPU (marked `gpu`, skipped without a
 visible device): the CUDA kernels against the CPU ones and the whole attack on torch CUDA
@@ -10,7 +10,7 @@ tensors against the numpy run."""
 import numpy as np
 import pytest
 
-from fedrobust import dispatch, reference
+from fedrobust import _emulation, dispatch, reference
 from fedrobust._native import cpu, cuda
 from fedrobust.attacks import AttackContext, AttackOptions, KrumPool, krum_attack
 
@@ -90,14 +90,14 @@ def test_cpu_krum_craft_equals_the_chunked_twin_bit_for_bit(d, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("d", AROUND_CHUNKS)
 def test_the_cuda_kernels_steps_in_scalar_code_equal_the_cpu_kernel(d, dtype, restore_simd, restore_threads):
-    """cpu.krum_craft_scalar runs krum_craft.h the way the CUDA kernels do (a normal pair at a
+    """_emulation.krum_craft_scalar runs krum_craft.h the way the CUDA kernels do (a normal pair at a
     time, then chunk sums, scales, values): the same bits as the CPU kernel at every SIMD level
     and thread count."""
     levels = ["generic", "avx2"] if HAVE_AVX2 else ["generic"]
     for seed, ids, lam, eps in [(0, [0], 0.5, 0.01), (11, [4, 9, 2], 0.25, 0.01), (7, [40, 1, 2, 3, 5], 3e-5, 0.0)]:
         s = directions(d, seed)
         ids = np.array(ids, dtype=np.int64)
-        expected = cpu.krum_craft_scalar(s, lam, eps, seed, 5, ids, np.dtype(dtype))
+        expected = _emulation.krum_craft_scalar(s, lam, eps, seed, 5, ids, np.dtype(dtype))
         assert expected.shape == (ids.size, d) and expected.dtype == dtype
         for level in levels:
             for threads in (1, 2):
@@ -110,11 +110,11 @@ def test_scalar_steps_check_their_arguments_like_the_kernel():
     s = directions(10, 0)
     ids = np.array([0, 1], dtype=np.int64)
     with pytest.raises(ValueError, match="lambda must be finite"):
-        cpu.krum_craft_scalar(s, np.nan, 0.01, 0, 0, ids, np.dtype(np.float32))
+        _emulation.krum_craft_scalar(s, np.nan, 0.01, 0, 0, ids, np.dtype(np.float32))
     with pytest.raises(ValueError, match="eps must be >= 0"):
-        cpu.krum_craft_scalar(s, 0.1, -1.0, 0, 0, ids, np.dtype(np.float32))
+        _emulation.krum_craft_scalar(s, 0.1, -1.0, 0, 0, ids, np.dtype(np.float32))
     with pytest.raises(TypeError, match="float32 or float64"):
-        cpu.krum_craft_scalar(s, 0.1, 0.01, 0, 0, ids, np.dtype(np.int32))
+        _emulation.krum_craft_scalar(s, 0.1, 0.01, 0, 0, ids, np.dtype(np.int32))
 
 
 # ---------------------------------------------------------------------------

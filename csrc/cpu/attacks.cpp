@@ -35,7 +35,7 @@
 #include "fedrobust/craft.h"
 #include "fedrobust/krum_craft.h"
 #include "fedrobust/random.h"
-#include "kernels.h"
+#include "attacks.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif

@@ -24,7 +24,7 @@
 
 #include "fedrobust/order.h"
 #include "fedrobust/sorting_network.h"
-#include "kernels.h"
+#include "coordinatewise.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif

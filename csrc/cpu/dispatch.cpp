@@ -1,12 +1,13 @@
-// Run-time choice of the SIMD level: AVX2+FMA where the CPU has both, else
-// the generic x86-64 (SSE2) build. FEDROBUST_SIMD=generic|avx2 overrides.
+// Run-time choice of the SIMD level (simd_level.h): AVX2+FMA where the CPU
+// has both, else the generic x86-64 (SSE2) build. FEDROBUST_SIMD=generic|avx2
+// overrides.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
-#include "kernels.h"
+#include "simd_level.h"
 
 namespace fedrobust::cpu {
 namespace {
@@ -32,25 +33,17 @@ bool resolve(const char* name) {  // true = avx2
   throw std::invalid_argument("SIMD level must be 'auto', 'generic' or 'avx2', got '" + s + "'");
 }
 
-std::atomic<bool>& use_avx2() {
+std::atomic<bool>& avx2_flag() {
   static std::atomic<bool> flag{resolve(std::getenv("FEDROBUST_SIMD"))};
   return flag;
 }
 
 }  // namespace
 
-template <class T>
-const KernelTable<T>& kernels() {
-#ifdef FR_HAVE_AVX2_VARIANT
-  if (use_avx2().load(std::memory_order_relaxed)) return avx2::kernel_table<T>();
-#endif
-  return generic::kernel_table<T>();
-}
-template const KernelTable<float>& kernels<float>();
-template const KernelTable<double>& kernels<double>();
+bool avx2_in_use() { return avx2_flag().load(std::memory_order_relaxed); }
 
-const char* simd_level() { return use_avx2().load() ? "avx2" : "generic"; }
-void set_simd_level(const char* name) { use_avx2().store(resolve(name)); }
+const char* simd_level() { return avx2_flag().load() ? "avx2" : "generic"; }
+void set_simd_level(const char* name) { avx2_flag().store(resolve(name)); }
 bool simd_level_available(const char* name) {
   if (std::strcmp(name, "generic") == 0) return true;
   if (std::strcmp(name, "avx2") == 0) return cpu_has_avx2();

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "fedrobust/order.h"
-#include "kernels.h"
+#include "distances.h"
 
 FR_BEGIN_SIMD_CODE
 #include "tile.h"

@@ -12,7 +12,7 @@
 #include <new>
 
 #include "fedrobust/order.h"
-#include "kernels.h"
+#include "statistics.h"
 
 FR_BEGIN_SIMD_CODE
 #include "tile.h"

@@ -3,10 +3,10 @@
 // consecutive columns (a few KiB per row-segment, contiguous reads per row)
 // into a per-thread row-major scratch buffer and work there.
 //
-// Included by the vectorised units AFTER FR_BEGIN_SIMD_CODE (kernels.h), so
-// that it is compiled for the unit's SIMD level, in the level's namespace. It
-// includes nothing itself: the unit includes <algorithm>, <cstdint>,
-// <cstdlib>, <limits>, <new>, fedrobust/order.h and kernels.h first.
+// Included by the vectorised units AFTER FR_BEGIN_SIMD_CODE (simd_level.h),
+// so that it is compiled for the unit's SIMD level, in the level's namespace.
+// It includes nothing itself: the unit includes <algorithm>, <cstdint>,
+// <cstdlib>, <limits>, <new>, fedrobust/order.h and its own header first.
 #pragma once
 
 namespace fedrobust::cpu::FR_ARCH {

@@ -21,7 +21,7 @@
 #include <limits>
 #include <vector>
 
-#include "kernels.h"
+#include "training.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif

@@ -1,0 +1,52 @@
+// Coordinate-wise order statistics (coordinatewise.cpp): the median, the
+// trimmed mean, and Bulyan's second stage.
+#pragma once
+#include <cstdint>
+
+#include "fedrobust/common.h"
+#include "simd_level.h"
+
+namespace fedrobust::cpu {
+
+// The build of each SIMD level (coordinatewise.cpp, compiled once per level).
+namespace generic {
+template <class T> void median(const RowsView<T>& u, T* out);
+template <class T> void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out);
+template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out);
+}  // namespace generic
+namespace avx2 {
+template <class T> void median(const RowsView<T>& u, T* out);
+template <class T> void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out);
+template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out);
+}  // namespace avx2
+
+// out (cols,): coordinate-wise median (even n: lo/2 + hi/2, see order.h).
+template <class T>
+void median(const RowsView<T>& u, T* out) {
+#ifdef FR_HAVE_AVX2_VARIANT
+  if (avx2_in_use()) return avx2::median(u, out);
+#endif
+  generic::median(u, out);
+}
+
+// out (cols,): coordinate-wise mean of the values ranked beta .. n-beta-1.
+// Requires 0 <= beta and 2 beta < n.
+template <class T>
+void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
+#ifdef FR_HAVE_AVX2_VARIANT
+  if (avx2_in_use()) return avx2::trimmed_mean(u, beta, out);
+#endif
+  generic::trimmed_mean(u, beta, out);
+}
+
+// out (cols,): Bulyan's second stage, the mean of the gamma values closest
+// to the coordinate's median. Requires 1 <= gamma <= n.
+template <class T>
+void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
+#ifdef FR_HAVE_AVX2_VARIANT
+  if (avx2_in_use()) return avx2::closest_to_median_mean(u, gamma, out);
+#endif
+  generic::closest_to_median_mean(u, gamma, out);
+}
+
+}  // namespace fedrobust::cpu
