@@ -59,12 +59,16 @@ inline void check_some_ids(const std::vector<int64_t>& ids) {
 // forming 2c + 2, 2 beta or 4c + 3, which overflow for huge counts.
 // ---------------------------------------------------------------------------
 
+// floor(a / 2), also for negative a (where C++'s / rounds towards 0): the
+// largest valid count in the messages, negative where none is valid.
+inline int64_t half_down(int64_t a) { return a >= 0 ? a / 2 : -((1 - a) / 2); }
+
 // Krum: c >= 0 and m > 2c + 2.
 inline void check_krum(int64_t m, int64_t c) {
   check_count("c", c);
   if (c > (m - 3) / 2 || m < 3)
     throw py::value_error("Krum needs m > 2c + 2 workers: got m = " + std::to_string(m) + ", c = " +
-                          std::to_string(c) + " (at most c = " + std::to_string((m - 3) / 2) + " for this m)");
+                          std::to_string(c) + " (at most c = " + std::to_string(half_down(m - 3)) + " for this m)");
 }
 
 // Multi-Krum: Krum's rule, and 1 <= multi <= m - c rows averaged.
@@ -80,7 +84,7 @@ inline void check_trimmed_mean(int64_t m, int64_t beta) {
   check_count("beta", beta);
   if (beta > (m - 1) / 2 || m < 1)
     throw py::value_error("trimmed mean needs 2*beta < m: got beta = " + std::to_string(beta) + ", m = " +
-                          std::to_string(m) + " (at most beta = " + std::to_string((m - 1) / 2) + " for this m)");
+                          std::to_string(m) + " (at most beta = " + std::to_string(half_down(m - 1)) + " for this m)");
 }
 
 // Bulyan: c >= 0 and m >= 4c + 3.

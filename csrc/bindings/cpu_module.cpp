@@ -1,8 +1,8 @@
 // fedrobust._cpu: the CPU kernels for Python, one binding file per family
-// (cpu_aggregation.cpp, cpu_attacks.cpp, cpu_training.cpp), plus what the
-// build offers (SIMD levels, threads, versions). Argument checks live in the
-// bindings, once (checks.h, numpy_args.h); the Python layer (fedrobust.arrays)
-// only converts array types.
+// (cpu_aggregation.cpp, cpu_attacks.cpp, cpu_training.cpp), the rules' checks
+// (checks.h), and here what the build offers (SIMD levels, threads, versions).
+// Argument checks live in the bindings, once (checks.h, numpy_args.h); the
+// Python layer (fedrobust.arrays) only converts array types.
 #include <omp.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "../cpu/simd_level.h"
+#include "checks.h"
 
 namespace py = pybind11;
 namespace cpu = fedrobust::cpu;
@@ -24,6 +25,7 @@ PYBIND11_MODULE(_cpu, m) {
   bind_aggregation(m);
   bind_attacks(m);
   bind_training(m);
+  fedrobust::bindings::bind_checks(m);  // checks.h: check_krum, check_trimmed_mean, ...
 
   m.def("simd_level", [] { return std::string(cpu::simd_level()); });
   m.def("set_simd_level", [](const std::string& s) {

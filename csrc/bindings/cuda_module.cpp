@@ -16,6 +16,7 @@
 #include "../cuda/coordinatewise.h"
 #include "../cuda/device.h"
 #include "../cuda/distances.h"
+#include "checks.h"
 
 namespace py = pybind11;
 namespace fc = fedrobust::cuda;
@@ -27,6 +28,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fedrobust CUDA kernels. Use fedrobust.aggregators with torch CUDA tensors or cupy arrays.";
   bind_aggregation(m);
   bind_attacks(m);
+  fedrobust::bindings::bind_checks(m);  // checks.h: check_krum, check_trimmed_mean, ...
 
   m.def("device_count", &fc::device_count);
   m.def("device_error", &fc::device_error, "Why device_count() is 0 (empty when it is not).");
