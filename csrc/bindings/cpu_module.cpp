@@ -5,7 +5,6 @@
 // Python layer (fedrobust.arrays) only converts array types.
 #include <omp.h>
 #include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
 #include <stdexcept>
 #include <string>

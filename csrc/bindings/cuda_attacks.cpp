@@ -8,8 +8,6 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
-#include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
