@@ -9,6 +9,9 @@
    workers, the median and the partial-knowledge trim attack (MNIST from --data-dir; without
    it, synthetic MNIST-shaped data, which says so in the output).
 
+The torch versions and the timing are fedrobust.benchmarks.baselines and .timing, shared
+with ``fedrobust bench``.
+
     python bench/gpu_bench.py [--m 100] [--d 10000000] [--repeats 10] [--data-dir DIR] [--json PATH]
 """
 from __future__ import annotations
@@ -16,81 +19,44 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Optional
-
-import numpy as np
 
 import fedrobust
 from fedrobust import aggregators
-
-
-def timed(fn, repeats: int) -> float:
-    """Best seconds of `repeats` calls of fn (after one warm-up), by CUDA events."""
-    import torch
-
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        best = min(best, start.elapsed_time(stop) / 1e3)
-    return best
-
-
-def torch_trimmed_mean(U, beta: int):
-    m = U.shape[0]
-    return U.sort(dim=0).values[beta:m - beta].mean(dim=0)
-
-
-def torch_krum_index(U, c: int):
-    """Krum's choice from torch.cdist (squared distances, m - c - 2 nearest, self excluded)."""
-    D = torch_cdist_sq(U)
-    k = U.shape[0] - c - 2
-    D.fill_diagonal_(float("inf"))
-    return D.topk(k, dim=1, largest=False).values.sum(dim=1).argmin()
-
-
-def torch_cdist_sq(U):
-    import torch
-
-    return torch.cdist(U.unsqueeze(0), U.unsqueeze(0)).squeeze(0).pow(2)
-
-
-def torch_krum(U, c: int):
-    return U[torch_krum_index(U, c)]
+from fedrobust.benchmarks import baselines as bl
+from fedrobust.benchmarks.timing import best_time_cuda, median_time
 
 
 def kernels(m: int, d: int, beta: int, repeats: int, krum: bool = True) -> dict:
     import torch
 
+    def timed(fn) -> float:
+        return best_time_cuda(fn, repeats)
+
     torch.manual_seed(0)
     U = torch.randn(m, d, device="cuda", dtype=torch.float32)
     gib = U.numel() * U.element_size() / 2**30
-    copy_s = timed(lambda: U.clone(), repeats)  # reads and writes the array once
+    copy_s = timed(lambda: U.clone())  # reads and writes the array once
     read_bandwidth = U.numel() * U.element_size() / (copy_s / 2)  # bytes per second, one direction
     read_once_s = U.numel() * U.element_size() / read_bandwidth
     c = min(beta, (m - 3) // 4)
     rows = {
-        "fedrobust median": timed(lambda: aggregators.median(U), repeats),
-        "torch.median(dim=0)": timed(lambda: U.median(dim=0), repeats),
-        f"fedrobust trimmed mean (beta {beta})": timed(lambda: aggregators.trimmed_mean(U, beta), repeats),
-        "torch sort-based trimmed mean": timed(lambda: torch_trimmed_mean(U, beta), repeats),
-        "fedrobust mean": timed(lambda: aggregators.mean(U), repeats),
-        "torch mean(dim=0)": timed(lambda: U.mean(dim=0), repeats),
+        "fedrobust median": timed(lambda: aggregators.median(U)),
+        "torch.median(dim=0)": timed(lambda: bl.torch_median(U)),
+        f"fedrobust trimmed mean (beta {beta})": timed(lambda: aggregators.trimmed_mean(U, beta)),
+        "torch sort-based trimmed mean": timed(lambda: bl.torch_trimmed_mean(U, beta)),
+        "fedrobust mean": timed(lambda: aggregators.mean(U)),
+        "torch mean(dim=0)": timed(lambda: bl.torch_mean(U)),
     }
     result = {"m": m, "d": d, "beta": beta, "gib": gib, "copy_seconds": copy_s, "read_once_seconds": read_once_s}
     if krum:
-        rows[f"fedrobust Krum (c {c})"] = timed(lambda: aggregators.krum(U, c), repeats)
-        rows["torch.cdist-based Krum"] = timed(lambda: torch_krum(U, c), repeats)
-        rows[f"fedrobust Multi-Krum (c {c}, multi {m - c})"] = timed(lambda: aggregators.krum(U, c, multi=m - c),
-                                                                    repeats)
-        rows[f"fedrobust Bulyan (c {c})"] = timed(lambda: aggregators.bulyan(U, c), repeats)
+        rows[f"fedrobust Krum (c {c})"] = timed(lambda: aggregators.krum(U, c))
+        rows["torch.cdist-based Krum"] = timed(lambda: bl.torch_krum(U, c))
+        rows[f"fedrobust Multi-Krum (c {c}, multi {m - c})"] = timed(lambda: aggregators.krum(U, c, multi=m - c))
+        rows[f"fedrobust Bulyan (c {c})"] = timed(lambda: aggregators.bulyan(U, c))
         result["c"] = c
-        result["krum_same_choice_as_torch_cdist"] = int(aggregators.krum_select(U, c)[0]) == int(torch_krum_index(U, c))
+        same = int(aggregators.krum_select(U, c)[0]) == int(bl.torch_krum_index(U, c))
+        result["krum_same_choice_as_torch_cdist"] = same
     result["rows"] = {k: {"seconds": v, "fraction_of_read_bandwidth": read_once_s / v} for k, v in rows.items()}
     result["speedups"] = {
         "median vs torch.median": rows["torch.median(dim=0)"] / rows["fedrobust median"],
@@ -118,14 +84,7 @@ def simulation(data_dir: Optional[str], workers: int = 10_000, rounds: int = 20)
         sim.step(state)
         torch.cuda.synchronize()
 
-    for _ in range(2):
-        one_round()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        one_round()
-        times.append(time.perf_counter() - t0)
-    seconds = float(np.median(times))
+    seconds = median_time(one_round, rounds, warmup=2)
     return {"dataset": dataset, "workers": workers, "rule": "median", "attack": "trim (partial knowledge)",
             "seconds_per_round": seconds, "rounds_per_second": 1 / seconds}
 
