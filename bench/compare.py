@@ -4,7 +4,7 @@
     python bench/compare.py --quick         # small shapes, a few seconds
     python bench/compare.py --json out.json --repeats 5 --threads 2 --no-memory
 
-The measurement itself lives in fedrobust/benchmarks.py.
+The measurement itself lives in fedrobust/benchmarks/ (aggregation.py).
 """
 import sys
 

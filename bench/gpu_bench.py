@@ -6,9 +6,11 @@
    issue's size (100, 1e7) and at MNIST LR's size with many workers (10,000, 7,850), where the
    median and the trimmed mean take the block-wide radix selection.
 2. End to end: rounds per second of `fedrobust run --device cuda` with MNIST LR, 10,000
-   workers, the median and the partial-knowledge trim attack (MNIST from --data-dir, by default
-   the tests' data directory: $FEDROBUST_TEST_DATA, else ../shared/data next to the repository
-   root; without mnist/ there, synthetic MNIST-shaped data, which says so in the output).
+   workers, the median and the partial-knowledge trim attack (MNIST from --data-dir; without
+   it, synthetic MNIST-shaped data, which says so in the output).
+
+The torch versions and the timing are fedrobust.benchmarks.baselines and .timing, shared
+with ``fedrobust bench``.
 
     python bench/gpu_bench.py [--m 100] [--d 10000000] [--repeats 10] [--data-dir DIR] [--json PATH]
 """
@@ -16,103 +18,50 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
-from pathlib import Path
 from typing import Optional
-
-import numpy as np
 
 import fedrobust
 from fedrobust import aggregators
-
-TEST_DATA_ENV = "FEDROBUST_TEST_DATA"  # the same variable and default as tests/conftest.py
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_data_dir() -> Optional[str]:
-    """$FEDROBUST_TEST_DATA, else ../shared/data relative to the repository root, when it holds
-    mnist/; else None (synthetic data)."""
-    value = os.environ.get(TEST_DATA_ENV)
-    root = Path(value) if value else REPO_ROOT.parent / "shared" / "data"
-    if (root / "mnist").is_dir():
-        return str(root)
-    print(f"== no {root / 'mnist'} (set {TEST_DATA_ENV} or --data-dir): synthetic data", file=sys.stderr)
-    return None
-
-
-def timed(fn, repeats: int) -> float:
-    """Best seconds of `repeats` calls of fn (after one warm-up), by CUDA events."""
-    import torch
-
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        best = min(best, start.elapsed_time(stop) / 1e3)
-    return best
-
-
-def torch_trimmed_mean(U, beta: int):
-    m = U.shape[0]
-    return U.sort(dim=0).values[beta:m - beta].mean(dim=0)
-
-
-def torch_krum_index(U, c: int):
-    """Krum's choice from torch.cdist (squared distances, m - c - 2 nearest, self excluded)."""
-    D = torch_cdist_sq(U)
-    k = U.shape[0] - c - 2
-    D.fill_diagonal_(float("inf"))
-    return D.topk(k, dim=1, largest=False).values.sum(dim=1).argmin()
-
-
-def torch_cdist_sq(U):
-    import torch
-
-    return torch.cdist(U.unsqueeze(0), U.unsqueeze(0)).squeeze(0).pow(2)
-
-
-def torch_krum(U, c: int):
-    return U[torch_krum_index(U, c)]
+from fedrobust.benchmarks import baselines as bl
+from fedrobust.benchmarks.timing import best_time_cuda, median_time
 
 
 def kernels(m: int, d: int, beta: int, repeats: int, krum: bool = True) -> dict:
     import torch
 
+    def timed(fn) -> float:
+        return best_time_cuda(fn, repeats)
+
     torch.manual_seed(0)
     U = torch.randn(m, d, device="cuda", dtype=torch.float32)
     gib = U.numel() * U.element_size() / 2**30
-    copy_s = timed(lambda: U.clone(), repeats)  # reads and writes the array once
+    copy_s = timed(lambda: U.clone())  # reads and writes the array once
     read_bandwidth = U.numel() * U.element_size() / (copy_s / 2)  # bytes per second, one direction
     read_once_s = U.numel() * U.element_size() / read_bandwidth
     c = min(beta, (m - 3) // 4)
     rows = {
-        "fedrobust median": timed(lambda: aggregators.median(U), repeats),
-        "torch.median(dim=0)": timed(lambda: U.median(dim=0), repeats),
-        f"fedrobust trimmed mean (beta {beta})": timed(lambda: aggregators.trimmed_mean(U, beta), repeats),
-        "torch sort-based trimmed mean": timed(lambda: torch_trimmed_mean(U, beta), repeats),
-        "fedrobust mean": timed(lambda: aggregators.mean(U), repeats),
-        "torch mean(dim=0)": timed(lambda: U.mean(dim=0), repeats),
+        "fedrobust median": timed(lambda: aggregators.median(U)),
+        "torch.median(dim=0)": timed(lambda: bl.torch_median(U)),
+        f"fedrobust trimmed mean (beta {beta})": timed(lambda: aggregators.trimmed_mean(U, beta)),
+        "torch sort-based trimmed mean": timed(lambda: bl.torch_trimmed_mean(U, beta)),
+        "fedrobust mean": timed(lambda: aggregators.mean(U)),
+        "torch mean(dim=0)": timed(lambda: bl.torch_mean(U)),
     }
     result = {"m": m, "d": d, "beta": beta, "gib": gib, "copy_seconds": copy_s, "read_once_seconds": read_once_s}
     if krum:
-        rows[f"fedrobust Krum (c {c})"] = timed(lambda: aggregators.krum(U, c), repeats)
-        rows["torch.cdist-based Krum"] = timed(lambda: torch_krum(U, c), repeats)
-        rows[f"fedrobust Multi-Krum (c {c}, multi {m - c})"] = timed(lambda: aggregators.krum(U, c, multi=m - c),
-                                                                    repeats)
-        rows[f"fedrobust Bulyan (c {c})"] = timed(lambda: aggregators.bulyan(U, c), repeats)
+        rows[f"fedrobust Krum (c {c})"] = timed(lambda: aggregators.krum(U, c))
+        rows["torch.cdist-based Krum"] = timed(lambda: bl.torch_krum(U, c))
+        rows[f"fedrobust Multi-Krum (c {c}, multi {m - c})"] = timed(lambda: aggregators.krum(U, c, multi=m - c))
+        rows[f"fedrobust Bulyan (c {c})"] = timed(lambda: aggregators.bulyan(U, c))
         result["c"] = c
-        result["krum_same_choice_as_torch_cdist"] = int(aggregators.krum_select(U, c)[0]) == int(torch_krum_index(U, c))
+        same = int(aggregators.krum_select(U, c)[0]) == int(bl.torch_krum_index(U, c))
+        result["krum_same_choice_as_torch_cdist"] = same
     result["rows"] = {k: {"seconds": v, "fraction_of_read_bandwidth": read_once_s / v} for k, v in rows.items()}
     result["speedups"] = {
         "median vs torch.median": rows["torch.median(dim=0)"] / rows["fedrobust median"],
-        "trimmed mean vs torch sort":
-            rows["torch sort-based trimmed mean"] / rows[f"fedrobust trimmed mean (beta {beta})"],
+        "trimmed mean vs torch sort": (rows["torch sort-based trimmed mean"]
+                                       / rows[f"fedrobust trimmed mean (beta {beta})"]),
     }
     if krum:
         result["speedups"]["Krum vs torch.cdist"] = rows["torch.cdist-based Krum"] / rows[f"fedrobust Krum (c {c})"]
@@ -136,14 +85,7 @@ def simulation(data_dir: Optional[str], workers: int = 10_000, rounds: int = 20)
         sim.step(state)
         torch.cuda.synchronize()
 
-    for _ in range(2):
-        one_round()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        one_round()
-        times.append(time.perf_counter() - t0)
-    seconds = float(np.median(times))
+    seconds = median_time(one_round, rounds, warmup=2)
     return {"dataset": dataset, "workers": workers, "rule": "median", "attack": "trim (partial knowledge)",
             "seconds_per_round": seconds, "rounds_per_second": 1 / seconds}
 
@@ -182,12 +124,10 @@ def main(argv=None) -> int:
     p.add_argument("--d", type=int, default=10_000_000)
     p.add_argument("--beta", type=int, default=20)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--data-dir", help="directory with mnist/ (IDX files) for the end-to-end run "
-                   f"(default: ${TEST_DATA_ENV}, else ../shared/data next to the repository root)")
+    p.add_argument("--data-dir", help="directory with mnist/ (IDX files) for the end-to-end run")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
-    data_dir = args.data_dir if args.data_dir else default_data_dir()
-    result = run(args.m, args.d, args.beta, args.repeats, data_dir)
+    result = run(args.m, args.d, args.beta, args.repeats, args.data_dir)
     print(report(result))
     if args.json:
         with open(args.json, "w") as f:

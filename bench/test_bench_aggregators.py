@@ -4,7 +4,7 @@
     FEDROBUST_BENCH_FULL=1 pytest bench --benchmark-enable   # U: (100, 1_000_000)
 
 Every group holds the rule's implementations (fedrobust, numpy, torch where one exists; see
-fedrobust.benchmarks for how each is written) and two read-once column sums (numpy and torch)
+fedrobust.benchmarks.baselines for how each is written) and two read-once column sums (numpy and torch)
 over the same U, so the ratios pytest-benchmark prints within a group compare the
 implementations with each other and with one read of U. Each case runs one warm-up call and
 then ROUNDS timed calls; fedrobust and torch use the same thread count.
@@ -21,24 +21,27 @@ import pytest
 
 import fedrobust
 from fedrobust import aggregators, stats
-from fedrobust import benchmarks as B
+from fedrobust.benchmarks import cases as rule_cases
+from fedrobust.benchmarks import inputs
+from fedrobust.benchmarks.machine import import_torch, set_threads
 
 FULL = os.environ.get("FEDROBUST_BENCH_FULL") == "1"
 M, D = (100, 1_000_000) if FULL else (100, 100_000)
 ROUNDS = 3 if FULL else 5
-RULES = ("mean", "median", "trimmed_mean", "krum", "pairwise_distances", "coordinate_stats")
+# Every rule of the table but Bulyan, which has no numpy or torch version to compare with.
+RULES = tuple(rule for rule in rule_cases.RULE_IMPLS if rule != "bulyan")
 READ_ONCE = ("read-once numpy", "read-once torch")
-PARAMS = [(rule, impl) for rule in RULES for impl in B.RULE_IMPLS[rule] + READ_ONCE]
+PARAMS = [(rule, impl) for rule in RULES for impl in rule_cases.RULE_IMPLS[rule] + READ_ONCE]
 
 
 @pytest.fixture(scope="session")
 def cases():
     """{(rule, impl): zero-argument callable} over one seeded (M, D) float32 U."""
-    B.set_threads(fedrobust.backend_info()["cpu"]["threads"])
-    U = B.make_updates(M, D)
-    c = beta = B.byzantine_count(M)
-    table = {(case.rule, case.impl): case for case in B.all_cases(U, c, beta, bulyan=False)}
-    for case in B.read_once_cases(U):
+    set_threads(fedrobust.backend_info()["cpu"]["threads"])
+    U = inputs.make_updates(M, D)
+    c = beta = inputs.byzantine_count(M)
+    table = {(case.rule, case.impl): case for case in rule_cases.all_cases(U, c, beta, bulyan=False)}
+    for case in rule_cases.read_once_cases(U):
         for rule in RULES:
             table[(rule, f"read-once {case.impl}")] = case
     return table
@@ -61,11 +64,11 @@ def _numpy(x):
 def test_alternatives_agree():
     """The numpy and torch versions agree with fedrobust on a small array (odd m, so that torch's
     lower-middle median is the median)."""
-    torch = B.import_torch()
+    torch = import_torch()
     m, d = 51, 300
-    U = B.make_updates(m, d, seed=1)
-    c = beta = B.byzantine_count(m)
-    mask = B.first_rows_mask(m, c)
+    U = inputs.make_updates(m, d, seed=1)
+    c = beta = inputs.byzantine_count(m)
+    mask = inputs.first_rows_mask(m, c)
 
     expected = {
         "mean": aggregators.mean(U),
@@ -75,7 +78,7 @@ def test_alternatives_agree():
         "pairwise_distances": aggregators.pairwise_distances(U),
         "coordinate_stats": stats.coordinate_stats(U, mask),
     }
-    alternatives = B.alternative_cases(U, c, beta)
+    alternatives = rule_cases.alternative_cases(U, c, beta)
     assert {case.impl for case in alternatives} == ({"numpy", "torch"} if torch else {"numpy"})
     for case in alternatives:
         got, want = case.fn(), expected[case.rule]

@@ -59,7 +59,7 @@ def _add_info(subparsers: Any) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     """Print backend_info() as indented `key: value` lines, or as JSON with --json."""
     import fedrobust
-    from fedrobust.benchmarks import cpu_model
+    from fedrobust.benchmarks.machine import cpu_model
 
     info = fedrobust.backend_info()
     if args.json:
@@ -120,21 +120,22 @@ def _add_bench(subparsers: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run fedrobust.benchmarks.run (or simbench.run, or benchmarks.run_attacks), print the table,
-    write the JSON if asked."""
-    from fedrobust import benchmarks
+    """Run fedrobust.benchmarks.aggregation.run (or simulation.run, or attacks.run_attacks),
+    print the table, write the JSON if asked."""
+    from fedrobust.benchmarks import report
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     if args.simulation:
-        from fedrobust import simbench
+        from fedrobust.benchmarks import simulation
+        from fedrobust.benchmarks.machine import set_threads
 
         if args.threads:
-            benchmarks.set_threads(args.threads)
+            set_threads(args.threads)
         workers = [100, 300, 1000] if args.quick else [100, 1000, 3000, 10000]
-        result = simbench.run(args.data_dir, workers, log=log)
-        print(simbench.format_report(result))
+        result = simulation.run(args.data_dir, workers, log=log)
+        print(report.format_simulation_report(result))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)
@@ -142,19 +143,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
 
     if args.attacks:
-        result = benchmarks.run_attacks(quick=args.quick, repeats=args.repeats, threads=args.threads,
-                                        seed=args.seed, log=log)
-        print(benchmarks.format_attack_report(result))
+        from fedrobust.benchmarks import attacks
+
+        result = attacks.run_attacks(quick=args.quick, repeats=args.repeats, threads=args.threads,
+                                     seed=args.seed, log=log)
+        print(report.format_attack_report(result))
         if args.json:
-            benchmarks.write_json(result, args.json)
+            report.write_json(result, args.json)
             print(f"\nwrote {args.json}")
         return 0
 
-    result = benchmarks.run(quick=args.quick, repeats=args.repeats, threads=args.threads,
-                            memory=args.memory, seed=args.seed, log=log)
-    print(benchmarks.format_report(result))
+    from fedrobust.benchmarks import aggregation
+
+    result = aggregation.run(quick=args.quick, repeats=args.repeats, threads=args.threads,
+                             memory=args.memory, seed=args.seed, log=log)
+    print(report.format_report(result))
     if args.json:
-        benchmarks.write_json(result, args.json)
+        report.write_json(result, args.json)
         print(f"\nwrote {args.json}")
     return 0
 

@@ -14,10 +14,10 @@ MODULES = [cpu] + ([cuda] if cuda is not None else [])
 MODULE_IDS = ["cpu"] + (["cuda"] if cuda is not None else [])
 
 
-def message(call):
-    """The message of the ValueError that call() raises."""
+def message(function, *args):
+    """The message of the ValueError that function(*args) raises."""
     with pytest.raises(ValueError) as info:
-        call()
+        function(*args)
     return str(info.value)
 
 
@@ -45,12 +45,12 @@ def module(request):
 def test_krum_takes_m_equal_to_2c_plus_3_and_refuses_2c_plus_2(module, c):
     assert module.check_krum(2 * c + 3, c) is None
     assert module.check_krum(2 * c + 30, c) is None
-    assert message(lambda: module.check_krum(2 * c + 2, c)) == krum_message(2 * c + 2, c)
+    assert message(module.check_krum, 2 * c + 2, c) == krum_message(2 * c + 2, c)
 
 
 @pytest.mark.parametrize("m", [0, 1, 2])
 def test_krum_refuses_fewer_than_3_workers_with_no_valid_c_in_the_hint(module, m):
-    assert message(lambda: module.check_krum(m, 0)) == krum_message(m, 0)
+    assert message(module.check_krum, m, 0) == krum_message(m, 0)
     assert "(at most c = -" in krum_message(m, 0)
 
 
@@ -59,17 +59,17 @@ def test_trimmed_mean_takes_2beta_below_m_and_refuses_2beta_equal_to_m_or_more(m
     largest = (m - 1) // 2
     assert module.check_trimmed_mean(m, 0) is None
     assert module.check_trimmed_mean(m, largest) is None
-    assert message(lambda: module.check_trimmed_mean(m, largest + 1)) == trimmed_mean_message(m, largest + 1)
+    assert message(module.check_trimmed_mean, m, largest + 1) == trimmed_mean_message(m, largest + 1)
 
 
 def test_trimmed_mean_of_no_workers_is_refused(module):
-    assert message(lambda: module.check_trimmed_mean(0, 0)) == trimmed_mean_message(0, 0)
+    assert message(module.check_trimmed_mean, 0, 0) == trimmed_mean_message(0, 0)
 
 
 @pytest.mark.parametrize("c", [0, 1, 2, 7, 30])
 def test_bulyan_takes_m_equal_to_4c_plus_3_and_refuses_4c_plus_2(module, c):
     assert module.check_bulyan(4 * c + 3, c) is None
-    assert message(lambda: module.check_bulyan(4 * c + 2, c)) == bulyan_message(4 * c + 2, c)
+    assert message(module.check_bulyan, 4 * c + 2, c) == bulyan_message(4 * c + 2, c)
 
 
 @pytest.mark.parametrize("m, c", [(3, 0), (9, 1), (9, 3), (40, 10)])
@@ -77,12 +77,12 @@ def test_multi_krum_takes_1_to_m_minus_c_and_refuses_0_and_m_minus_c_plus_1(modu
     assert module.check_multi_krum(m, c, 1) is None
     assert module.check_multi_krum(m, c, m - c) is None
     for multi in (0, m - c + 1, -1):
-        assert message(lambda: module.check_multi_krum(m, c, multi)) == (
+        assert message(module.check_multi_krum, m, c, multi) == (
             f"multi must be in [1, m - c] = [1, {m - c}], got {multi}")
 
 
 def test_multi_krum_checks_krums_rule_first(module):
-    assert message(lambda: module.check_multi_krum(8, 3, 1)) == krum_message(8, 3)
+    assert message(module.check_multi_krum, 8, 3, 1) == krum_message(8, 3)
 
 
 @pytest.mark.parametrize("name, args, text", [
@@ -92,7 +92,7 @@ def test_multi_krum_checks_krums_rule_first(module):
     ("check_trimmed_mean", (9, -1), "beta must be >= 0, got -1"),
 ])
 def test_negative_counts_are_refused_naming_the_count(module, name, args, text):
-    assert message(lambda: getattr(module, name)(*args)) == text
+    assert message(getattr(module, name), *args) == text
 
 
 @pytest.mark.parametrize("name, args", [
@@ -123,18 +123,18 @@ def test_the_cpu_kernels_raise_the_exported_checks_message(m, dtype):
     U = np.random.default_rng(m).standard_normal((m, 5)).astype(dtype)
     for c in (-1, 0, 1, 2, 3, 5):
         if c < 0 or m <= 2 * c + 2:
-            expected = message(lambda: cpu.check_krum(m, c))
-            assert message(lambda: cpu.krum(U, c, 1, True)) == expected
-            assert message(lambda: cpu.krum_scores(U, c, True)) == expected
-            assert message(lambda: cpu.krum(U, c, 2, False)) == message(lambda: cpu.check_multi_krum(m, c, 2))
+            expected = message(cpu.check_krum, m, c)
+            assert message(cpu.krum, U, c, 1, True) == expected
+            assert message(cpu.krum_scores, U, c, True) == expected
+            assert message(cpu.krum, U, c, 2, False) == message(cpu.check_multi_krum, m, c, 2)
         else:
             for multi in (0, m - c + 1):
-                assert message(lambda: cpu.krum(U, c, multi, True)) == message(
-                    lambda: cpu.check_multi_krum(m, c, multi))
+                assert message(cpu.krum, U, c, multi, True) == message(
+                    cpu.check_multi_krum, m, c, multi)
         if c < 0 or m < 4 * c + 3:
-            assert message(lambda: cpu.bulyan(U, c, True)) == message(lambda: cpu.check_bulyan(m, c))
+            assert message(cpu.bulyan, U, c, True) == message(cpu.check_bulyan, m, c)
     for beta in (-1, (m - 1) // 2 + 1, m, 2**62):
-        assert message(lambda: cpu.trimmed_mean(U, beta)) == message(lambda: cpu.check_trimmed_mean(m, beta))
+        assert message(cpu.trimmed_mean, U, beta) == message(cpu.check_trimmed_mean, m, beta)
 
 
 @pytest.mark.skipif(cuda is None, reason="the CUDA module is not built")
@@ -149,7 +149,7 @@ def test_the_cuda_module_exports_the_same_checks_with_the_same_messages(name):
         try:
             on_cpu(*args)
         except ValueError as error:
-            assert message(lambda: on_cuda(*args)) == str(error)
+            assert message(on_cuda, *args) == str(error)
         else:
             assert on_cuda(*args) is None
 
@@ -159,10 +159,10 @@ def test_the_cuda_module_exports_the_same_checks_with_the_same_messages(name):
 def test_the_cuda_kernels_raise_the_exported_checks_message():
     """The rule is checked before the device memory is read, so no array is needed."""
     for m, c in [(4, 1), (9, 4), (9, -1)]:
-        assert message(lambda: cuda.krum_select(0, m, 3, 3, 1, "float32", c, True, 0)) == message(
-            lambda: cpu.check_krum(m, c))
-        assert message(lambda: cuda.bulyan(0, m, 3, 3, 1, c, True, "float32", 0, 0)) == message(
-            lambda: cpu.check_bulyan(m, c))
+        assert message(cuda.krum_select, 0, m, 3, 3, 1, "float32", c, True, 0) == message(
+            cpu.check_krum, m, c)
+        assert message(cuda.bulyan, 0, m, 3, 3, 1, c, True, "float32", 0, 0) == message(
+            cpu.check_bulyan, m, c)
     for m, beta in [(4, 2), (9, -1), (1, 1)]:
-        assert message(lambda: cuda.trimmed_mean(0, m, 3, 3, 1, beta, "float32", 0, 0)) == message(
-            lambda: cpu.check_trimmed_mean(m, beta))
+        assert message(cuda.trimmed_mean, 0, m, 3, 3, 1, beta, "float32", 0, 0) == message(
+            cpu.check_trimmed_mean, m, beta)

@@ -329,7 +329,8 @@ def test_gpu_distances_are_close_and_krum_picks_the_same_row(m, d, squared):
     D = aggregators.pairwise_distances(G, squared=squared)
     assert D.shape == (m, m) and D.dtype == G.dtype and D.device == G.device
     backend = dispatch.backend_of(G)
-    np.testing.assert_array_equal(backend.sq_distances(G), _emulation.distances_by_micro_tiles(U))  # the same arithmetic
+    # the same arithmetic as the kernel's emulation
+    np.testing.assert_array_equal(backend.sq_distances(G), _emulation.distances_by_micro_tiles(U))
     column_major = torch.as_tensor(np.ascontiguousarray(U.T), device="cuda").T
     np.testing.assert_array_equal(backend.sq_distances(column_major), _emulation.distances_by_micro_tiles(U))
     U64 = U.astype(np.float64) + 1e-9 * np.arange(d)

@@ -194,7 +194,7 @@ def test_short_mnist_lr_run_learns(tmp_path, mnist_dir):
 
 
 def test_per_worker_loop_baseline_computes_the_same_round_as_the_batched_step(tmp_path):
-    from fedrobust import simbench
+    from fedrobust.benchmarks import simulation as simbench
 
     sim = Simulation(small_config(tmp_path, out=None), progress=False)
     state = sim.initial_state()

@@ -1,31 +1,22 @@
 """Simulation throughput: batched training of all workers against a per-worker loop, and
-the time of one round as the number of workers grows (`fedrobust bench --simulation`).
+the time of one round as the number of workers grows (``fedrobust bench --simulation``).
 
 Every figure is the median time of `rounds` rounds after one warm-up round, measured in
 this process: a round is local training (one SGD step per worker, batch 32), the
 aggregation rule and the global update; evaluation is not included.
+`report.format_simulation_report` prints the result of `run`.
 """
 from __future__ import annotations
 
 import functools
-import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 
 from fedrobust import data
+from fedrobust.benchmarks.timing import median_time
 from fedrobust.simulation import Config, Simulation
-
-
-def _median_seconds(fn: Callable[[], None], rounds: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def per_worker_loop_round(sim: Simulation, w: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -58,10 +49,10 @@ def compare_with_loop(data_dir: Optional[str], rounds: int = 10) -> Dict[str, fl
     sim = Simulation(Config(dataset=dataset, data_dir=data_dir, workers=100, compromised=20,
                             rule="median", lr=0.1, out=None), progress=False)
     state = sim.initial_state()
-    batched = _median_seconds(lambda: sim.step(state), rounds)
+    batched = median_time(lambda: sim.step(state), rounds)
     rng = np.random.default_rng(0)
     w = state.w.clone()
-    loop = _median_seconds(lambda: per_worker_loop_round(sim, w, rng), rounds)
+    loop = median_time(lambda: per_worker_loop_round(sim, w, rng), rounds)
     return {"dataset": dataset, "workers": 100, "batched_seconds": batched, "loop_seconds": loop,
             "batched_rounds_per_second": 1 / batched, "speedup": loop / batched}
 
@@ -74,29 +65,14 @@ def scaling(workers: List[int], rounds: int = 3) -> List[Dict[str, float]]:
         sim = Simulation(Config(dataset="synthetic", workers=m, compromised=m // 5, rule="median",
                                 lr=0.1, out=None), progress=False, dataset=dataset)
         state = sim.initial_state()
-        seconds = _median_seconds(functools.partial(sim.step, state), rounds)  # bound now, not at the loop's end
+        seconds = median_time(functools.partial(sim.step, state), rounds)  # bound now, not at the loop's end
         rows.append({"workers": m, "seconds_per_round": seconds, "rounds_per_second": 1 / seconds})
     return rows
 
 
 def run(data_dir: Optional[str], workers: List[int], log: Callable[[str], None] = print) -> dict:
+    """`compare_with_loop` (m = 100) and `scaling` over `workers`, with torch's thread count."""
     log("timing: batched round vs per-worker loop (m = 100)")
     loop = compare_with_loop(data_dir)
     log(f"timing: rounds for m = {workers}")
     return {"threads": torch.get_num_threads(), "loop": loop, "scaling": scaling(workers)}
-
-
-def format_report(result: dict) -> str:
-    loop = result["loop"]
-    lines = [
-        f"simulation throughput ({result['threads']} torch threads; LR, batch 32, one local step, median)",
-        (f"{loop['dataset']}, m = 100: batched {loop['batched_seconds'] * 1e3:.1f} ms/round "
-         f"({loop['batched_rounds_per_second']:.0f} rounds/s), per-worker loop "
-         f"{loop['loop_seconds'] * 1e3:.1f} ms/round: {loop['speedup']:.1f}x"),
-        "synthetic (60,000 x 784, 10 classes):",
-        f"{'workers':>8} {'s/round':>10} {'rounds/s':>9} {'s/round per 1000 workers':>25}",
-    ]
-    for row in result["scaling"]:
-        lines.append(f"{row['workers']:>8} {row['seconds_per_round']:>10.4f} {row['rounds_per_second']:>9.1f} "
-                     f"{row['seconds_per_round'] / row['workers'] * 1000:>25.4f}")
-    return "\n".join(lines)

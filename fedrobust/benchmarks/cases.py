@@ -1,0 +1,127 @@
+"""The rule table and the timed cases built from it: zero-argument callables over one array.
+
+The rule knowledge of the benchmarks lives here only: which rules are timed and by which
+implementations (`RULE_IMPLS`, in table order), which of them the ``fedrobust bench`` table
+shows (`TABLE_RULES`), and the parameters each rule of fedrobust.aggregators is called with
+(`rule_params`, which the attack benchmark's targeted rules use too).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Tuple
+
+import numpy as np
+
+from fedrobust import aggregators, stats
+from fedrobust.benchmarks import baselines as bl
+from fedrobust.benchmarks.inputs import first_rows_mask
+from fedrobust.benchmarks.machine import import_torch
+
+# Which implementations each rule has; the order is the order of the table rows.
+RULE_IMPLS: Dict[str, Tuple[str, ...]] = {
+    "mean": ("fedrobust", "numpy", "torch"),
+    "median": ("fedrobust", "numpy", "torch"),
+    "trimmed_mean": ("fedrobust", "numpy", "torch"),
+    "krum": ("fedrobust", "numpy", "torch"),
+    "bulyan": ("fedrobust",),
+    "pairwise_distances": ("fedrobust", "numpy", "torch"),
+    "coordinate_stats": ("fedrobust", "numpy", "torch"),
+}
+# The rules of the `run` table (pairwise distances are part of Krum; pytest times them alone).
+TABLE_RULES: Tuple[str, ...] = ("mean", "median", "trimmed_mean", "krum", "bulyan", "coordinate_stats")
+
+
+def rule_params(rule: str, c: int, beta: int) -> Dict[str, Any]:
+    """The parameters of fedrobust.aggregators.get(rule, ...) in the benchmarks, for c Byzantine
+    workers and trimming beta: Krum on squared distances (exact, direct differences), Bulyan with
+    its defaults (squared distances too). The attack benchmark's attackers assume the same."""
+    return {
+        "mean": {},
+        "median": {},
+        "trimmed_mean": {"beta": beta},
+        "krum": {"c": c, "squared": True},
+        "bulyan": {"c": c},
+    }[rule]
+
+
+@dataclass
+class Case:
+    """One timed call: `fn()` computes `rule` with `impl` on the array the case was built for."""
+
+    rule: str
+    impl: str  # "fedrobust", "numpy" or "torch"
+    label: str  # how the rule is computed, for the table
+    fn: Callable[[], Any]
+
+
+def bound_rule(rule: str, params: Dict[str, Any], U: Any) -> Callable[[], Any]:
+    """fedrobust's `rule` with `params`, as a zero-argument call on U."""
+    agg = aggregators.get(rule, **params)
+    return lambda: agg(U)
+
+
+def read_once_cases(U: np.ndarray) -> List[Case]:
+    """Column sums over U: the cost of reading U once."""
+    cases = [Case("read-once", "numpy", "U.sum(axis=0)", lambda: U.sum(axis=0))]
+    torch = import_torch()
+    if torch is not None:
+        T = torch.from_numpy(U)
+        cases.append(Case("read-once", "torch", "T.sum(0)", lambda: T.sum(0)))
+    return cases
+
+
+def fedrobust_cases(U: np.ndarray, c: int, beta: int, bulyan: bool = True) -> List[Case]:
+    """The fedrobust kernels, the rules with `rule_params`; distances squared."""
+    mask = first_rows_mask(U.shape[0], c)
+
+    def rule(name: str, label: str) -> Case:
+        return Case(name, "fedrobust", label, bound_rule(name, rule_params(name, c, beta), U))
+
+    cases = [
+        rule("mean", "mean"),
+        rule("median", "median"),
+        rule("trimmed_mean", f"trimmed_mean(beta={beta})"),
+        rule("krum", f"krum(c={c})"),
+        Case("pairwise_distances", "fedrobust", "pairwise_distances",
+             lambda: aggregators.pairwise_distances(U, squared=True)),
+        Case("coordinate_stats", "fedrobust", f"coordinate_stats(first {c} rows)",
+             lambda: stats.coordinate_stats(U, mask)),
+    ]
+    if bulyan:
+        cases.insert(4, rule("bulyan", f"bulyan(c={c})"))
+    return cases
+
+
+def alternative_cases(U: np.ndarray, c: int, beta: int) -> List[Case]:
+    """The numpy and torch ways to compute each rule (see `baselines`; torch ones only if torch
+    is installed, on a CPU tensor sharing U's memory)."""
+    mask = first_rows_mask(U.shape[0], c)
+    cases = [
+        Case("mean", "numpy", "U.mean(axis=0)", lambda: bl.numpy_mean(U)),
+        Case("median", "numpy", "np.median(axis=0)", lambda: bl.numpy_median(U)),
+        Case("trimmed_mean", "numpy", "np.partition + mean", lambda: bl.numpy_trimmed_mean(U, beta)),
+        Case("krum", "numpy", "Gram (inexact) + partition", lambda: bl.numpy_krum(U, c)),
+        Case("pairwise_distances", "numpy", "Gram matrix", lambda: bl.numpy_pairwise_sq(U)),
+        Case("coordinate_stats", "numpy", "U[mask] mean/std/min/max",
+             lambda: bl.numpy_coordinate_stats(U, mask)),
+    ]
+    torch = import_torch()
+    if torch is not None:
+        T = torch.from_numpy(U)
+        cases += [
+            Case("mean", "torch", "T.mean(0)", lambda: bl.torch_mean(T)),
+            Case("median", "torch", "torch.median(dim=0)", lambda: bl.torch_median(T)),
+            Case("trimmed_mean", "torch", "torch.sort + mean", lambda: bl.torch_trimmed_mean(T, beta)),
+            Case("krum", "torch", "cdist (Gram, inexact) + topk", lambda: bl.torch_krum(T, c)),
+            Case("pairwise_distances", "torch", "cdist ** 2", lambda: bl.torch_pairwise_sq(T)),
+            Case("coordinate_stats", "torch", "T[mask] std_mean/amin/amax",
+                 lambda: bl.torch_coordinate_stats(T, mask)),
+        ]
+    return cases
+
+
+def all_cases(U: np.ndarray, c: int, beta: int, bulyan: bool) -> List[Case]:
+    """fedrobust, numpy and torch cases, ordered as in RULE_IMPLS."""
+    cases = fedrobust_cases(U, c, beta, bulyan) + alternative_cases(U, c, beta)
+    order = {(r, i): k for k, (r, i) in enumerate((r, i) for r in RULE_IMPLS for i in RULE_IMPLS[r])}
+    return sorted(cases, key=lambda case: order[(case.rule, case.impl)])

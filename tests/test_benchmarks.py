@@ -1,0 +1,86 @@
+"""The benchmark package's restructured parts: the shared baselines on torch tensors, the
+rule table, the memory probe's fresh process, and bench/gpu_bench.py importing without a GPU."""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from fedrobust import aggregators
+from fedrobust.benchmarks import attacks, cases, inputs, memory
+from fedrobust.benchmarks import baselines as bl
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load_gpu_bench():
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "bench" / "gpu_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("m", [51, 40])
+def test_torch_baselines_on_cpu_tensors_equal_the_numpy_baselines(m):
+    """Odd m: torch's lower-middle median is the median; even m: compared with the lower middle."""
+    d = 200
+    U = inputs.make_updates(m, d, seed=2)
+    T = torch.from_numpy(U.copy())
+    c = beta = inputs.byzantine_count(m)
+    mask = inputs.first_rows_mask(m, c)
+
+    np.testing.assert_allclose(bl.torch_mean(T).numpy(), bl.numpy_mean(U), rtol=1e-6, atol=1e-7)
+    lower_middle = np.sort(U, axis=0)[(m - 1) // 2]
+    np.testing.assert_array_equal(bl.torch_median(T).values.numpy(), lower_middle)
+    if m % 2:
+        np.testing.assert_array_equal(bl.torch_median(T).values.numpy(), bl.numpy_median(U))
+    np.testing.assert_allclose(bl.torch_trimmed_mean(T, beta).numpy(), bl.numpy_trimmed_mean(U, beta),
+                               rtol=1e-5, atol=1e-6)
+    # Both go through the Gram matrix: |u|^2 ~ 200, so absolute errors ~ 1e-4.
+    np.testing.assert_allclose(bl.torch_pairwise_sq(T).numpy(), bl.numpy_pairwise_sq(U), rtol=1e-5, atol=1e-3)
+    assert int(bl.torch_krum_index(T, c)) == bl.numpy_krum_index(U, c) == int(aggregators.krum_select(U, c)[0])
+    np.testing.assert_array_equal(bl.torch_krum(T, c).numpy(), bl.numpy_krum(U, c))
+    for got, want in zip(bl.torch_coordinate_stats(T, mask), bl.numpy_coordinate_stats(U, mask)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_rule_table_matches_the_cases_and_the_aggregators():
+    """Every (rule, impl) of RULE_IMPLS has exactly one case, and every rule the benchmarks
+    aggregate with (table rules and attacked rules) takes its `rule_params`."""
+    m, d = 30, 50
+    U = inputs.make_updates(m, d)
+    c = beta = inputs.byzantine_count(m)
+    got = [(case.rule, case.impl) for case in cases.all_cases(U, c, beta, bulyan=True)]
+    assert got == [(rule, impl) for rule, impls in cases.RULE_IMPLS.items() for impl in impls]
+    assert set(cases.TABLE_RULES) <= set(cases.RULE_IMPLS)
+    registry_rules = [r for r in cases.RULE_IMPLS if r in aggregators.available()]
+    for rule in registry_rules + [rule for _, _, rule in attacks.ATTACK_CASES]:
+        out = cases.bound_rule(rule, cases.rule_params(rule, c, beta), U)()
+        assert np.asarray(out).shape == (d,), rule
+
+
+def test_memory_probe_runs_in_a_fresh_process():
+    result = memory.measure_peak_extra_memory("krum", 20, 500, threads=1)
+    assert set(result) == {"peak_extra_mib", "peak_before_mib", "rss_before_mib", "peak_source", "peak_reset"}
+    assert result["peak_extra_mib"] >= 0 and result["peak_source"] in ("VmHWM", "ru_maxrss")
+
+
+def test_gpu_bench_imports_without_a_gpu_and_formats_a_result():
+    gpu_bench = _load_gpu_bench()
+    assert gpu_bench.bl is bl
+    result = {
+        "device": "some GPU",
+        "kernels": [{"m": 4, "d": 8, "gib": 0.5, "read_once_seconds": 1e-3, "copy_seconds": 2e-3,
+                     "krum_same_choice_as_torch_cdist": True,
+                     "rows": {"fedrobust median": {"seconds": 2e-3, "fraction_of_read_bandwidth": 0.5}},
+                     "speedups": {"median vs torch.median": 3.0}}],
+        "simulation": {"dataset": "synthetic", "workers": 10, "rule": "median", "attack": "trim (partial knowledge)",
+                       "seconds_per_round": 0.01, "rounds_per_second": 100.0},
+    }
+    text = gpu_bench.report(result)
+    assert text.splitlines()[0] == "some GPU"
+    assert "speedup, median vs torch.median: 3.0x" in text
+    assert text.endswith("10.0 ms/round = 100.0 rounds/s")
