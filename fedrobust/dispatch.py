@@ -480,9 +480,7 @@ class CudaBackend:
         return self._call(A, lambda: self.lib.from_host(scores, A))
 
     def krum(self, A: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray]:
-        m = A.shape[0]
-        if not 1 <= multi <= m - c:
-            raise ValueError(f"multi must be in [1, m - c] = [1, {m - c}], got {multi}")
+        self.native.check_multi_krum(A.shape[0], c, multi)  # the CPU's check and message
         chosen, scores = self._krum_scores(A, c, squared)
         if multi == 1:
             return self.lib.copy(A[chosen]), np.array([chosen], dtype=np.int64)

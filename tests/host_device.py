@@ -40,6 +40,10 @@ class HostKernels:
     """The entry points of fedrobust._cuda that the Python code calls, on host memory."""
 
     @staticmethod
+    def check_multi_krum(m, c, multi):
+        cpu.check_multi_krum(m, c, multi)
+
+    @staticmethod
     def median(data, m, d, row_stride, col_stride, dtype, out, stream):
         U = host_view(data, m, d, row_stride, col_stride, dtype)
         host_vector(out, d, dtype)[:] = _emulation.column_rule_scalar(U, "median", network=m <= 128)

@@ -33,15 +33,11 @@ TABLE_RULES: Tuple[str, ...] = ("mean", "median", "trimmed_mean", "krum", "bulya
 
 def rule_params(rule: str, c: int, beta: int) -> Dict[str, Any]:
     """The parameters of fedrobust.aggregators.get(rule, ...) in the benchmarks, for c Byzantine
-    workers and trimming beta: Krum on squared distances (exact, direct differences), Bulyan with
-    its defaults (squared distances too). The attack benchmark's attackers assume the same."""
-    return {
-        "mean": {},
-        "median": {},
-        "trimmed_mean": {"beta": beta},
-        "krum": {"c": c, "squared": True},
-        "bulyan": {"c": c},
-    }[rule]
+    workers and trimming beta: the rule's registry parameters named c and beta get those values,
+    the others (Krum's and Bulyan's squared distances, multi = 1) their defaults. The attack
+    benchmark's attackers assume the same."""
+    values = {"c": c, "beta": beta}
+    return {p.name: values[p.name] for p in aggregators.rule(rule).params if p.name in values}
 
 
 @dataclass
