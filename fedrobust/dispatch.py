@@ -180,6 +180,10 @@ class CpuBackend:
         """(m,) Krum scores in A's dtype."""
         return cpu.krum_scores(A, c, squared)
 
+    def krum_scores_from_distances(self, sq: np.ndarray, c: int, squared: bool) -> np.ndarray:
+        """(n,) float64 Krum scores from (n, n) host float64 squared distances (any backend's)."""
+        return cpu.krum_scores_from_distances(np.ascontiguousarray(sq, dtype=np.float64), c, squared)
+
     def krum(self, A: np.ndarray, c: int, multi: int, squared: bool) -> Tuple[np.ndarray, np.ndarray]:
         """(Krum's aggregate (d,), the `multi` selected rows, host int64 ascending by score)."""
         aggregate, chosen, _ = cpu.krum(A, c, multi, squared)

@@ -20,7 +20,6 @@ import pytest
 
 from fedrobust import _emulation, dispatch
 from fedrobust._native import cpu
-from fedrobust.attacks.krum import krum_scores_from
 
 
 def host_view(ptr: int, m: int, d: int, row_stride: int, col_stride: int, dtype) -> np.ndarray:
@@ -83,7 +82,7 @@ class HostKernels:
     @staticmethod
     def krum_select(data, m, d, row_stride, col_stride, dtype, c, squared, stream):
         sq = cpu.pairwise_distances(host_view(data, m, d, row_stride, col_stride, dtype), True, None, True)
-        scores = krum_scores_from(sq, c, squared)
+        scores = cpu.krum_scores_from_distances(sq, c, squared)
         return int(np.argmin(scores)), scores.tolist()
 
     @staticmethod

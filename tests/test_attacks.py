@@ -428,8 +428,8 @@ def test_attacked_run_resumes_with_the_same_numbers_and_metrics(tmp_path, monkey
     (dict(attack="backdoor"), "'attack' must be one of"),
     (dict(attack="labelflip", attack_fraction=0.5), "must be 1 for labelflip"),
     (dict(attack="krum", attack_rule="median", workers=20, compromised=9), "Krum attack's simulated Krum"),
-    (dict(attack="krum", workers=20, compromised=9), "does not fit attack_rule 'krum' with 20 workers per round: "
-                                                     "Krum needs m > 2c + 2 workers"),
+    (dict(attack="krum", workers=20, compromised=9),
+     "does not fit attack_rule 'krum' with 20 workers per round: Krum needs m > 2c + 2 workers"),
     (dict(attack="trim", attack_rule="bulyan", workers=20, compromised=5),
      "does not fit attack_rule 'bulyan' with 20 workers per round: Bulyan needs m >= 4c + 3 workers"),
 ])

@@ -354,3 +354,20 @@ def test_bulyan_with_c_zero_is_the_median_window_over_all_rows():
     # gamma = theta = m: every value kept -> the mean of the sorted values
     np.testing.assert_allclose(out, U.mean(axis=0), rtol=1e-14)
     assert_identical(out, ref.bulyan(U, 0))
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("m, c", [(5, 1), (12, 4), (40, 3)])
+def test_scores_from_a_distance_matrix_are_the_kernels_scores(m, c, squared):
+    """The one native Krum scoring serves the rules, the attacks' searches and device distances."""
+    U = np.random.default_rng(m).standard_normal((m, 30))
+    U[2] = U[3]  # ties
+    sq = cpu.pairwise_distances(U, True, None, True)
+    got = cpu.krum_scores_from_distances(sq, c, squared)
+    assert got.dtype == np.float64 and got.shape == (m,)
+    np.testing.assert_array_equal(got, cpu.krum_scores(U, c, squared))
+    np.testing.assert_allclose(got, ref.krum_scores(U, c, squared), rtol=1e-12)
+    with pytest.raises(ValueError, match="expected a square matrix"):
+        cpu.krum_scores_from_distances(sq[:, :-1].copy(), c, squared)
+    with pytest.raises(ValueError, match="c must be >= 0"):
+        cpu.krum_scores_from_distances(sq, -1, squared)

@@ -88,6 +88,21 @@ py::object krum_scores(const py::array& a, int64_t c, bool squared) {
   });
 }
 
+// Krum scores from an (n, n) float64 matrix of squared distances (a host copy of the device's,
+// or the attacks' pools): the scores Krum computes after its distance pass, the same code.
+py::array_t<double> krum_scores_from_distances(const py::array& sq, int64_t c, bool squared) {
+  check_dense<double>(sq, "sq_distances", 2, "a 2-D array of shape (n, n) of squared distances");
+  const int64_t n = sq.shape(0);
+  if (sq.shape(1) != n) throw py::value_error("sq_distances: expected a square matrix, got shape " + shape_text(sq));
+  check_count("c", c);
+  std::vector<double> scores;
+  {
+    py::gil_scoped_release nogil;
+    scores = cpu::krum_scores(static_cast<const double*>(sq.data()), n, all_rows(n), c, squared);
+  }
+  return to_array<double>(scores);
+}
+
 py::tuple krum(const py::array& a, int64_t c, int64_t multi, bool squared) {
   return dispatch_float(a, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
@@ -205,6 +220,10 @@ void bind_aggregation(py::module_& m) {
         "Distances between the given rows (all by default), in that order; in U's dtype, or float64 "
         "(the values Krum scores) with as_double.");
   m.def("krum_scores", &krum_scores, py::arg("U"), py::arg("c"), py::arg("squared"));
+  m.def("krum_scores_from_distances", &krum_scores_from_distances, py::arg("sq_distances"), py::arg("c"),
+        py::arg("squared"),
+        "(n,) float64 Krum scores from (n, n) float64 squared distances: each row's n - c - 2 smallest "
+        "distances to the other rows (clamped at 0 neighbours), summed in ascending order.");
   m.def("krum", &krum, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
         "Returns (aggregate, selected rows, scores).");
   m.def("bulyan", &bulyan, py::arg("U"), py::arg("c"), py::arg("squared"),

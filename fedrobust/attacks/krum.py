@@ -22,6 +22,7 @@ from typing import Any, Callable, Tuple
 
 import numpy as np
 
+from fedrobust import dispatch
 from fedrobust.attacks import direction
 from fedrobust.attacks.context import AttackContext, on_any_array
 
@@ -119,20 +120,10 @@ def _wins_at(pool: KrumPool, copies: int, neighbours: int, crafted_position: int
     return pool.crafted_wins(lam, copies, neighbours, crafted_position)
 
 
-def krum_scores_from(sq_dist: np.ndarray, c: int, squared: bool) -> np.ndarray:
-    """(m,) Krum scores from the (m, m) float64 squared distances: the sum of the m - c - 2
-    smallest distances to the other rows, summed in ascending order, as the kernel does."""
-    m = sq_dist.shape[0]
-    k = max(m - c - 2, 0)
-    dist = sq_dist if squared else np.sqrt(sq_dist)
-    others = np.sort(dist[~np.eye(m, dtype=bool)].reshape(m, m - 1), axis=1)
-    return np.cumsum(others[:, :k], axis=1)[:, -1] if k > 0 else np.zeros(m)
-
-
 def krum_choice(sq_dist: np.ndarray, c: int, squared: bool) -> int:
     """The row Krum selects given the (m, m) float64 squared distances: the smallest score
-    (krum_scores_from), ties to the lowest index."""
-    return int(np.argmin(krum_scores_from(sq_dist, c, squared)))
+    (the native Krum scoring, csrc/cpu/krum.cpp), ties to the lowest index."""
+    return int(np.argmin(dispatch.CPU.krum_scores_from_distances(sq_dist, c, squared)))
 
 
 def _full_direction_and_distances(ctx: AttackContext) -> Tuple[Any, np.ndarray]:
