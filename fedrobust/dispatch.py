@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -206,19 +206,19 @@ class CpuBackend:
               sigma: Tuple[float, float] = (3.0, 4.0)) -> Tuple[np.ndarray, np.ndarray]:
         """The trim / Gaussian crafting kernel: (values (len(ids), d) in A's dtype, the direction
         used (d,) int8) from the per-coordinate statistics of A[rows]."""
-        s = None if direction is None else self.int8(direction)
+        s = None if direction is None else _int8(direction)
         w = None if base is None else np.ascontiguousarray(base, dtype=A.dtype)
         return cpu.craft_coordinates(A, rows, mode, ids, seed, round, direction=s, base=w, b=b,
                                      sigma_lo=sigma[0], sigma_hi=sigma[1])
 
     def norms_and_dots(self, A: np.ndarray, s: Any, rows: Optional[List[int]] = None) -> Tuple[np.ndarray, ...]:
         """(||u_i||^2, <u_i, s>), each (k,) host float64, for `rows` (all m by default)."""
-        return cpu.norms_and_dots(A, self.int8(s), rows)
+        return cpu.norms_and_dots(A, _int8(s), rows)
 
     def krum_craft(self, A: np.ndarray, s: Any, lam: float, eps: float, seed: int, round: int,
                    ids: Sequence[int]) -> np.ndarray:
         """The Krum attack's len(ids) sent updates (len(ids), d) in A's dtype."""
-        return cpu.krum_craft(self.int8(s), lam, eps, seed, round, np.asarray(ids, dtype=np.int64), A.dtype)
+        return cpu.krum_craft(_int8(s), lam, eps, seed, round, np.asarray(ids, dtype=np.int64), A.dtype)
 
     # -- elementwise helpers of the attacks -------------------------------------
     def signs(self, x: np.ndarray) -> np.ndarray:
@@ -228,9 +228,6 @@ class CpuBackend:
     def ones(self, A: np.ndarray) -> np.ndarray:
         """(d,) int8 ones: the direction s = 1 of the deviation goal."""
         return np.ones(A.shape[1], dtype=np.int8)
-
-    def int8(self, s: Any) -> np.ndarray:
-        return np.ascontiguousarray(s, dtype=np.int8)
 
     def float64(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
@@ -244,6 +241,11 @@ class CpuBackend:
     def fraction(self, mask: np.ndarray) -> float:
         """The fraction of True entries of a boolean array."""
         return float(np.mean(mask))
+
+
+def _int8(s: Any) -> np.ndarray:
+    """A direction (d,) as the contiguous int8 array the CPU kernels read."""
+    return np.ascontiguousarray(s, dtype=np.int8)
 
 
 CPU = CpuBackend()
@@ -548,9 +550,6 @@ class CudaBackend:
     def ones(self, A: Any) -> Any:
         return self.lib.int8(np.ones(A.shape[1], dtype=np.int8), A)
 
-    def int8(self, s: Any) -> Any:
-        return s
-
     def float64(self, x: Any) -> Any:
         return self.lib.float64(x)
 
@@ -561,4 +560,4 @@ class CudaBackend:
         return float(mask.sum()) / max(int(np.prod(mask.shape)), 1)
 
 
-Backend = Any  # CpuBackend or CudaBackend: the same methods
+Backend = Union[CpuBackend, CudaBackend]  # the same methods
