@@ -9,9 +9,10 @@ from fedrobust import dispatch, stats
 from fedrobust.attacks import ATTACKS, AttackContext, AttackOptions
 
 from conftest import DTYPES, assert_identical, with_nonfinite_rows
+from test_cuda import special_case
 
 
-def updates_with_nonfinite_rows(dtype, m=23, d=300, seed=1):
+def updates_with_nonfinite_rows(dtype, m=23, d=4000, seed=1):
     """Random updates, a duplicate row (ties) and three non-finite rows: NaN, +Inf, mixed."""
     U = np.random.default_rng(seed).standard_normal((m, d)).astype(dtype)
     U[3] = U[4]
@@ -38,6 +39,21 @@ def test_every_robust_rule_gives_the_numpy_bits_on_non_finite_rows(array_kind, n
     assert type(got) is type(X)
     assert_identical(array_kind.host(got), RULES[name](U), f"{name} on {array_kind.name}")
     np.testing.assert_array_equal(array_kind.host(X), U)  # not modified
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 7, 16, 17, 64, 65, 100, 128, 129, 1000, 4001])
+def test_median_and_trimmed_mean_give_the_numpy_bits_at_every_kernel_size(array_kind, m, dtype):
+    """Sizes around the CUDA kernels' paths: the register networks of 16, 32, 64 and 128 rows
+    and the radix selection beyond; constant columns, NaN, +-Inf, -0.0 and tied rows."""
+    U = special_case(m, 5000, dtype)
+    X = array_kind.put(U)
+    out = agg.median(X)
+    assert type(out) is type(X) and tuple(out.shape) == (5000,)
+    assert_identical(array_kind.host(out), agg.median(U), f"median on {array_kind.name}, m = {m}")
+    assert_identical(array_kind.host(agg.trimmed_mean(X, m // 5)), agg.trimmed_mean(U, m // 5),
+                     f"trimmed mean on {array_kind.name}, m = {m}")
+    np.testing.assert_array_equal(array_kind.host(X), U)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -190,25 +190,6 @@ def to_host(x) -> np.ndarray:
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("library", ["torch", "cupy"])
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 2, 7, 16, 17, 64, 65, 100, 128, 129, 1000, 4001])
-def test_gpu_median_and_trimmed_mean_equal_the_cpu_bit_for_bit(library, dtype, m):
-    if library not in _libraries():
-        pytest.skip(f"{library} not available")
-    U = special_case(m, 5000, dtype)
-    G = to_device(U, library)
-    before = to_host(G).copy()
-    out = aggregators.median(G)
-    assert type(out) is type(G) and out.shape == (5000,) and to_host(out).dtype == dtype
-    np.testing.assert_array_equal(to_host(out), cpu.median(U))
-    beta = m // 5
-    np.testing.assert_array_equal(to_host(aggregators.trimmed_mean(G, beta)), cpu.trimmed_mean(U, beta))
-    np.testing.assert_array_equal(to_host(G), before)
-
-
-@pytest.mark.gpu
-@gpu
 def test_gpu_strided_and_transposed_inputs_and_a_side_stream():
     if "torch" not in _libraries():
         pytest.skip("torch with CUDA not available")
@@ -247,35 +228,6 @@ def test_gpu_errors_say_what_was_expected():
         aggregators.bulyan(torch.zeros((300, 4), device="cuda"), 10)
     with pytest.raises(ValueError, match="out of range"):
         stats.coordinate_stats(torch.zeros((5, 4), device="cuda"), [0, 7])
-
-
-@pytest.mark.gpu
-@gpu
-@pytest.mark.parametrize("library", ["torch", "cupy"])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_gpu_mean_multi_krum_bulyan_and_stats_equal_the_cpu(library, dtype):
-    if library not in _libraries():
-        pytest.skip(f"{library} not available")
-    U = (np.random.default_rng(3).standard_normal((31, 4000))).astype(dtype)
-    U[5] = U[6]  # ties
-    G = to_device(U, library)
-    before = to_host(G).copy()
-    np.testing.assert_array_equal(to_host(aggregators.mean(G)), aggregators.mean(U))
-    np.testing.assert_array_equal(aggregators.krum_select(G, 5, multi=7), aggregators.krum_select(U, 5, multi=7))
-    multi = aggregators.krum(G, 5, multi=7)
-    assert type(multi) is type(G)
-    np.testing.assert_array_equal(to_host(multi), aggregators.krum(U, 5, multi=7))
-    np.testing.assert_array_equal(aggregators.bulyan_select(G, 7), aggregators.bulyan_select(U, 7))
-    np.testing.assert_array_equal(to_host(aggregators.bulyan(G, 7)), aggregators.bulyan(U, 7))
-    rows = [30, 2, 5, 11]
-    for got, expected in zip(stats.coordinate_stats(G, rows), stats.coordinate_stats(U, rows)):
-        np.testing.assert_array_equal(to_host(got), expected)
-    np.testing.assert_allclose(to_host(aggregators.pairwise_distances(G, rows=rows)),
-                               aggregators.pairwise_distances(U, rows=rows), rtol=1e-5)
-    np.testing.assert_array_equal(to_host(G), before)
-    U[4, 9] = np.nan
-    with pytest.raises(ValueError, match="workers \\[4\\]"):
-        aggregators.mean(to_device(U, library))
 
 
 @pytest.mark.gpu
@@ -417,34 +369,6 @@ def test_nan_results_are_the_one_quiet_nan_on_every_backend():
     V = np.array([[-np.inf], [np.inf], [-np.inf], [np.inf]])  # trimmed mean, beta 1: lo = -Inf, hi = +Inf
     for result in (cpu.trimmed_mean(V, 1), _emulation.column_rule_scalar(V, "trimmed_mean", 1)):
         assert result[0].view(np.uint64) == np.array(np.nan).view(np.uint64)
-
-
-@pytest.mark.gpu
-@gpu
-@pytest.mark.parametrize("attack, knowledge, rule", [("trim", "full", "median"), ("trim", "partial", "trimmed_mean"),
-                                                      ("gaussian", "full", "median")])
-def test_gpu_attacks_send_the_cpus_values(attack, knowledge, rule):
-    if "torch" not in _libraries():
-        pytest.skip("torch with CUDA not available")
-    import torch
-
-    from fedrobust.attacks import ATTACKS, AttackContext
-
-    rng = np.random.default_rng(11)
-    U = (0.01 * rng.standard_normal((50, 3000))).astype(np.float32)
-    w = (0.1 * rng.standard_normal(3000)).astype(np.float32)
-    params = {"median": {}, "trimmed_mean": {"beta": 10}}[rule]
-
-    def context(updates, model):
-        return AttackContext(updates, np.arange(10), model, rule, params, knowledge, np.random.default_rng(0), 5,
-                             seed=7, lr=0.1)
-
-    on_cpu, on_gpu = context(U, w), context(torch.as_tensor(U, device="cuda"), torch.as_tensor(w, device="cuda"))
-    expected = ATTACKS[attack](on_cpu)
-    got = ATTACKS[attack](on_gpu)
-    np.testing.assert_array_equal(got.cpu().numpy(), expected)
-    for key, value in on_cpu.metrics.items():
-        assert on_gpu.metrics[key] == pytest.approx(value, abs=1e-3), key
 
 
 @pytest.mark.gpu
