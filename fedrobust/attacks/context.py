@@ -64,9 +64,9 @@ class AttackContext:
     metrics:      filled by the attack: what it did this round (written to rounds.jsonl).
     """
 
-    updates: np.ndarray
+    updates: Any
     compromised: np.ndarray
-    global_model: np.ndarray
+    global_model: Any
     rule: str
     rule_params: Dict[str, Any]
     knowledge: str
@@ -115,5 +115,6 @@ def on_any_array(attack: Attack) -> Attack:
 
 
 class Attack(Protocol):
-    def __call__(self, ctx: AttackContext) -> np.ndarray:
-        """Return the (c, d) rows that replace updates[ctx.compromised]; may fill ctx.metrics."""
+    def __call__(self, ctx: AttackContext) -> Any:
+        """Return the (c, d) rows that replace updates[ctx.compromised], as an array of the
+        updates' kind; may fill ctx.metrics."""
