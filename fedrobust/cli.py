@@ -72,7 +72,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("libraries:")
     for name in ("numpy", "torch", "cupy"):
         print(f"  {name:<15} {info.get(name) or 'not installed'}")
+    _print_registries()
     return 0
+
+
+def _print_registries() -> None:
+    """The rules and attacks, from their registries (aggregators.RULES, attacks.ATTACKS)."""
+    from fedrobust.aggregators import RULES
+    from fedrobust.attacks import ATTACKS
+
+    print("aggregation rules:")
+    for rule in RULES.values():
+        params = ", ".join(p.name for p in rule.params) or "no parameters"
+        print(f"  {rule.name:<15} {rule.summary} ({params}; needs {rule.requirement})")
+    print("attacks:")
+    for attack in ATTACKS.values():
+        print(f"  {attack.name:<15} {attack.summary}")
 
 
 def _print_section(title: str, values: dict) -> None:

@@ -92,3 +92,14 @@ def test_rules_that_select_rows_report_the_selection_with_the_aggregate():
         np.testing.assert_array_equal(aggregate, entry.bind(**params)(U))
         assert rows.dtype == np.int64 and rows.size >= 1
     assert not agg.RULES["median"].selects_rows
+
+
+def test_info_lists_every_rule_and_attack_with_its_summary(capsys):
+    from fedrobust import cli
+    from fedrobust.attacks import ATTACKS
+
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for entry in [*agg.RULES.values(), *ATTACKS.values()]:
+        assert f"{entry.name:<15} {entry.summary}" in out, entry.name
+    assert "(c, multi, squared; needs m > 2c + 2)" in out
