@@ -26,6 +26,8 @@ RULES = {
     "multi_krum": lambda U: agg.krum(U, 4, multi=9, squared=False),
     "pairwise_distances": lambda U: agg.pairwise_distances(U),
     "pairwise_distances_rows": lambda U: agg.pairwise_distances(U, rows=[7, 2, 12]),
+    "pairwise_distances_rows_plain": lambda U: agg.pairwise_distances(U, squared=False, rows=[7, 2, 11]),
+    "multi_krum_squared": lambda U: agg.krum(U, 4, multi=3),
     "bulyan": lambda U: agg.bulyan(U, 4),
 }
 
