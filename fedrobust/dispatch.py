@@ -10,17 +10,19 @@ result goes back to the caller's type.
   - other DLPack producers (CPU: numpy view, CUDA: torch view) and __cuda_array_interface__
     producers (a torch view); results go back through the producer package's own
     `from_dlpack` when it has one.
-Nothing is copied on the way in. Both backends have the same methods with the same meaning
-and the same non-finite semantics (SPEC 13 item 15; the CUDA kernels give the CPU's bits):
-arrays in, arrays of A's library out, host results (row indices, Krum scores, float64
-distances for the attacks' searches) as numpy arrays. `aggregators`, `stats`, `attacks`
-call only these methods.
+Nothing is copied on the way in. A backend is one class, `Backend`, over a native module
+and an array library: the CPU backend is fedrobust._cpu with numpy, the CUDA backends are
+fedrobust._cuda with torch or cupy. The two native modules have the same functions with the
+same signatures (csrc/bindings: arrays in, outputs written into arrays the backend
+allocates with A's library, host results as numpy arrays), so every backend runs the same
+code here, with the same non-finite semantics (SPEC 13 item 15; the CUDA kernels give the
+CPU's bits). `aggregators`, `stats`, `attacks` call only these methods.
 """
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import sys
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -146,162 +148,235 @@ def wrap_each(wrap: Wrap, results: Sequence[Any]) -> Tuple[Any, ...]:
 
 
 # ---------------------------------------------------------------------------
-# The CPU backend: numpy arrays, fedrobust._cpu
+# The backend: one native module and one array library
 # ---------------------------------------------------------------------------
-class CpuBackend:
-    """The methods every backend has, on numpy arrays with the CPU kernels (csrc/cpu)."""
+class Backend:
+    """The methods every backend has. `native` is fedrobust._cpu or fedrobust._cuda (the same
+    functions and signatures; the tests stand CPU code behind the CUDA one,
+    tests/host_device.py); `lib` the array library of A (_Numpy, _TorchCuda, _Cupy), which
+    allocates the outputs on A's device and hands arrays to `native` (`lib.arg`)."""
 
-    name = "cpu"
+    def __init__(self, name: str, native: Any, lib: Any):
+        self.name, self.native, self.lib = name, native, lib
+
+    def _into(self, A: Any, call: Callable[..., Any], shape: Optional[Tuple[int, ...]] = None,
+              count: int = 1) -> Any:
+        """`count` new arrays of `shape` (default (d,)) in A's library, dtype and device, filled
+        by call(A, *outputs) (as the native module takes them) with A's device current: the
+        array, or a tuple of them."""
+        L = self.lib
+        shape = shape or (A.shape[1],)
+        if L is _Numpy and count == 1:  # the common case, kept short: no device, the arrays themselves
+            out = np.empty(shape, A.dtype)
+            call(A, out)
+            return out
+        with L.device(A):
+            if count == 1:
+                out = L.empty(shape, A)
+                call(L.arg(A), L.arg(out))
+                return out
+            outs = tuple(L.empty(shape, A) for _ in range(count))
+            call(L.arg(A), *(L.arg(o) for o in outs))
+        return outs
+
+    def _host(self, A: Any, call: Callable[[Any], Any]) -> Any:
+        """call(A as the native module takes it) with A's device current: a host result."""
+        with self.lib.device(A):
+            return call(self.lib.arg(A))
 
     # -- aggregation --------------------------------------------------------
-    def mean(self, A: np.ndarray, rows: Optional[List[int]] = None) -> np.ndarray:
+    def mean(self, A: Any, rows: Optional[List[int]] = None) -> Any:
         """(d,) mean over `rows` (all by default), summed in ascending row order in double."""
-        return cpu.mean(A, None if rows is None else sorted(rows))
+        return self._into(A, lambda u, out: self.native.mean(u, rows, out))
 
-    def median(self, A: np.ndarray) -> np.ndarray:
-        return cpu.median(A)
+    def median(self, A: Any) -> Any:
+        return self._into(A, self.native.median)
 
-    def trimmed_mean(self, A: np.ndarray, beta: int) -> np.ndarray:
-        return cpu.trimmed_mean(A, beta)
+    def trimmed_mean(self, A: Any, beta: int) -> Any:
+        return self._into(A, lambda u, out: self.native.trimmed_mean(u, beta, out))
 
-    def coordinate_stats(self, A: np.ndarray, rows: Optional[List[int]] = None) -> Tuple[np.ndarray, ...]:
+    def coordinate_stats(self, A: Any, rows: Optional[List[int]] = None) -> Tuple[Any, ...]:
         """(mean, population std, min, max), each (d,), over `rows`; NaN counts as +Inf."""
-        return tuple(cpu.coordinate_stats(A, rows))
+        return self._into(A, lambda u, *out: self.native.coordinate_stats(u, rows, *out), count=4)
 
-    def pairwise_distances(self, A: np.ndarray, squared: bool, rows: Optional[List[int]] = None) -> np.ndarray:
+    def pairwise_distances(self, A: Any, squared: bool, rows: Optional[List[int]] = None) -> Any:
         """(k, k) distances between `rows` (all m by default) in that order, in A's dtype."""
-        return cpu.pairwise_distances(A, squared, rows)
+        k = A.shape[0] if rows is None else len(rows)
+        return self._into(A, lambda u, out: self.native.pairwise_distances(u, squared, rows, out), (k, k))
 
-    def sq_distances(self, A: np.ndarray, rows: Optional[List[int]] = None) -> np.ndarray:
+    def sq_distances(self, A: Any, rows: Optional[List[int]] = None) -> np.ndarray:
         """(k, k) squared distances between `rows` in float64, a host array."""
-        return cpu.pairwise_distances(A, True, rows, True)
+        return self._host(A, lambda u: self.native.sq_distances(u, rows))
 
-    def krum_scores(self, A: np.ndarray, c: int, squared: bool) -> np.ndarray:
-        """(m,) Krum scores in A's dtype."""
-        return cpu.krum_scores(A, c, squared)
+    def krum_select(self, A: Any, c: int, multi: int, squared: bool) -> Tuple[np.ndarray, np.ndarray]:
+        """(the `multi` rows of smallest Krum score, ascending by score, host int64; the (m,)
+        float64 scores, host)."""
+        return self._host(A, lambda u: self.native.krum_select(u, c, multi, squared))
+
+    def krum_scores(self, A: Any, c: int, squared: bool) -> Any:
+        """(m,) Krum scores in A's dtype and library."""
+        scores = self.krum_select(A, c, 1, squared)[1]
+        with self.lib.device(A):
+            return self.lib.from_host(scores, A)
 
     def krum_scores_from_distances(self, sq: np.ndarray, c: int, squared: bool) -> np.ndarray:
-        """(n,) float64 Krum scores from (n, n) host float64 squared distances (any backend's)."""
+        """(n,) float64 Krum scores from (n, n) host float64 squared distances (any backend's):
+        a host computation, on the CPU module."""
         return cpu.krum_scores_from_distances(np.ascontiguousarray(sq, dtype=np.float64), c, squared)
 
-    def krum(self, A: np.ndarray, c: int, multi: int, squared: bool) -> Tuple[np.ndarray, np.ndarray]:
-        """(Krum's aggregate (d,), the `multi` selected rows, host int64 ascending by score)."""
-        aggregate, chosen, _ = cpu.krum(A, c, multi, squared)
-        return aggregate, chosen
+    def krum(self, A: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray]:
+        """(Krum's aggregate (d,), the `multi` selected rows, host int64 ascending by score):
+        the selected row itself, or the mean of the selected rows (Multi-Krum)."""
+        rows = self.krum_select(A, c, multi, squared)[0]
+        if multi == 1:
+            return self.lib.copy(A[int(rows[0])]), rows
+        return self.mean(A, rows.tolist()), rows
 
-    def bulyan(self, A: np.ndarray, c: int, squared: bool) -> Tuple[np.ndarray, np.ndarray]:
+    def bulyan(self, A: Any, c: int, squared: bool) -> Tuple[Any, np.ndarray]:
         """(Bulyan's aggregate (d,), the selected rows in selection order, host int64)."""
-        return cpu.bulyan(A, c, squared)
+        chosen: list = []
+        out = self._into(A, lambda u, out: chosen.append(self.native.bulyan(u, c, squared, out)))
+        return out, chosen[0]
 
-    def nonfinite_rows(self, A: np.ndarray) -> np.ndarray:
+    def nonfinite_rows(self, A: Any) -> np.ndarray:
         """(m,) host bool: the rows that hold a NaN or an Inf."""
-        return cpu.nonfinite_rows(A)
+        return self._host(A, self.native.nonfinite_rows)
 
-    def all_finite(self, x: np.ndarray) -> bool:
-        return bool(np.isfinite(x).all())
+    def all_finite(self, x: Any) -> bool:
+        return bool(self.lib.isfinite(x).all())
 
     # -- attacks --------------------------------------------------------------
-    def craft(self, A: np.ndarray, rows: List[int], mode: str, ids: np.ndarray, seed: int, round: int,
+    def craft(self, A: Any, rows: List[int], mode: str, ids: Sequence[int], seed: int, round: int,
               direction: Any = None, base: Any = None, b: float = 2.0,
-              sigma: Tuple[float, float] = (3.0, 4.0)) -> Tuple[np.ndarray, np.ndarray]:
+              sigma: Tuple[float, float] = (3.0, 4.0)) -> Tuple[Any, Any]:
         """The trim / Gaussian crafting kernel: (values (len(ids), d) in A's dtype, the direction
         used (d,) int8) from the per-coordinate statistics of A[rows]."""
-        s = None if direction is None else _int8(direction)
-        w = None if base is None else np.ascontiguousarray(base, dtype=A.dtype)
-        return cpu.craft_coordinates(A, rows, mode, ids, seed, round, direction=s, base=w, b=b,
-                                     sigma_lo=sigma[0], sigma_hi=sigma[1])
+        L = self.lib
+        out_ids = [int(i) for i in ids]
+        with L.device(A):
+            s = None if direction is None else L.arg(L.int8(direction, A))
+            w = None if base is None else L.arg(L.cast(base, A))
+            values = L.empty((len(out_ids), A.shape[1]), A)
+            used = L.empty((A.shape[1],), A, "int8")
+            self.native.craft_coordinates(L.arg(A), list(rows), mode, out_ids, seed, round, s, w, b, sigma[0],
+                                          sigma[1], L.arg(values), L.arg(used))
+        return values, used
 
-    def norms_and_dots(self, A: np.ndarray, s: Any, rows: Optional[List[int]] = None) -> Tuple[np.ndarray, ...]:
+    def norms_and_dots(self, A: Any, s: Any, rows: Optional[List[int]] = None) -> Tuple[np.ndarray, ...]:
         """(||u_i||^2, <u_i, s>), each (k,) host float64, for `rows` (all m by default)."""
-        return cpu.norms_and_dots(A, _int8(s), rows)
+        with self.lib.device(A):
+            signs = self.lib.arg(self.lib.int8(s, A))
+            return self.native.norms_and_dots(self.lib.arg(A), signs, rows)
 
-    def krum_craft(self, A: np.ndarray, s: Any, lam: float, eps: float, seed: int, round: int,
-                   ids: Sequence[int]) -> np.ndarray:
+    def krum_craft(self, A: Any, s: Any, lam: float, eps: float, seed: int, round: int,
+                   ids: Sequence[int]) -> Any:
         """The Krum attack's len(ids) sent updates (len(ids), d) in A's dtype."""
-        return cpu.krum_craft(_int8(s), lam, eps, seed, round, np.asarray(ids, dtype=np.int64), A.dtype)
+        L = self.lib
+        out_ids = [int(i) for i in ids]
+        with L.device(A):
+            signs = L.int8(s, A)
+            out = L.empty((len(out_ids), A.shape[1]), A)
+            self.native.krum_craft(L.arg(signs), float(lam), float(eps), seed, round, out_ids, L.arg(out))
+        return out
 
     # -- elementwise helpers of the attacks -------------------------------------
-    def signs(self, x: np.ndarray) -> np.ndarray:
+    def signs(self, x: Any) -> Any:
         """(d,) int8 signs; NaN counts as 0."""
-        return (x > 0).astype(np.int8) - (x < 0).astype(np.int8)
+        return self.lib.int8(x > 0, x) - self.lib.int8(x < 0, x)
 
-    def ones(self, A: np.ndarray) -> np.ndarray:
+    def ones(self, A: Any) -> Any:
         """(d,) int8 ones: the direction s = 1 of the deviation goal."""
-        return np.ones(A.shape[1], dtype=np.int8)
+        return self.lib.int8(np.ones(A.shape[1], dtype=np.int8), A)
 
-    def float64(self, x: np.ndarray) -> np.ndarray:
+    def float64(self, x: Any) -> Any:
+        return self.lib.float64(x)
+
+    def vector(self, x: Any, like: Any) -> Any:
+        """x (d,) (any array the library can read) in like's library, dtype and device."""
+        return self.lib.cast(x, like)
+
+    def fraction(self, mask: Any) -> float:
+        """The fraction of True entries of a boolean array."""
+        return float(mask.sum()) / max(int(np.prod(mask.shape)), 1)
+
+
+# ---------------------------------------------------------------------------
+# The array libraries: what a backend needs of each
+# ---------------------------------------------------------------------------
+_NO_DEVICE = contextlib.nullcontext()
+
+
+class _Numpy:
+    """numpy arrays (host memory): the CPU backend's library."""
+
+    @staticmethod
+    def arg(x: np.ndarray) -> np.ndarray:
+        return x
+
+    @staticmethod
+    def empty(shape: Tuple[int, ...], like: np.ndarray, dtype: Optional[str] = None) -> np.ndarray:
+        return np.empty(shape, dtype=dtype or like.dtype)
+
+    @staticmethod
+    def device(like: Any) -> Any:
+        return _NO_DEVICE
+
+    @staticmethod
+    def from_host(a: np.ndarray, like: np.ndarray) -> np.ndarray:
+        """a rounded to like's dtype (beyond its range: +-Inf, as the kernels round)."""
+        with np.errstate(over="ignore"):
+            return np.asarray(a, dtype=like.dtype)
+
+    @staticmethod
+    def isfinite(x: np.ndarray) -> np.ndarray:
+        return np.isfinite(x)
+
+    @staticmethod
+    def int8(s: Any, like: Any) -> np.ndarray:
+        return np.ascontiguousarray(_host_values(s), dtype=np.int8)
+
+    @staticmethod
+    def cast(x: Any, like: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(_host_values(x), dtype=like.dtype)
+
+    @staticmethod
+    def float64(x: Any) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
 
-    def vector(self, x: Any, like: np.ndarray) -> np.ndarray:
-        """x (d,) (numpy or a CPU torch tensor) as a numpy array in like's dtype."""
-        if _is_torch_tensor(x):
-            x = x.detach().numpy()
-        return np.asarray(x, dtype=like.dtype)
-
-    def fraction(self, mask: np.ndarray) -> float:
-        """The fraction of True entries of a boolean array."""
-        return float(np.mean(mask))
+    @staticmethod
+    def copy(x: np.ndarray) -> np.ndarray:
+        return x.copy()
 
 
-def _int8(s: Any) -> np.ndarray:
-    """A direction (d,) as the contiguous int8 array the CPU kernels read."""
-    return np.ascontiguousarray(s, dtype=np.int8)
+def _host_values(x: Any) -> Any:
+    """x, or a CPU torch tensor's numpy view."""
+    return x.detach().numpy() if _is_torch_tensor(x) else x
 
 
-CPU = CpuBackend()
+class _DeviceArray:
+    """A CUDA array as the native module takes it: its __cuda_array_interface__ (version 3)
+    with the stream its producer's work runs on (1 for the legacy default stream)."""
 
+    __slots__ = ("__cuda_array_interface__",)
 
-# ---------------------------------------------------------------------------
-# The CUDA backend: torch CUDA tensors or cupy arrays, fedrobust._cuda
-# ---------------------------------------------------------------------------
-@dataclasses.dataclass
-class DeviceMatrix:
-    """An (m, d) device array as the CUDA bindings take it: pointer, shape, element strides,
-    dtype ("float32" / "float64") and the producer's current stream."""
-
-    data: int
-    shape: Tuple[int, int]
-    strides: Tuple[int, int]
-    dtype: str
-    stream: int
-
-    @property
-    def args(self) -> tuple:
-        """(data, m, d, row_stride, col_stride): how every binding takes the matrix."""
-        return (self.data, *self.shape, *self.strides)
+    def __init__(self, interface: dict, stream: int):
+        self.__cuda_array_interface__ = {**interface, "version": 3, "stream": stream or 1}
 
 
 class _TorchCuda:
-    """torch CUDA tensors: what the CUDA backend needs of an array library."""
+    """torch CUDA tensors: a CUDA backend's library."""
 
     @staticmethod
-    def matrix(A: Any) -> DeviceMatrix:
+    def arg(x: Any) -> _DeviceArray:
         import torch
 
-        return DeviceMatrix(A.data_ptr(), tuple(A.shape), tuple(A.stride()), str(A.dtype).replace("torch.", ""),
-                            torch.cuda.current_stream(A.device).cuda_stream)
+        return _DeviceArray(x.__cuda_array_interface__, torch.cuda.current_stream(x.device).cuda_stream)
 
     @staticmethod
-    def pointer(x: Any) -> int:
-        return x.data_ptr()
-
-    @staticmethod
-    def empty(shape: Any, like: Any) -> Any:
+    def empty(shape: Tuple[int, ...], like: Any, dtype: Optional[str] = None) -> Any:
         import torch
 
-        return torch.empty(shape, dtype=like.dtype, device=like.device)
-
-    @staticmethod
-    def empty_int8(n: int, like: Any) -> Any:
-        import torch
-
-        return torch.empty(n, dtype=torch.int8, device=like.device)
-
-    @staticmethod
-    def from_host(a: np.ndarray, like: Any) -> Any:
-        import torch
-
-        return torch.as_tensor(a, dtype=like.dtype, device=like.device)
+        return torch.empty(shape, dtype=getattr(torch, dtype) if dtype else like.dtype, device=like.device)
 
     @staticmethod
     def device(like: Any) -> Any:
@@ -310,8 +385,10 @@ class _TorchCuda:
         return torch.cuda.device(like.device)
 
     @staticmethod
-    def to_host(x: Any) -> np.ndarray:
-        return x.cpu().numpy()
+    def from_host(a: np.ndarray, like: Any) -> Any:
+        import torch
+
+        return torch.as_tensor(a, dtype=like.dtype, device=like.device)
 
     @staticmethod
     def isfinite(x: Any) -> Any:
@@ -340,32 +417,24 @@ class _TorchCuda:
 
 
 class _Cupy:
-    """cupy arrays: what the CUDA backend needs of an array library."""
+    """cupy arrays: a CUDA backend's library."""
 
     @staticmethod
-    def matrix(A: Any) -> DeviceMatrix:
+    def arg(x: Any) -> _DeviceArray:
         import cupy
 
-        return DeviceMatrix(A.data.ptr, tuple(A.shape), tuple(s // A.itemsize for s in A.strides),
-                            np.dtype(A.dtype).name, cupy.cuda.get_current_stream(A.device.id).ptr)
+        return _DeviceArray(x.__cuda_array_interface__, cupy.cuda.get_current_stream(x.device.id).ptr)
 
     @staticmethod
-    def pointer(x: Any) -> int:
-        return x.data.ptr
-
-    @staticmethod
-    def empty(shape: Any, like: Any) -> Any:
+    def empty(shape: Tuple[int, ...], like: Any, dtype: Optional[str] = None) -> Any:
         import cupy
 
         with like.device:
-            return cupy.empty(shape, dtype=like.dtype)
+            return cupy.empty(shape, dtype=dtype or like.dtype)
 
     @staticmethod
-    def empty_int8(n: int, like: Any) -> Any:
-        import cupy
-
-        with like.device:
-            return cupy.empty(n, dtype=cupy.int8)
+    def device(like: Any) -> Any:
+        return like.device
 
     @staticmethod
     def from_host(a: np.ndarray, like: Any) -> Any:
@@ -373,14 +442,6 @@ class _Cupy:
 
         with like.device:
             return cupy.asarray(a, dtype=like.dtype)
-
-    @staticmethod
-    def device(like: Any) -> Any:
-        return like.device
-
-    @staticmethod
-    def to_host(x: Any) -> np.ndarray:
-        return x.get()
 
     @staticmethod
     def isfinite(x: Any) -> Any:
@@ -411,153 +472,14 @@ class _Cupy:
         return x.copy()
 
 
-def _cuda_backend(lib: Any, name: str) -> CudaBackend:
+CPU = Backend("cpu", cpu, _Numpy)
+
+
+def _cuda_backend(lib: Any, name: str) -> Backend:
     if cuda is None:
         raise TypeError(f"{name}: got a CUDA array, but fedrobust was built without its CUDA module "
                         "(see fedrobust.backend_info()['cuda']); pass a CPU array")
-    return CudaBackend(cuda, lib)
+    return _CUDA_BACKENDS[lib]
 
 
-class CudaBackend:
-    """The methods of CpuBackend on CUDA arrays of one library (torch or cupy), with the CUDA
-    kernels (csrc/cuda). `native` is fedrobust._cuda (the tests stand the CPU code behind
-    it, tests/host_device.py). Outputs are allocated with A's library on A's device; the
-    kernels run on the producer's current stream."""
-
-    name = "cuda"
-
-    def __init__(self, native: Any, lib: Any):
-        self.native, self.lib = native, lib
-
-    def _outputs(self, A: Any, launch: Callable[..., Any], *shapes: Any) -> Any:
-        """One new array per shape (default (d,)) in A's library, dtype and device;
-        launch(*their pointers) runs with A's device current. The array, or a tuple of them."""
-        with self.lib.device(A):
-            outs = [self.lib.empty(shape, A) for shape in (shapes or (A.shape[1],))]
-            launch(*(self.lib.pointer(o) for o in outs))
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-    def _call(self, A: Any, fn: Callable[[], Any]) -> Any:
-        with self.lib.device(A):
-            return fn()
-
-    # -- aggregation --------------------------------------------------------
-    def mean(self, A: Any, rows: Optional[List[int]] = None) -> Any:
-        G = self.lib.matrix(A)
-        idx = [] if rows is None else sorted(rows)
-        return self._outputs(A, lambda out: self.native.mean(*G.args, idx, G.dtype, out, G.stream))
-
-    def median(self, A: Any) -> Any:
-        G = self.lib.matrix(A)
-        return self._outputs(A, lambda out: self.native.median(*G.args, G.dtype, out, G.stream))
-
-    def trimmed_mean(self, A: Any, beta: int) -> Any:
-        G = self.lib.matrix(A)
-        return self._outputs(A, lambda out: self.native.trimmed_mean(*G.args, beta, G.dtype, out, G.stream))
-
-    def coordinate_stats(self, A: Any, rows: Optional[List[int]] = None) -> Tuple[Any, ...]:
-        G = self.lib.matrix(A)
-        idx = [] if rows is None else sorted(rows)
-        d = A.shape[1]
-        return self._outputs(A, lambda *out: self.native.coordinate_stats(*G.args, idx, G.dtype, *out, G.stream),
-                             d, d, d, d)
-
-    def pairwise_distances(self, A: Any, squared: bool, rows: Optional[List[int]] = None) -> Any:
-        if rows is not None:  # from a gathered copy of the rows
-            return self.pairwise_distances(A[list(rows)], squared)
-        G = self.lib.matrix(A)
-        m = A.shape[0]
-        return self._outputs(A, lambda out: self.native.pairwise_distances(*G.args, G.dtype, squared, out, G.stream),
-                             (m, m))
-
-    def sq_distances(self, A: Any, rows: Optional[List[int]] = None) -> np.ndarray:
-        sub = A if rows is None else A[list(rows)]
-        G = self.lib.matrix(sub)
-        return self._call(A, lambda: self.native.sq_distances(*G.args, G.dtype, G.stream))
-
-    def _krum_scores(self, A: Any, c: int, squared: bool) -> Tuple[int, np.ndarray]:
-        """(the chosen row, the (m,) float64 scores on the host) of Krum on the device."""
-        G = self.lib.matrix(A)
-        chosen, scores = self._call(A, lambda: self.native.krum_select(*G.args, G.dtype, c, squared, G.stream))
-        return int(chosen), np.asarray(scores, dtype=np.float64)
-
-    def krum_scores(self, A: Any, c: int, squared: bool) -> Any:
-        scores = self._krum_scores(A, c, squared)[1]
-        return self._call(A, lambda: self.lib.from_host(scores, A))
-
-    def krum(self, A: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray]:
-        self.native.check_multi_krum(A.shape[0], c, multi)  # the CPU's check and message
-        chosen, scores = self._krum_scores(A, c, squared)
-        if multi == 1:
-            return self.lib.copy(A[chosen]), np.array([chosen], dtype=np.int64)
-        rows = np.argsort(scores, kind="stable")[:multi].astype(np.int64)
-        return self.mean(A, rows.tolist()), rows
-
-    def bulyan(self, A: Any, c: int, squared: bool) -> Tuple[Any, np.ndarray]:
-        G = self.lib.matrix(A)
-        chosen: list = []
-        out = self._outputs(A, lambda out: chosen.extend(self.native.bulyan(*G.args, c, squared, G.dtype, out,
-                                                                            G.stream)))
-        return out, np.array(chosen, dtype=np.int64)
-
-    def nonfinite_rows(self, A: Any) -> np.ndarray:
-        """The array library's own elementwise test, on the device."""
-        finite = self.lib.isfinite(A).all(1)
-        return ~self.lib.to_host(finite)
-
-    def all_finite(self, x: Any) -> bool:
-        return bool(self.lib.isfinite(x).all())
-
-    # -- attacks --------------------------------------------------------------
-    def craft(self, A: Any, rows: List[int], mode: str, ids: np.ndarray, seed: int, round: int,
-              direction: Any = None, base: Any = None, b: float = 2.0,
-              sigma: Tuple[float, float] = (3.0, 4.0)) -> Tuple[Any, Any]:
-        G = self.lib.matrix(A)
-        s = None if direction is None else self.lib.int8(direction, A)
-        w = None if base is None else self.lib.cast(base, A)
-        out_ids = [int(i) for i in ids]
-        with self.lib.device(A):
-            values = self.lib.empty((len(out_ids), A.shape[1]), A)
-            used = self.lib.empty_int8(A.shape[1], A)
-            self.native.craft_coordinates(*G.args, list(rows), mode, out_ids, seed, round,
-                                          0 if s is None else self.lib.pointer(s),
-                                          0 if w is None else self.lib.pointer(w), b, sigma[0], sigma[1], G.dtype,
-                                          self.lib.pointer(values), self.lib.pointer(used), G.stream)
-        return values, used
-
-    def norms_and_dots(self, A: Any, s: Any, rows: Optional[List[int]] = None) -> Tuple[np.ndarray, ...]:
-        sub = A if rows is None else A[list(rows)]
-        G = self.lib.matrix(sub)
-        s_dev = self.lib.int8(s, A)
-        if tuple(s_dev.shape) != (A.shape[1],):
-            raise ValueError(f"direction: expected {A.shape[1]} signs (one per column of U), "
-                             f"got shape {tuple(s_dev.shape)}")
-        return self._call(A, lambda: self.native.norms_and_dots(*G.args, G.dtype, self.lib.pointer(s_dev), G.stream))
-
-    def krum_craft(self, A: Any, s: Any, lam: float, eps: float, seed: int, round: int, ids: Sequence[int]) -> Any:
-        G = self.lib.matrix(A)
-        s_dev = self.lib.int8(s, A)
-        d = A.shape[1]
-        out_ids = [int(i) for i in ids]
-        return self._outputs(A, lambda out: self.native.krum_craft(self.lib.pointer(s_dev), d, float(lam), float(eps),
-                                                                   seed, round, out_ids, G.dtype, out, G.stream),
-                             (len(out_ids), d))
-
-    # -- elementwise helpers of the attacks -------------------------------------
-    def signs(self, x: Any) -> Any:
-        return self.lib.int8(x > 0, x) - self.lib.int8(x < 0, x)
-
-    def ones(self, A: Any) -> Any:
-        return self.lib.int8(np.ones(A.shape[1], dtype=np.int8), A)
-
-    def float64(self, x: Any) -> Any:
-        return self.lib.float64(x)
-
-    def vector(self, x: Any, like: Any) -> Any:
-        return self.lib.cast(x, like)
-
-    def fraction(self, mask: Any) -> float:
-        return float(mask.sum()) / max(int(np.prod(mask.shape)), 1)
-
-
-Backend = Union[CpuBackend, CudaBackend]  # the same methods
+_CUDA_BACKENDS = {lib: Backend("cuda", cuda, lib) for lib in (_TorchCuda, _Cupy)}

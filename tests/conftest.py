@@ -243,6 +243,31 @@ def assert_unchanged(snap: Tuple[object, bytes], what: str = "") -> None:
 # ---------------------------------------------------------------------------
 # Fixtures: SIMD level and thread count, always restored.
 # ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------
+# The attack bindings called directly, their outputs allocated (the bindings write into
+# arrays the caller passes, as fedrobust.dispatch.Backend does)
+# ---------------------------------------------------------------------------
+def native_craft(U, rows, mode, ids, seed, round, direction=None, base=None, b=2.0, sigma_lo=3.0, sigma_hi=4.0,
+                 module=None):
+    """module.craft_coordinates (default fedrobust._cpu): (values (len(ids), d), direction used (d,))."""
+    from fedrobust._native import cpu
+
+    out = np.empty((len(ids), U.shape[1]), U.dtype)
+    used = np.empty(U.shape[1], np.int8)
+    (module or cpu).craft_coordinates(U, list(rows), mode, [int(i) for i in ids], seed, round, direction, base, b,
+                                      sigma_lo, sigma_hi, out, used)
+    return out, used
+
+
+def native_krum_craft(s, lam, eps, seed, round, ids, dtype, fill=None):
+    """fill (default fedrobust._cpu.krum_craft) into a new (len(ids), len(s)) array of dtype."""
+    from fedrobust._native import cpu
+
+    out = np.empty((len(ids), len(s)), dtype)
+    (fill or cpu.krum_craft)(s, lam, eps, seed, round, [int(i) for i in ids], out)
+    return out
+
+
 def _max_threads() -> int:
     return int(fedrobust.backend_info()["cpu"]["threads"])
 

@@ -14,7 +14,16 @@ from fedrobust.attacks import AttackContext, AttackOptions, KrumPool, gaussian, 
 from fedrobust.attacks import krum as krum_module
 from fedrobust.simulation import Config, Simulation
 
-from conftest import DTYPES, HAVE_AVX2, LAYOUTS, as_layout, run_with_simd, run_with_threads
+from conftest import (
+    DTYPES,
+    HAVE_AVX2,
+    LAYOUTS,
+    as_layout,
+    native_craft,
+    native_krum_craft,
+    run_with_simd,
+    run_with_threads,
+)
 
 
 def updates(m, d, seed=0, dtype=np.float32, drift=0.002):
@@ -50,7 +59,7 @@ def test_craft_coordinates_matches_reference_bit_for_bit(mode, layout, dtype):
     kernel_mode = "trim_full" if mode.startswith("trim_full") else mode
     rows = [0, 2, 3, 5, 8]
     ids = np.array([40, 7, 3], dtype=np.int64)
-    out, used = cpu.craft_coordinates(U, rows, kernel_mode, ids, 5, 17, **kwargs)
+    out, used = native_craft(U, rows, kernel_mode, ids, 5, 17, **kwargs)
     ref, ref_used = reference.craft_coordinates(U0, rows, kernel_mode, ids, 5, 17, **kwargs)
     assert out.dtype == dtype and out.shape == (3, 300)
     np.testing.assert_array_equal(out, ref.astype(dtype))  # Gaussian too: plain-arithmetic log and sincos
@@ -75,7 +84,7 @@ def test_krum_craft_matches_reference_and_stays_within_epsilon(d):
     s = np.random.default_rng(3).integers(-1, 2, d).astype(np.int8)
     ids = np.array([0, 5, 9, 12], dtype=np.int64)
     for dtype in DTYPES:
-        out = cpu.krum_craft(s, 0.25, 0.01, 8, 4, ids, np.dtype(dtype))
+        out = native_krum_craft(s, 0.25, 0.01, 8, 4, ids, dtype)
         assert out.dtype == dtype
         expected = reference.krum_craft(s, 0.25, 0.01, 8, 4, ids, dtype)
         # The norm is summed in chunks of 4096 columns in the kernel, sequentially in the twin.
@@ -91,11 +100,11 @@ def test_crafting_is_bit_identical_for_1_2_and_3_threads(restore_threads):
     s = np.sign(U.sum(0)).astype(np.int8)
     ids = np.arange(5, dtype=np.int64)
     calls = [
-        lambda: cpu.craft_coordinates(U, list(range(5, 30)), "trim_full", ids, 1, 2, direction=s)[0],
-        lambda: cpu.craft_coordinates(U, list(range(5)), "trim_partial", ids, 1, 2)[0],
-        lambda: cpu.craft_coordinates(U, list(range(30)), "gaussian", ids, 1, 2)[0],
-        lambda: cpu.krum_craft(s, 0.1, 0.01, 1, 2, ids, np.dtype(np.float32)),
-        lambda: np.stack(cpu.norms_and_dots(U, s)),
+        lambda: native_craft(U, list(range(5, 30)), "trim_full", ids, 1, 2, direction=s)[0],
+        lambda: native_craft(U, list(range(5)), "trim_partial", ids, 1, 2)[0],
+        lambda: native_craft(U, list(range(30)), "gaussian", ids, 1, 2)[0],
+        lambda: native_krum_craft(s, 0.1, 0.01, 1, 2, ids, np.float32),
+        lambda: np.stack(cpu.norms_and_dots(U, s, None)),
     ]
     for call in calls:
         results = [run_with_threads(n, call) for n in (1, 2, 3)]
@@ -120,36 +129,36 @@ def test_counter_log_and_normal_pairs_are_accurate():
 def test_counter_draws_depend_only_on_seed_round_worker_and_coordinate():
     U = updates(10, 50)
     s = np.ones(50, dtype=np.int8)
-    a, _ = cpu.craft_coordinates(U, list(range(3, 10)), "trim_full", np.array([3, 1, 2]), 9, 4, direction=s)
-    b, _ = cpu.craft_coordinates(U, list(range(3, 10)), "trim_full", np.array([2, 3]), 9, 4, direction=s)
+    a, _ = native_craft(U, list(range(3, 10)), "trim_full", np.array([3, 1, 2]), 9, 4, direction=s)
+    b, _ = native_craft(U, list(range(3, 10)), "trim_full", np.array([2, 3]), 9, 4, direction=s)
     np.testing.assert_array_equal(a[0], b[1])  # worker 3 draws the same values wherever its row is
     np.testing.assert_array_equal(a[2], b[0])
-    c, _ = cpu.craft_coordinates(U, list(range(3, 10)), "trim_full", np.array([3]), 9, 5, direction=s)
+    c, _ = native_craft(U, list(range(3, 10)), "trim_full", np.array([3]), 9, 5, direction=s)
     assert not np.array_equal(a[0], c[0])  # another round, other draws
 
 
 @pytest.mark.parametrize("call, error, match", [
-    (lambda U, s: cpu.craft_coordinates(U, [0], "trim", np.array([0]), 0, 0), ValueError, "mode must be 'trim_full'"),
-    (lambda U, s: cpu.craft_coordinates(U, [0], "trim_full", np.array([0]), 0, 0), ValueError, "needs a direction"),
-    (lambda U, s: cpu.craft_coordinates(U, [0], "trim_full", np.array([0]), 0, 0, direction=s[:-1]),
+    (lambda U, s: native_craft(U, [0], "trim", np.array([0]), 0, 0), ValueError, "mode must be 'trim_full'"),
+    (lambda U, s: native_craft(U, [0], "trim_full", np.array([0]), 0, 0), ValueError, "needs a direction"),
+    (lambda U, s: native_craft(U, [0], "trim_full", np.array([0]), 0, 0, direction=s[:-1]),
      ValueError, "direction: expected 6 signs"),
-    (lambda U, s: cpu.craft_coordinates(U, [0], "trim_full", np.array([0]), 0, 0, direction=s * 2),
+    (lambda U, s: native_craft(U, [0], "trim_full", np.array([0]), 0, 0, direction=s * 2),
      ValueError, "values must be -1, 0 or 1"),
-    (lambda U, s: cpu.craft_coordinates(U, [0], "trim_full", np.array([0]), 0, 0, direction=s.astype(np.int64)),
+    (lambda U, s: native_craft(U, [0], "trim_full", np.array([0]), 0, 0, direction=s.astype(np.int64)),
      TypeError, "direction: expected dtype int8"),
-    (lambda U, s: cpu.craft_coordinates(U, [0], "trim_full", np.array([0]), 0, 0, direction=s, b=1.0),
+    (lambda U, s: native_craft(U, [0], "trim_full", np.array([0]), 0, 0, direction=s, b=1.0),
      ValueError, "b must be > 1"),
-    (lambda U, s: cpu.craft_coordinates(U, [0], "trim_full", np.array([0]), 0, 0, direction=s, base=np.zeros(6)),
+    (lambda U, s: native_craft(U, [0], "trim_full", np.array([0]), 0, 0, direction=s, base=np.zeros(6)),
      TypeError, "base: expected dtype float32"),
-    (lambda U, s: cpu.craft_coordinates(U, [0], "trim_partial", np.array([0]), 0, 0, sigma_lo=4, sigma_hi=3),
+    (lambda U, s: native_craft(U, [0], "trim_partial", np.array([0]), 0, 0, sigma_lo=4, sigma_hi=3),
      ValueError, "0 <= sigma_lo <= sigma_hi"),
-    (lambda U, s: cpu.craft_coordinates(U, [], "gaussian", np.array([0]), 0, 0),
+    (lambda U, s: native_craft(U, [], "gaussian", np.array([0]), 0, 0),
      ValueError, "rows: expected at least one"),
-    (lambda U, s: cpu.craft_coordinates(U, [9], "gaussian", np.array([0]), 0, 0), ValueError, "out of range"),
-    (lambda U, s: cpu.craft_coordinates(U, [0], "gaussian", np.zeros(0, np.int64), 0, 0), ValueError, "out_ids"),
-    (lambda U, s: cpu.krum_craft(s, 0.1, -1.0, 0, 0, np.array([0]), np.dtype(np.float32)), ValueError, "eps"),
-    (lambda U, s: cpu.krum_craft(s, np.inf, 0.0, 0, 0, np.array([0]), np.dtype(np.float32)), ValueError, "lambda"),
-    (lambda U, s: cpu.krum_craft(s, 0.1, 0.0, 0, 0, np.array([0]), np.dtype(np.int32)), TypeError, "dtype"),
+    (lambda U, s: native_craft(U, [9], "gaussian", np.array([0]), 0, 0), ValueError, "out of range"),
+    (lambda U, s: native_craft(U, [0], "gaussian", np.zeros(0, np.int64), 0, 0), ValueError, "out_ids"),
+    (lambda U, s: native_krum_craft(s, 0.1, -1.0, 0, 0, [0], np.float32), ValueError, "eps"),
+    (lambda U, s: native_krum_craft(s, np.inf, 0.0, 0, 0, [0], np.float32), ValueError, "lambda"),
+    (lambda U, s: native_krum_craft(s, 0.1, 0.0, 0, 0, [0], np.int32), TypeError, "dtype"),
 ])
 def test_kernel_arguments_are_checked(call, error, match):
     U = updates(4, 6)
@@ -193,7 +202,7 @@ def test_quadratic_krum_check_equals_brute_force_krum(seed, squared):
 def test_quadratic_distances_equal_direct_ones():
     U = updates(8, 500, dtype=np.float64)
     s = np.random.default_rng(4).integers(-1, 2, 500).astype(np.int8)
-    norms, dots = cpu.norms_and_dots(U, s)
+    norms, dots = cpu.norms_and_dots(U, s, None)
     pool = KrumPool.build(reference.pairwise_sq_distances(U), norms, dots, float(np.count_nonzero(s)),
                           np.arange(8), True)
     for lam in (0.0, 1e-4, 0.03, 2.0):
@@ -446,7 +455,7 @@ def test_krum_choice_from_distances_equals_the_kernels_selection(seed, squared):
     U = updates(15, 64, seed=seed)
     U[3] = U[7]  # duplicates make ties
     U[11] = U[7]
-    sq = cpu.pairwise_distances(U, True, None, True)
+    sq = cpu.sq_distances(U, None)
     assert krum_module.krum_choice(sq, 4, squared) == aggregators.krum_select(U, 4, squared=squared)[0]
 
 
@@ -455,7 +464,7 @@ def test_normals_are_the_same_bits_at_the_generic_and_avx2_levels(restore_simd):
     U = updates(12, 1003)
     s = np.random.default_rng(6).integers(-1, 2, 1003).astype(np.int8)
     ids = np.array([4, 9, 2], dtype=np.int64)
-    calls = [lambda: cpu.craft_coordinates(U, list(range(12)), "gaussian", ids, 3, 8)[0],
-             lambda: cpu.krum_craft(s, 0.2, 0.01, 3, 8, ids, np.dtype(np.float64))]
+    calls = [lambda: native_craft(U, list(range(12)), "gaussian", ids, 3, 8)[0],
+             lambda: native_krum_craft(s, 0.2, 0.01, 3, 8, ids, np.float64)]
     for call in calls:
         np.testing.assert_array_equal(run_with_simd("generic", call), run_with_simd("avx2", call))

@@ -117,24 +117,29 @@ def test_the_checks_take_their_arguments_by_keyword(module, name, params):
 # ---------------------------------------------------------------------------
 # The kernels run these very checks: the same message for the same m, c / beta.
 # ---------------------------------------------------------------------------
+def assert_kernels_raise_the_checks_messages(module, U, out):
+    """module's Krum, Multi-Krum, Bulyan and trimmed-mean bindings on U (m, 5) with output
+    `out` (5,) raise the exported checks' messages wherever the rule does not hold."""
+    m = U.shape[0]
+    for c in (-1, 0, 1, 2, 3, 5):
+        if c < 0 or m <= 2 * c + 2:
+            expected = message(cpu.check_krum, m, c)
+            assert message(module.krum_select, U, c, 1, True) == expected
+            assert message(module.krum_select, U, c, 2, False) == message(cpu.check_multi_krum, m, c, 2)
+        else:
+            for multi in (0, m - c + 1):
+                assert message(module.krum_select, U, c, multi, True) == message(cpu.check_multi_krum, m, c, multi)
+        if c < 0 or m < 4 * c + 3:
+            assert message(module.bulyan, U, c, True, out) == message(cpu.check_bulyan, m, c)
+    for beta in (-1, (m - 1) // 2 + 1, m, 2**62):
+        assert message(module.trimmed_mean, U, beta, out) == message(cpu.check_trimmed_mean, m, beta)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 6, 9, 11])
 def test_the_cpu_kernels_raise_the_exported_checks_message(m, dtype):
     U = np.random.default_rng(m).standard_normal((m, 5)).astype(dtype)
-    for c in (-1, 0, 1, 2, 3, 5):
-        if c < 0 or m <= 2 * c + 2:
-            expected = message(cpu.check_krum, m, c)
-            assert message(cpu.krum, U, c, 1, True) == expected
-            assert message(cpu.krum_scores, U, c, True) == expected
-            assert message(cpu.krum, U, c, 2, False) == message(cpu.check_multi_krum, m, c, 2)
-        else:
-            for multi in (0, m - c + 1):
-                assert message(cpu.krum, U, c, multi, True) == message(
-                    cpu.check_multi_krum, m, c, multi)
-        if c < 0 or m < 4 * c + 3:
-            assert message(cpu.bulyan, U, c, True) == message(cpu.check_bulyan, m, c)
-    for beta in (-1, (m - 1) // 2 + 1, m, 2**62):
-        assert message(cpu.trimmed_mean, U, beta) == message(cpu.check_trimmed_mean, m, beta)
+    assert_kernels_raise_the_checks_messages(cpu, U, np.empty(5, dtype))
 
 
 @pytest.mark.skipif(cuda is None, reason="the CUDA module is not built")
@@ -156,13 +161,26 @@ def test_the_cuda_module_exports_the_same_checks_with_the_same_messages(name):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(cuda is None or cuda.device_count() == 0, reason="no CUDA device")
-def test_the_cuda_kernels_raise_the_exported_checks_message():
-    """The rule is checked before the device memory is read, so no array is needed."""
-    for m, c in [(4, 1), (9, 4), (9, -1)]:
-        assert message(cuda.krum_select, 0, m, 3, 3, 1, "float32", c, True, 0) == message(
-            cpu.check_krum, m, c)
-        assert message(cuda.bulyan, 0, m, 3, 3, 1, c, True, "float32", 0, 0) == message(
-            cpu.check_bulyan, m, c)
-    for m, beta in [(4, 2), (9, -1), (1, 1)]:
-        assert message(cuda.trimmed_mean, 0, m, 3, 3, 1, beta, "float32", 0, 0) == message(
-            cpu.check_trimmed_mean, m, beta)
+@pytest.mark.parametrize("m", [1, 2, 4, 9, 11])
+def test_the_cuda_kernels_raise_the_exported_checks_message(m):
+    torch = pytest.importorskip("torch")
+    from fedrobust import dispatch
+
+    U = torch.randn(m, 5, device="cuda")
+    out = torch.empty(5, device="cuda")
+    assert_kernels_raise_the_checks_messages(_ArgsOnTheDevice(dispatch._TorchCuda), U, out)
+
+
+class _ArgsOnTheDevice:
+    """fedrobust._cuda with each torch tensor argument passed as the backend passes it."""
+
+    def __init__(self, lib):
+        self.lib = lib
+
+    def __getattr__(self, name):
+        import torch
+
+        def call(*args):
+            return getattr(cuda, name)(*(self.lib.arg(a) if isinstance(a, torch.Tensor) else a for a in args))
+
+        return call

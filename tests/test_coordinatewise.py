@@ -17,6 +17,7 @@ import fedrobust
 from fedrobust import aggregators as agg
 from fedrobust import reference as ref
 from fedrobust._native import cpu
+from fedrobust.dispatch import CPU
 from fedrobust.stats import coordinate_stats
 
 from conftest import (
@@ -238,7 +239,7 @@ def test_bulyan_selection_and_aggregate_are_bit_identical_to_reference(kind, m, 
     if seed is None:
         pytest.skip("no seed gives data without a near-tie in the Krum scores (a test-data precondition)")
     U = as_layout(cached_case(kind, m, d, dtype_name, seed), layout)
-    out, sel = cpu.bulyan(U, c, True)
+    out, sel = CPU.bulyan(U, c, True)
     np.testing.assert_array_equal(sel, sel_ref)
     assert_identical(out, expected, "bulyan (cpu)")
     assert_identical(agg.bulyan(U, c), expected, "bulyan")
@@ -256,7 +257,7 @@ def test_bulyan_second_stage_float32_even_theta_uses_exact_median():
     one_up = float(np.nextafter(np.float32(1), np.float32(2)))
     col = np.array([0.0, 0.5, 1.0, one_up, 2.0, 3.0, 1e6, -1e6], dtype=np.float32)
     U = col[:, None]
-    sel = cpu.bulyan(U, 1, True)[1]
+    sel = CPU.bulyan(U, 1, True)[1]
     np.testing.assert_array_equal(np.sort(sel), [0, 1, 2, 3, 4, 5])
     np.testing.assert_array_equal(sel, ref.bulyan_select(U, 1))
     expected = ref.bulyan(U, 1).astype(np.float32)
@@ -350,7 +351,7 @@ def test_bulyan_with_at_most_c_nonfinite_rows_excludes_them_and_matches_referenc
     base = random_matrix(m, 40, dtype, seed=m)
     bad = _bad_rows(m, c, seed=c)
     U = with_nonfinite_rows(base, bad)
-    out, sel = cpu.bulyan(U, c, True)
+    out, sel = CPU.bulyan(U, c, True)
     assert not set(sel.tolist()) & set(bad), f"selected a bad row: {sel} vs {sorted(bad)}"
     np.testing.assert_array_equal(sel, ref.bulyan_select(U, c))
     assert np.isfinite(out).all()

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from fedrobust import _emulation, aggregators, dispatch, reference, stats
-from fedrobust._native import cpu, cuda
+from fedrobust._native import cuda
+from fedrobust.dispatch import CPU
 
-from conftest import DTYPES, LAYOUTS, as_layout
+from conftest import DTYPES, LAYOUTS, as_layout, native_craft
 
 
 def special_case(m, d, dtype, seed=0):
@@ -56,8 +57,8 @@ def test_column_register_network_takes_at_most_128_rows():
 def test_column_logic_equals_the_cpu_kernels_in_every_layout(layout):
     U0 = special_case(20, 300, np.float32, seed=1)
     U = as_layout(U0, layout)
-    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "median"), cpu.median(U))
-    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "trimmed_mean", 4), cpu.trimmed_mean(U, 4))
+    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "median"), CPU.median(U))
+    np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "trimmed_mean", 4), CPU.trimmed_mean(U, 4))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -79,12 +80,12 @@ def test_column_mean_and_stats_over_listed_rows_equal_the_cpu_kernels(m, dtype):
     U[np.isnan(U)] = 2.0  # the mean has no tolerance for NaN; stats read it as +Inf (checked below)
     rows = sorted(np.random.default_rng(m).choice(m, size=max(1, m // 2), replace=False).tolist())
     for listed in ([], rows):
-        expected = cpu.mean(U, listed or None)
+        expected = CPU.mean(U, listed or None)
         np.testing.assert_array_equal(_emulation.column_rule_scalar(U, "mean", rows=listed), expected)
     V = special_case(m, 45, dtype, seed=m + 8)
     for listed in ([], rows):
         got = _emulation.column_rule_scalar(V, "stats", rows=listed)
-        for a, b in zip(got, cpu.coordinate_stats(V, listed or None)):
+        for a, b in zip(got, CPU.coordinate_stats(V, listed or None)):
             np.testing.assert_array_equal(a, b)
 
 
@@ -198,15 +199,15 @@ def test_gpu_strided_and_transposed_inputs_and_a_side_stream():
     U = special_case(50, 3000, np.float32)
     wide = torch.zeros((50, 6000), device="cuda")
     wide[:, ::2] = torch.as_tensor(U, device="cuda")
-    np.testing.assert_array_equal(aggregators.median(wide[:, ::2]).cpu().numpy(), cpu.median(U))
+    np.testing.assert_array_equal(aggregators.median(wide[:, ::2]).cpu().numpy(), CPU.median(U))
     T = torch.as_tensor(np.ascontiguousarray(U.T), device="cuda").T  # column-major
-    np.testing.assert_array_equal(aggregators.trimmed_mean(T, 10).cpu().numpy(), cpu.trimmed_mean(U, 10))
+    np.testing.assert_array_equal(aggregators.trimmed_mean(T, 10).cpu().numpy(), CPU.trimmed_mean(U, 10))
     stream = torch.cuda.Stream()
     with torch.cuda.stream(stream):
         G = torch.as_tensor(U, device="cuda")
         out = aggregators.median(G)
     stream.synchronize()
-    np.testing.assert_array_equal(out.cpu().numpy(), cpu.median(U))
+    np.testing.assert_array_equal(out.cpu().numpy(), CPU.median(U))
 
 
 @pytest.mark.gpu
@@ -250,17 +251,13 @@ def test_gpu_attack_crafting_equals_the_cpu_bit_for_bit(mode, dtype):
     kwargs = {"direction": s} if kind == "trim_full" else {}
     if mode == "trim_full_model":
         kwargs["base"] = base
-    expected, expected_used = cpu.craft_coordinates(U, rows, kind, np.array(ids, np.int64), 9, 12, **kwargs)
+    expected, expected_used = native_craft(U, rows, kind, ids, 9, 12, **kwargs)
     G = torch.as_tensor(U, device="cuda")
-    out = torch.empty((3, 4099), dtype=G.dtype, device="cuda")
-    used = torch.empty(4099, dtype=torch.int8, device="cuda")
     s_dev = torch.as_tensor(s, device="cuda")
     base_dev = torch.as_tensor(base, device="cuda")
-    cuda.craft_coordinates(G.data_ptr(), 60, 4099, *G.stride(), rows, kind, ids, 9, 12,
-                           s_dev.data_ptr() if kind == "trim_full" else 0,
-                           base_dev.data_ptr() if mode == "trim_full_model" else 0, 2.0, 3.0, 4.0,
-                           np.dtype(dtype).name, out.data_ptr(), used.data_ptr(),
-                           torch.cuda.current_stream().cuda_stream)
+    out, used = dispatch.backend_of(G).craft(G, rows, kind, ids, 9, 12,
+                                             direction=s_dev if kind == "trim_full" else None,
+                                             base=base_dev if mode == "trim_full_model" else None)
     torch.cuda.synchronize()
     np.testing.assert_array_equal(out.cpu().numpy(), expected)
     np.testing.assert_array_equal(used.cpu().numpy(), expected_used)
@@ -288,7 +285,7 @@ def test_gpu_distances_are_close_and_krum_picks_the_same_row(m, d, squared):
     U64 = U.astype(np.float64) + 1e-9 * np.arange(d)
     np.testing.assert_array_equal(backend.sq_distances(torch.as_tensor(U64, device="cuda")),
                                   _emulation.distances_by_micro_tiles(U64))
-    np.testing.assert_allclose(D.cpu().numpy(), cpu.pairwise_distances(U, squared), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(D.cpu().numpy(), CPU.pairwise_distances(U, squared), rtol=1e-5, atol=1e-12)
     assert np.all(np.diag(D.cpu().numpy()) == 0)
     c = (m - 3) // 2
     assert aggregators.krum_select(G, c, squared=squared)[0] == aggregators.krum_select(U, c, squared=squared)[0]
@@ -330,7 +327,7 @@ def test_gpu_distances_of_non_finite_rows_are_infinite():
     U[2, 5] = np.nan
     U[6, 7] = np.inf
     D = aggregators.pairwise_distances(torch.as_tensor(U, device="cuda")).cpu().numpy()
-    np.testing.assert_array_equal(np.isinf(D), np.isinf(cpu.pairwise_distances(U, True)))
+    np.testing.assert_array_equal(np.isinf(D), np.isinf(CPU.pairwise_distances(U, True)))
     assert np.all(np.diag(D) == 0)
 
 
@@ -364,10 +361,10 @@ def test_nan_results_are_the_one_quiet_nan_on_every_backend():
     """-Inf and +Inf as the middle values give NaN; its bits must not depend on the backend."""
     U = np.array([[-np.inf, 1.0], [np.inf, 2.0]], dtype=np.float32)
     quiet = np.array(np.nan, dtype=np.float32).view(np.uint32)
-    for result in (cpu.median(U), _emulation.column_rule_scalar(U, "median")):
+    for result in (CPU.median(U), _emulation.column_rule_scalar(U, "median")):
         assert result[0].view(np.uint32) == quiet
     V = np.array([[-np.inf], [np.inf], [-np.inf], [np.inf]])  # trimmed mean, beta 1: lo = -Inf, hi = +Inf
-    for result in (cpu.trimmed_mean(V, 1), _emulation.column_rule_scalar(V, "trimmed_mean", 1)):
+    for result in (CPU.trimmed_mean(V, 1), _emulation.column_rule_scalar(V, "trimmed_mean", 1)):
         assert result[0].view(np.uint64) == np.array(np.nan).view(np.uint64)
 
 
@@ -411,5 +408,5 @@ def test_gpu_dlpack_and_cuda_array_interface_producers_run_on_the_device():
     for wrapped in (DLPackOnly(T), InterfaceOnly(T)):
         out = aggregators.median(wrapped)
         assert isinstance(out, torch.Tensor) and out.device.type == "cuda"
-        np.testing.assert_array_equal(out.cpu().numpy(), cpu.median(U))
+        np.testing.assert_array_equal(out.cpu().numpy(), CPU.median(U))
         np.testing.assert_array_equal(aggregators.krum_select(wrapped, 5), aggregators.krum_select(U, 5))

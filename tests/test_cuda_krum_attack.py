@@ -14,7 +14,7 @@ from fedrobust import _emulation, dispatch, reference
 from fedrobust._native import cpu, cuda
 from fedrobust.attacks import AttackContext, AttackOptions, KrumPool, krum_attack
 
-from conftest import DTYPES, HAVE_AVX2, assert_identical, run_with_simd, run_with_threads
+from conftest import DTYPES, HAVE_AVX2, assert_identical, native_krum_craft, run_with_simd, run_with_threads
 from test_cuda import _fedrobust_sees_the_device, _libraries, gpu  # noqa: F401 (the autouse fixture applies here)
 
 CHUNK = 4096
@@ -80,7 +80,7 @@ def chunked_twin(s, lam, eps, seed, round, ids, dtype):
 def test_cpu_krum_craft_equals_the_chunked_twin_bit_for_bit(d, dtype):
     s = directions(d, d)
     ids = np.array([3, 0, 17, 5], dtype=np.int64)
-    out = cpu.krum_craft(s, 0.3, 0.02, 21, 6, ids, np.dtype(dtype))
+    out = native_krum_craft(s, 0.3, 0.02, 21, 6, ids, dtype)
     assert_identical(out, chunked_twin(s, 0.3, 0.02, 21, 6, ids, dtype), f"d = {d}")
     # and close to the twin that sums the norm in one go
     np.testing.assert_allclose(out, reference.krum_craft(s, 0.3, 0.02, 21, 6, ids, dtype).astype(dtype),
@@ -97,12 +97,12 @@ def test_the_cuda_kernels_steps_in_scalar_code_equal_the_cpu_kernel(d, dtype, re
     for seed, ids, lam, eps in [(0, [0], 0.5, 0.01), (11, [4, 9, 2], 0.25, 0.01), (7, [40, 1, 2, 3, 5], 3e-5, 0.0)]:
         s = directions(d, seed)
         ids = np.array(ids, dtype=np.int64)
-        expected = _emulation.krum_craft_scalar(s, lam, eps, seed, 5, ids, np.dtype(dtype))
+        expected = native_krum_craft(s, lam, eps, seed, 5, ids, dtype, fill=_emulation.krum_craft_scalar)
         assert expected.shape == (ids.size, d) and expected.dtype == dtype
         for level in levels:
             for threads in (1, 2):
-                got = run_with_simd(level, run_with_threads, threads, cpu.krum_craft, s, lam, eps, seed, 5, ids,
-                                    np.dtype(dtype))
+                got = run_with_simd(level, run_with_threads, threads, native_krum_craft, s, lam, eps, seed, 5, ids,
+                                    dtype)
                 assert_identical(got, expected, f"{level}, {threads} threads, seed {seed}")
 
 
@@ -110,11 +110,11 @@ def test_scalar_steps_check_their_arguments_like_the_kernel():
     s = directions(10, 0)
     ids = np.array([0, 1], dtype=np.int64)
     with pytest.raises(ValueError, match="lambda must be finite"):
-        _emulation.krum_craft_scalar(s, np.nan, 0.01, 0, 0, ids, np.dtype(np.float32))
+        native_krum_craft(s, np.nan, 0.01, 0, 0, ids, np.float32, fill=_emulation.krum_craft_scalar)
     with pytest.raises(ValueError, match="eps must be >= 0"):
-        _emulation.krum_craft_scalar(s, 0.1, -1.0, 0, 0, ids, np.dtype(np.float32))
+        native_krum_craft(s, 0.1, -1.0, 0, 0, ids, np.float32, fill=_emulation.krum_craft_scalar)
     with pytest.raises(TypeError, match="float32 or float64"):
-        _emulation.krum_craft_scalar(s, 0.1, 0.01, 0, 0, ids, np.dtype(np.int32))
+        native_krum_craft(s, 0.1, 0.01, 0, 0, ids, np.int32, fill=_emulation.krum_craft_scalar)
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_gpu_krum_craft_equals_the_cpu_bit_for_bit(d, dtype):
              (3, [6, 2], 1.5, 0.0)]
     for seed, ids, lam, eps in cases:
         s = directions(d, seed)
-        expected = cpu.krum_craft(s, lam, eps, seed, 5, np.array(ids, dtype=np.int64), np.dtype(dtype))
+        expected = native_krum_craft(s, lam, eps, seed, 5, ids, dtype)
         got = dispatch.backend_of(like).krum_craft(like, torch.as_tensor(s, device="cuda"), lam, eps, seed, 5, ids)
         assert got.device == like.device and got.dtype == like.dtype and got.shape == (len(ids), d)
         assert_identical(got.cpu().numpy(), expected, f"d = {d}, seed {seed}")
@@ -233,7 +233,7 @@ def test_gpu_krum_attack_equals_the_numpy_run_on_exactly_summed_data(knowledge, 
     U = dyadic_updates(40, 3000, seed=5, dtype=dtype)
     K = np.rint(U.astype(np.float64) * 4096)
     exact = ((K[:, None, :] - K[None, :, :]) ** 2).sum(axis=2) / 2.0 ** 24
-    np.testing.assert_array_equal(cpu.pairwise_distances(U, True, None, True), exact)  # the premise
+    np.testing.assert_array_equal(cpu.sq_distances(U, None), exact)  # the premise
     G = torch.as_tensor(U, device="cuda")
     on_cpu = context(U, 8, knowledge, rule, **options)
     on_gpu = context(G, 8, knowledge, rule, global_model=torch.zeros(3000, device="cuda"), **options)
@@ -268,7 +268,7 @@ def test_gpu_krum_attack_on_random_data_agrees_with_the_numpy_run(knowledge, dty
     for key in ("lambda", "lambda_start"):
         assert on_gpu.metrics[key] == pytest.approx(on_cpu.metrics[key], rel=rtol), key
     s = (-np.sign(expected[0])).astype(np.int8)  # row 0 is -lambda s
-    crafted = cpu.krum_craft(s, on_gpu.metrics["lambda"], 0.01, 11, 3, on_cpu.compromised_ids(), np.dtype(dtype))
+    crafted = native_krum_craft(s, on_gpu.metrics["lambda"], 0.01, 11, 3, on_cpu.compromised_ids(), dtype)
     assert_identical(got, crafted)
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
 

@@ -1,22 +1,30 @@
-"""The stand-ins behind the emulated CUDA backend (tests/host_device.py) take each binding's
-arguments under its names and in its order, so the CUDA backend's calls that the
-`emulated_cuda` array kind checks without a GPU (test_backends.py: every rule, statistic
-and attack gives the CPU path's bits) are the calls the real module gets. The kernels
-themselves are checked on a GPU (test_cuda.py)."""
+"""fedrobust._cpu and fedrobust._cuda have the same functions with the same signatures, so one
+`dispatch.Backend` drives both; the emulated CUDA backend (tests/host_device.py) stands the
+CPU code behind the CUDA backend's Python side, with the same names and arguments. The
+kernels themselves are checked on a GPU (test_cuda.py)."""
 import inspect
 import re
 
 import pytest
 
-from fedrobust._native import cuda
+from fedrobust._native import cpu, cuda
 
-from host_device import STAND_INS, HostKernels
+from host_device import EMULATED, SHARED
+
+
+def documented_signature(module, name):
+    """The binding's signature as pybind11 documents it: "f(U: object, out: object) -> None"."""
+    return re.match(rf"{name}\((.*?)\) ->(.*)", getattr(module, name).__doc__.splitlines()[0]).groups()
 
 
 @pytest.mark.skipif(cuda is None, reason="the CUDA module is not built")
-@pytest.mark.parametrize("name", STAND_INS)
-def test_each_stand_in_takes_the_bindings_arguments_in_order(name):
-    documented = re.match(rf"{name}\((.*?)\) ->", getattr(cuda, name).__doc__).group(1)
-    names = [arg.split(":")[0].strip() for arg in documented.split(",")]
-    assert names == list(inspect.signature(getattr(HostKernels, name)).parameters)
+@pytest.mark.parametrize("name", SHARED)
+def test_both_modules_take_the_same_arguments(name):
+    assert documented_signature(cpu, name) == documented_signature(cuda, name)
 
+
+@pytest.mark.parametrize("name", sorted(EMULATED))
+def test_each_emulation_takes_the_bindings_arguments_in_order(name):
+    documented = documented_signature(cpu, name)[0]
+    names = [arg.split(":")[0].strip() for arg in documented.split(",")]
+    assert names == list(inspect.signature(EMULATED[name]).parameters)

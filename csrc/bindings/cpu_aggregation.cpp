@@ -1,7 +1,10 @@
-// fedrobust._cpu's aggregation family: distances, Krum / Multi-Krum, Bulyan,
-// the median, the trimmed mean, the mean, the coordinate statistics and the
-// non-finite row scan. Each binding checks its arguments (checks.h,
-// numpy_args.h), drops the GIL and calls the kernel (csrc/cpu/*.h).
+// fedrobust._cpu's aggregation family: the median, the trimmed mean, the
+// mean, the coordinate statistics, the distances, Krum's selection, Bulyan
+// and the non-finite row scan, on host arrays. The same names and signatures
+// as fedrobust._cuda's (cuda_aggregation.cpp): arrays in (array.h), outputs
+// written into the arrays passed as `out`, host results returned as numpy
+// arrays. Each binding checks its arguments (checks.h, host_args.h), drops
+// the GIL and calls the kernel (csrc/cpu/*.h).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -16,7 +19,7 @@
 #include "../cpu/krum.h"
 #include "../cpu/statistics.h"
 #include "checks.h"
-#include "numpy_args.h"
+#include "host_args.h"
 
 namespace py = pybind11;
 namespace cpu = fedrobust::cpu;
@@ -25,216 +28,194 @@ using namespace fedrobust::bindings;
 
 namespace {
 
+using OptionalRows = std::optional<std::vector<int64_t>>;
+
 // (n, n) squared distances of the rows, row-major, in double.
 template <class T>
-std::vector<double> sq_distances(const RowsView<T>& v) {
+std::vector<double> sq_distances_of(const RowsView<T>& v) {
   std::vector<double> d(static_cast<size_t>(v.n_rows * v.n_rows));
   cpu::pairwise_sq_distances<T>(v, d.data());
   return d;
 }
 
-// Mean of the given rows of `a`, rows summed in ascending index order.
-template <class T>
-py::array_t<T> mean_of_rows(const py::array& a, std::vector<int64_t> rows) {
-  std::sort(rows.begin(), rows.end());
-  Rows<T> r = rows_of<T>(a, &rows);
-  py::array_t<T> out(a.shape(1));
-  T* p = out.mutable_data();
-  {
+// The listed rows (all when none), at least one, in ascending order (the order sums run in).
+std::vector<int64_t> sorted_rows(const OptionalRows& rows, int64_t m) {
+  std::vector<int64_t> idx = rows ? *rows : all_rows(m);
+  check_some_rows(idx);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+void median(const py::object& U, const py::object& out) {
+  const Array u = host_matrix(U);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
+    Rows<T> r = rows_of<T>(u);
     py::gil_scoped_release nogil;
-    cpu::mean<T>(r.view, p);
-  }
+    cpu::median<T>(r.view, o.as<T>());
+  });
+}
+
+void trimmed_mean(const py::object& U, int64_t beta, const py::object& out) {
+  const Array u = host_matrix(U);
+  check_trimmed_mean(u.shape[0], beta);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
+    Rows<T> r = rows_of<T>(u);
+    py::gil_scoped_release nogil;
+    cpu::trimmed_mean<T>(r.view, beta, o.as<T>());
+  });
+}
+
+void mean(const py::object& U, const OptionalRows& rows, const py::object& out) {
+  const Array u = host_matrix(U);
+  const std::vector<int64_t> idx = sorted_rows(rows, u.shape[0]);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
+    Rows<T> r = rows_of<T>(u, &idx);
+    py::gil_scoped_release nogil;
+    cpu::mean<T>(r.view, o.as<T>());
+  });
+}
+
+void coordinate_stats(const py::object& U, const OptionalRows& rows, const py::object& mean, const py::object& std,
+                      const py::object& min, const py::object& max) {
+  const Array u = host_matrix(U);
+  const std::vector<int64_t> idx = sorted_rows(rows, u.shape[0]);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const std::vector<int64_t> d = {u.shape[1]};
+    const Array mu = host_dense<T>(mean, "mean", d, true), sd = host_dense<T>(std, "std", d, true),
+                lo = host_dense<T>(min, "min", d, true), hi = host_dense<T>(max, "max", d, true);
+    Rows<T> r = rows_of<T>(u, &idx);
+    py::gil_scoped_release nogil;
+    cpu::coordinate_stats<T>(r.view, mu.as<T>(), sd.as<T>(), lo.as<T>(), hi.as<T>());
+  });
+}
+
+void pairwise_distances(const py::object& U, bool squared, const OptionalRows& rows, const py::object& out) {
+  const Array u = host_matrix(U);
+  if (rows) check_some_rows(*rows);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    Rows<T> r = rows ? rows_of<T>(u, &*rows) : rows_of<T>(u);
+    const int64_t k = r.view.n_rows;
+    const Array o = host_dense<T>(out, "out", {k, k}, true);
+    T* p = o.as<T>();
+    py::gil_scoped_release nogil;
+    const std::vector<double> d = sq_distances_of(r.view);
+    for (int64_t e = 0; e < k * k; ++e) p[e] = static_cast<T>(squared ? d[e] : std::sqrt(d[e]));
+  });
+}
+
+py::array_t<double> sq_distances(const py::object& U, const OptionalRows& rows) {
+  const Array u = host_matrix(U);
+  if (rows) check_some_rows(*rows);
+  return dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    Rows<T> r = rows ? rows_of<T>(u, &*rows) : rows_of<T>(u);
+    const int64_t k = r.view.n_rows;
+    py::array_t<double> out({k, k});
+    double* p = out.mutable_data();
+    py::gil_scoped_release nogil;
+    cpu::pairwise_sq_distances<T>(r.view, p);
+    return out;
+  });
+}
+
+py::tuple krum_select(const py::object& U, int64_t c, int64_t multi, bool squared) {
+  const Array u = host_matrix(U);
+  const int64_t m = u.shape[0];
+  check_multi_krum(m, c, multi);
+  std::vector<double> scores = dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(u);
+    py::gil_scoped_release nogil;
+    const std::vector<double> d = sq_distances_of(r.view);
+    return cpu::krum_scores(d.data(), m, all_rows(m), c, squared);
+  });
+  return py::make_tuple(index_array(cpu::smallest_scores(scores, multi)), to_array<double>(scores));
+}
+
+py::array_t<int64_t> bulyan(const py::object& U, int64_t c, bool squared, const py::object& out) {
+  const Array u = host_matrix(U);
+  const int64_t m = u.shape[0];
+  check_bulyan(m, c);
+  return dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
+    std::vector<int64_t> chosen;
+    {
+      py::gil_scoped_release nogil;
+      Rows<T> all = rows_of<T>(u);
+      const std::vector<double> d = sq_distances_of(all.view);
+      chosen = cpu::bulyan_select(d.data(), m, c, squared);
+      Rows<T> sel = rows_of<T>(u, &chosen);
+      cpu::closest_to_median_mean<T>(sel.view, m - 4 * c, o.as<T>());  // gamma = theta - 2c
+    }
+    return index_array(chosen);
+  });
+}
+
+py::array_t<bool> nonfinite_rows(const py::object& U) {
+  const Array u = host_matrix(U);
+  py::array_t<bool> out(u.shape[0]);
+  auto* p = reinterpret_cast<uint8_t*>(out.mutable_data());
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(u);
+    py::gil_scoped_release nogil;
+    cpu::nonfinite_rows<T>(r.view, p);
+  });
   return out;
-}
-
-py::object pairwise_distances(const py::array& a, bool squared, std::optional<std::vector<int64_t>> rows,
-                              bool as_double) {
-  return dispatch_float(a, [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    if (rows) check_some_rows(*rows);
-    Rows<T> r = rows ? rows_of<T>(a, &*rows) : rows_of<T>(a);
-    const int64_t m = r.view.n_rows;
-    std::vector<double> d;
-    {
-      py::gil_scoped_release nogil;
-      d = sq_distances(r.view);
-      if (!squared)
-        for (double& x : d) x = std::sqrt(x);
-    }
-    if (as_double) {
-      py::array_t<double> out({m, m});
-      std::copy(d.begin(), d.end(), out.mutable_data());
-      return std::move(out);
-    }
-    py::array_t<T> out({m, m});
-    T* p = out.mutable_data();
-    for (int64_t i = 0; i < m * m; ++i) p[i] = static_cast<T>(d[i]);
-    return std::move(out);
-  });
-}
-
-py::object krum_scores(const py::array& a, int64_t c, bool squared) {
-  return dispatch_float(a, [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    Rows<T> r = rows_of<T>(a);
-    check_krum(r.view.n_rows, c);
-    std::vector<double> scores;
-    {
-      py::gil_scoped_release nogil;
-      std::vector<double> d = sq_distances(r.view);
-      scores = cpu::krum_scores(d.data(), r.view.n_rows, all_rows(r.view.n_rows), c, squared);
-    }
-    return to_array<T>(scores);
-  });
 }
 
 // Krum scores from an (n, n) float64 matrix of squared distances (a host copy of the device's,
 // or the attacks' pools): the scores Krum computes after its distance pass, the same code.
-py::array_t<double> krum_scores_from_distances(const py::array& sq, int64_t c, bool squared) {
-  check_dense<double>(sq, "sq_distances", 2, "a 2-D array of shape (n, n) of squared distances");
-  const int64_t n = sq.shape(0);
-  if (sq.shape(1) != n) throw py::value_error("sq_distances: expected a square matrix, got shape " + shape_text(sq));
+py::array_t<double> krum_scores_from_distances(const py::object& sq_distances, int64_t c, bool squared) {
+  const Array sq = array_of(sq_distances, "sq_distances");
+  require_memory(sq, Memory::kHost);
+  if (sq.ndim() != 2 || sq.shape[0] != sq.shape[1])
+    throw py::value_error("sq_distances: expected a square (n, n) matrix of squared distances, got shape " +
+                          sq.shape_text());
+  check_dense(sq, sq.shape, DType::kFloat64, false);
   check_count("c", c);
+  const int64_t n = sq.shape[0];
   std::vector<double> scores;
   {
     py::gil_scoped_release nogil;
-    scores = cpu::krum_scores(static_cast<const double*>(sq.data()), n, all_rows(n), c, squared);
+    scores = cpu::krum_scores(sq.as<const double>(), n, all_rows(n), c, squared);
   }
   return to_array<double>(scores);
-}
-
-py::tuple krum(const py::array& a, int64_t c, int64_t multi, bool squared) {
-  return dispatch_float(a, [&](auto tag) -> py::tuple {
-    using T = decltype(tag);
-    Rows<T> r = rows_of<T>(a);
-    const int64_t m = r.view.n_rows;
-    check_multi_krum(m, c, multi);
-    std::vector<double> scores;
-    std::vector<int64_t> chosen;
-    {
-      py::gil_scoped_release nogil;
-      std::vector<double> d = sq_distances(r.view);
-      scores = cpu::krum_scores(d.data(), m, all_rows(m), c, squared);
-      chosen = cpu::smallest_scores(scores, multi);
-    }
-    // Krum returns the selected row itself; Multi-Krum the mean of the selected rows.
-    py::object aggregate = multi == 1 ? py::object(a[py::int_(chosen[0])].attr("copy")())
-                                      : py::object(mean_of_rows<T>(a, chosen));
-    return py::make_tuple(aggregate, index_array(chosen), to_array<T>(scores));
-  });
-}
-
-py::tuple bulyan(const py::array& a, int64_t c, bool squared) {
-  return dispatch_float(a, [&](auto tag) -> py::tuple {
-    using T = decltype(tag);
-    Rows<T> r = rows_of<T>(a);
-    const int64_t m = r.view.n_rows;
-    check_bulyan(m, c);
-    std::vector<int64_t> chosen;
-    {
-      py::gil_scoped_release nogil;
-      std::vector<double> d = sq_distances(r.view);
-      chosen = cpu::bulyan_select(d.data(), m, c, squared);
-    }
-    const int64_t theta = m - 2 * c, gamma = theta - 2 * c;
-    Rows<T> sel = rows_of<T>(a, &chosen);
-    py::array_t<T> out(a.shape(1));
-    T* p = out.mutable_data();
-    {
-      py::gil_scoped_release nogil;
-      cpu::closest_to_median_mean<T>(sel.view, gamma, p);
-    }
-    return py::make_tuple(out, index_array(chosen));
-  });
-}
-
-py::object median(const py::array& a) {
-  return dispatch_float(a, [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    Rows<T> r = rows_of<T>(a);
-    py::array_t<T> out(a.shape(1));
-    T* p = out.mutable_data();
-    py::gil_scoped_release nogil;
-    cpu::median<T>(r.view, p);
-    return std::move(out);
-  });
-}
-
-py::object trimmed_mean(const py::array& a, int64_t beta) {
-  return dispatch_float(a, [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    Rows<T> r = rows_of<T>(a);
-    check_trimmed_mean(r.view.n_rows, beta);
-    py::array_t<T> out(a.shape(1));
-    T* p = out.mutable_data();
-    py::gil_scoped_release nogil;
-    cpu::trimmed_mean<T>(r.view, beta, p);
-    return std::move(out);
-  });
-}
-
-py::object mean(const py::array& a, std::optional<std::vector<int64_t>> rows) {
-  return dispatch_float(a, [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    std::vector<int64_t> idx = rows ? *rows : all_rows(a.shape(0));
-    check_some_rows(idx);
-    return mean_of_rows<T>(a, idx);
-  });
-}
-
-py::tuple coordinate_stats(const py::array& a, std::optional<std::vector<int64_t>> rows) {
-  return dispatch_float(a, [&](auto tag) -> py::tuple {
-    using T = decltype(tag);
-    std::vector<int64_t> idx = rows ? *rows : all_rows(a.shape(0));
-    check_some_rows(idx);
-    std::sort(idx.begin(), idx.end());
-    Rows<T> r = rows_of<T>(a, &idx);
-    const py::ssize_t d = a.shape(1);
-    py::array_t<T> mu(d), sd(d), lo(d), hi(d);
-    T *pm = mu.mutable_data(), *ps = sd.mutable_data(), *pl = lo.mutable_data(), *ph = hi.mutable_data();
-    {
-      py::gil_scoped_release nogil;
-      cpu::coordinate_stats<T>(r.view, pm, ps, pl, ph);
-    }
-    return py::make_tuple(mu, sd, lo, hi);
-  });
-}
-
-py::object nonfinite_rows(const py::array& a) {
-  return dispatch_float(a, [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    Rows<T> r = rows_of<T>(a);
-    py::array_t<bool> out(a.shape(0));
-    auto* p = reinterpret_cast<uint8_t*>(out.mutable_data());
-    py::gil_scoped_release nogil;
-    cpu::nonfinite_rows<T>(r.view, p);
-    return std::move(out);
-  });
 }
 
 }  // namespace
 
 void bind_aggregation(py::module_& m) {
-  m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"), py::arg("rows") = py::none(),
-        py::arg("as_double") = false,
-        "Distances between the given rows (all by default), in that order; in U's dtype, or float64 "
-        "(the values Krum scores) with as_double.");
-  m.def("krum_scores", &krum_scores, py::arg("U"), py::arg("c"), py::arg("squared"));
+  m.def("median", &median, py::arg("U"), py::arg("out"), "Coordinate-wise median of U (m, d) into out (d,).");
+  m.def("trimmed_mean", &trimmed_mean, py::arg("U"), py::arg("beta"), py::arg("out"),
+        "Coordinate-wise trimmed mean of U (m, d) into out (d,): beta values removed at each end.");
+  m.def("mean", &mean, py::arg("U"), py::arg("rows"), py::arg("out"),
+        "Mean over the listed rows (all when None), summed in ascending row order in double, into out (d,).");
+  m.def("coordinate_stats", &coordinate_stats, py::arg("U"), py::arg("rows"), py::arg("mean"), py::arg("std"),
+        py::arg("min"), py::arg("max"),
+        "Per-coordinate mean, population std, min and max over the listed rows (all when None); NaN counts as +Inf.");
+  m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"), py::arg("rows"),
+        py::arg("out"), "(k, k) distances between the listed rows (all m when None), in that order, into out.");
+  m.def("sq_distances", &sq_distances, py::arg("U"), py::arg("rows"),
+        "(k, k) squared distances (float64) between the listed rows (all m when None), as a host numpy array.");
+  m.def("krum_select", &krum_select, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
+        "Krum's choice: returns (the `multi` rows of smallest score, ascending by score, ties to the lower "
+        "row, host int64; the (m,) float64 scores, host).");
+  m.def("bulyan", &bulyan, py::arg("U"), py::arg("c"), py::arg("squared"), py::arg("out"),
+        "Bulyan of U into out (d,); returns the selected rows in selection order (host int64).");
+  m.def("nonfinite_rows", &nonfinite_rows, py::arg("U"),
+        "(m,) host bool: the rows of U that hold a NaN or an Inf.");
   m.def("krum_scores_from_distances", &krum_scores_from_distances, py::arg("sq_distances"), py::arg("c"),
         py::arg("squared"),
         "(n,) float64 Krum scores from (n, n) float64 squared distances: each row's n - c - 2 smallest "
         "distances to the other rows (clamped at 0 neighbours), summed in ascending order.");
-  m.def("krum", &krum, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
-        "Returns (aggregate, selected rows, scores).");
-  m.def("bulyan", &bulyan, py::arg("U"), py::arg("c"), py::arg("squared"),
-        "Returns (aggregate, selected rows in selection order).");
-  m.def("median", &median, py::arg("U"));
-  m.def("trimmed_mean", &trimmed_mean, py::arg("U"), py::arg("beta"));
-  m.def("mean", &mean, py::arg("U"), py::arg("rows") = py::none());
-  m.def("coordinate_stats", &coordinate_stats, py::arg("U"), py::arg("rows") = py::none(),
-        "Returns (mean, population std, min, max) over the given rows.");
-  m.def("nonfinite_rows", &nonfinite_rows, py::arg("U"));
-  // The shape rule of every U, for fedrobust.arrays.
-  m.def("check_matrix", &check_matrix, py::arg("U"),
-        "Raise ValueError unless U is 2-D with at least one row and one column.");
 }

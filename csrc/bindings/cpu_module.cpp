@@ -1,8 +1,8 @@
 // fedrobust._cpu: the CPU kernels for Python, one binding file per family
 // (cpu_aggregation.cpp, cpu_attacks.cpp, cpu_training.cpp), the rules' checks
 // (checks.h), and here what the build offers (SIMD levels, threads, versions).
-// Argument checks live in the bindings, once (checks.h, numpy_args.h); the
-// Python layer (fedrobust.arrays) only converts array types.
+// Argument checks live in the bindings, once (checks.h, array.h); the
+// Python layer (fedrobust.dispatch) only chooses the backend.
 #include <omp.h>
 #include <pybind11/pybind11.h>
 

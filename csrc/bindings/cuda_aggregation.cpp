@@ -1,16 +1,20 @@
 // fedrobust._cuda's aggregation family: the median, the trimmed mean, the
-// mean, the coordinate statistics, Bulyan, the distances and Krum, on device
-// matrices. Each binding checks its arguments (checks.h; the device-size
+// mean, the coordinate statistics, the distances, Krum's selection, Bulyan
+// and the non-finite row scan, on arrays in CUDA memory. The same names and
+// signatures as fedrobust._cpu's (cpu_aggregation.cpp): arrays in (array.h),
+// outputs written into the arrays passed as `out`, host results returned as
+// numpy arrays. Each binding checks its arguments (checks.h; the device-size
 // limits here), drops the GIL and calls the kernel (csrc/cuda/*.h) on the
-// producer's stream.
+// stream U's data is ready on.
 #include <cuda_runtime.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,186 +32,211 @@ using namespace fedrobust::bindings;
 
 namespace {
 
-void median(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride, const std::string& dtype,
-            uintptr_t out, uintptr_t stream) {
-  require_device();
-  dispatch(dtype, [&](auto tag) {
+using OptionalRows = std::optional<std::vector<int64_t>>;
+
+// The listed rows (none = all, as an empty list), at least one when listed, ascending.
+std::vector<int64_t> sorted_rows(const OptionalRows& rows) {
+  if (!rows) return {};
+  check_some_rows(*rows);
+  std::vector<int64_t> idx = *rows;
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+void median(const py::object& U, const py::object& out) {
+  const Array u = device_matrix(U);
+  dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
-    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
+    const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
     py::gil_scoped_release nogil;
-    fc::median<T>(u, reinterpret_cast<T*>(out), reinterpret_cast<cudaStream_t>(stream));
+    fc::median<T>(matrix<T>(u), o.as<T>(), stream_of(u));
   });
 }
 
-void trimmed_mean(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride, int64_t beta,
-                  const std::string& dtype, uintptr_t out, uintptr_t stream) {
-  require_device();
-  check_trimmed_mean(m, beta);
-  dispatch(dtype, [&](auto tag) {
+void trimmed_mean(const py::object& U, int64_t beta, const py::object& out) {
+  const Array u = device_matrix(U);
+  check_trimmed_mean(u.shape[0], beta);
+  dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
-    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
+    const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
     py::gil_scoped_release nogil;
-    fc::trimmed_mean<T>(u, beta, reinterpret_cast<T*>(out), reinterpret_cast<cudaStream_t>(stream));
+    fc::trimmed_mean<T>(matrix<T>(u), beta, o.as<T>(), stream_of(u));
   });
 }
 
-// The distance kernels' device-size limit: at most kMaxDistanceRows rows (their
-// (m, m) double buffers), and a non-empty matrix.
-void check_distance_rows(int64_t m, int64_t d) {
-  check_matrix_size(m, d);
-  if (m > fc::kMaxDistanceRows)
+void mean(const py::object& U, const OptionalRows& rows, const py::object& out) {
+  const Array u = device_matrix(U);
+  const std::vector<int64_t> idx = sorted_rows(rows);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
+    const cudaStream_t s = stream_of(u);
+    DeviceRows r(idx, u.shape[0], s);
+    py::gil_scoped_release nogil;
+    fc::mean<T>(matrix<T>(u), r.data(), r.n, o.as<T>(), s);
+  });
+}
+
+void coordinate_stats(const py::object& U, const OptionalRows& rows, const py::object& mean, const py::object& std,
+                      const py::object& min, const py::object& max) {
+  const Array u = device_matrix(U);
+  const std::vector<int64_t> idx = sorted_rows(rows);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const std::vector<int64_t> d = {u.shape[1]};
+    const Array mu = device_dense<T>(mean, "mean", d, true), sd = device_dense<T>(std, "std", d, true),
+                lo = device_dense<T>(min, "min", d, true), hi = device_dense<T>(max, "max", d, true);
+    const cudaStream_t s = stream_of(u);
+    DeviceRows r(idx, u.shape[0], s);
+    py::gil_scoped_release nogil;
+    fc::coordinate_stats<T>(matrix<T>(u), r.data(), r.n, mu.as<T>(), sd.as<T>(), lo.as<T>(), hi.as<T>(), s);
+  });
+}
+
+// The distance kernels' device-size limit: at most kMaxDistanceRows rows (their (k, k)
+// double buffers).
+void check_distance_rows(int64_t k) {
+  if (k > fc::kMaxDistanceRows)
     throw py::value_error("U: distances on CUDA take at most " + std::to_string(fc::kMaxDistanceRows) +
-                          " workers (rows), got " + std::to_string(m));
+                          " workers (rows), got " + std::to_string(k));
 }
 
-// The (m, m) squared distances (double) of the device matrix in a new scratch buffer, on
-// stream s; also written to out (m, m) in T, squared or plain, when out is not null.
+// The (k, k) squared distances (double) between the listed rows (all when null) in a new
+// scratch buffer, on stream s; also written to out (k, k) in T, squared or plain, when out
+// is not null.
 template <class T>
-std::unique_ptr<Scratch> device_sq_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride,
-                                             int64_t col_stride, cudaStream_t s, T* out = nullptr,
-                                             bool squared = true) {
-  const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
-  auto sq = std::make_unique<Scratch>(static_cast<size_t>(m * m) * sizeof(double), s);
-  fc::pairwise_sq_distances<T>(u, sq->template as<double>(), out, squared, s);
+std::unique_ptr<Scratch> device_sq_distances(const Array& u, const std::vector<int64_t>* rows, cudaStream_t s,
+                                             T* out = nullptr, bool squared = true) {
+  const RowsOnDevice<T> r(u, rows, s);
+  const int64_t k = r.view.rows;
+  auto sq = std::make_unique<Scratch>(static_cast<size_t>(k * k) * sizeof(double), s);
+  fc::pairwise_sq_distances<T>(r.view, sq->template as<double>(), out, squared, s);
   return sq;
 }
 
-void pairwise_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
-                        const std::string& dtype, bool squared, uintptr_t out, uintptr_t stream) {
-  require_device();
-  check_distance_rows(m, d);
-  dispatch(dtype, [&](auto tag) {
+const std::vector<int64_t>* listed(const OptionalRows& rows) { return rows ? &*rows : nullptr; }
+
+void pairwise_distances(const py::object& U, bool squared, const OptionalRows& rows, const py::object& out) {
+  const Array u = device_matrix(U);
+  const int64_t k = rows ? static_cast<int64_t>(rows->size()) : u.shape[0];
+  check_distance_rows(k);
+  dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
+    const Array o = device_dense<T>(out, "out", {k, k}, true);
     py::gil_scoped_release nogil;
-    device_sq_distances<T>(data, m, d, row_stride, col_stride, reinterpret_cast<cudaStream_t>(stream),
-                           reinterpret_cast<T*>(out), squared);
+    device_sq_distances<T>(u, listed(rows), stream_of(u), o.as<T>(), squared);
   });
 }
 
-// The (m, m) squared distances in double, copied to the host (numpy): what the host-side
-// selections (Multi-Krum, Bulyan, the Krum attack's search) start from.
-py::array_t<double> sq_distances(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
-                                 const std::string& dtype, uintptr_t stream) {
-  require_device();
-  check_distance_rows(m, d);
-  py::array_t<double> host({m, m});
-  double* dst = host.mutable_data();
-  dispatch(dtype, [&](auto tag) {
+// The (k, k) squared distances in double, copied to the host into `host` (k * k values).
+void sq_distances_to_host(const Array& u, const OptionalRows& rows, double* host) {
+  const int64_t k = rows ? static_cast<int64_t>(rows->size()) : u.shape[0];
+  dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
-    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    const cudaStream_t s = stream_of(u);
     py::gil_scoped_release nogil;
-    const auto sq = device_sq_distances<T>(data, m, d, row_stride, col_stride, s);
-    fc::check(cudaMemcpyAsync(dst, sq->p, static_cast<size_t>(m * m) * sizeof(double), cudaMemcpyDeviceToHost, s),
+    const auto sq = device_sq_distances<T>(u, listed(rows), s);
+    fc::check(cudaMemcpyAsync(host, sq->p, static_cast<size_t>(k * k) * sizeof(double), cudaMemcpyDeviceToHost, s),
               "copying the distances to the host");
     fc::check(cudaStreamSynchronize(s), "distances on the device");
   });
+}
+
+py::array_t<double> sq_distances(const py::object& U, const OptionalRows& rows) {
+  const Array u = device_matrix(U);
+  const int64_t k = rows ? static_cast<int64_t>(rows->size()) : u.shape[0];
+  check_distance_rows(k);
+  py::array_t<double> host({k, k});
+  sq_distances_to_host(u, rows, host.mutable_data());
   return host;
 }
 
-py::tuple krum_select(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
-                      const std::string& dtype, int64_t c, bool squared, uintptr_t stream) {
-  require_device();
-  check_krum(m, c);
-  check_distance_rows(m, d);
+py::tuple krum_select(const py::object& U, int64_t c, int64_t multi, bool squared) {
+  const Array u = device_matrix(U);
+  const int64_t m = u.shape[0];
+  check_multi_krum(m, c, multi);
+  check_distance_rows(m);
   std::vector<double> scores(static_cast<size_t>(m));
-  int64_t chosen = -1;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
-    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    const cudaStream_t s = stream_of(u);
     py::gil_scoped_release nogil;
-    const auto sq = device_sq_distances<T>(data, m, d, row_stride, col_stride, s);
+    const auto sq = device_sq_distances<T>(u, nullptr, s);
     Scratch dev_scores(static_cast<size_t>(m) * sizeof(double), s), dev_chosen(sizeof(int64_t), s);
     fc::krum_select(sq->template as<double>(), m, c, squared, dev_scores.as<double>(), dev_chosen.as<int64_t>(), s);
-    cudaMemcpyAsync(scores.data(), dev_scores.p, scores.size() * sizeof(double), cudaMemcpyDeviceToHost, s);
-    cudaMemcpyAsync(&chosen, dev_chosen.p, sizeof(int64_t), cudaMemcpyDeviceToHost, s);
-    const cudaError_t status = cudaStreamSynchronize(s);
-    if (status != cudaSuccess) throw std::runtime_error(std::string("Krum on the device: ") + cudaGetErrorString(status));
+    fc::check(cudaMemcpyAsync(scores.data(), dev_scores.p, scores.size() * sizeof(double), cudaMemcpyDeviceToHost, s),
+              "copying the Krum scores to the host");
+    fc::check(cudaStreamSynchronize(s), "Krum on the device");
   });
-  return py::make_tuple(chosen, scores);
-}
-
-void mean(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
-          const std::vector<int64_t>& rows, const std::string& dtype, uintptr_t out, uintptr_t stream) {
-  require_device();
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
-    const auto s = reinterpret_cast<cudaStream_t>(stream);
-    DeviceRows r(rows, m, s);
-    py::gil_scoped_release nogil;
-    fc::mean<T>(u, r.data(), r.n, reinterpret_cast<T*>(out), s);
-  });
-}
-
-void coordinate_stats(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
-                      const std::vector<int64_t>& rows, const std::string& dtype, uintptr_t mean_out,
-                      uintptr_t std_out, uintptr_t min_out, uintptr_t max_out, uintptr_t stream) {
-  require_device();
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
-    const auto s = reinterpret_cast<cudaStream_t>(stream);
-    DeviceRows r(rows, m, s);
-    py::gil_scoped_release nogil;
-    fc::coordinate_stats<T>(u, r.data(), r.n, reinterpret_cast<T*>(mean_out), reinterpret_cast<T*>(std_out),
-                            reinterpret_cast<T*>(min_out), reinterpret_cast<T*>(max_out), s);
-  });
+  // The order of the selection: the CPU's code, on the device's scores (the same bits).
+  return py::make_tuple(to_array<int64_t>(fedrobust::cpu::smallest_scores(scores, multi)), to_array<double>(scores));
 }
 
 // Bulyan: the distances on the device, the selection on the host (csrc/cpu/krum.cpp, the
 // CPU's own code, from the copied (m, m) matrix), the second stage on the device.
-// Returns the selected rows in selection order.
-std::vector<int64_t> bulyan(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride, int64_t c,
-                            bool squared, const std::string& dtype, uintptr_t out, uintptr_t stream) {
-  require_device();
+py::array_t<int64_t> bulyan(const py::object& U, int64_t c, bool squared, const py::object& out) {
+  const Array u = device_matrix(U);
+  const int64_t m = u.shape[0];
   check_bulyan(m, c);
+  check_distance_rows(m);
   if (m - 2 * c > fc::kMaxRows)
     throw py::value_error("Bulyan on CUDA takes at most " + std::to_string(fc::kMaxRows) +
                           " selected rows (m - 2c), got " + std::to_string(m - 2 * c) + "; pass a CPU array");
-  const py::array_t<double> sq = sq_distances(data, m, d, row_stride, col_stride, dtype, stream);
+  std::vector<double> sq(static_cast<size_t>(m * m));
+  sq_distances_to_host(u, std::nullopt, sq.data());
   std::vector<int64_t> chosen;
   {
     py::gil_scoped_release nogil;
     chosen = fedrobust::cpu::bulyan_select(sq.data(), m, c, squared);
   }
-  const int64_t gamma = m - 4 * c;  // theta - 2c
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
-    const auto u = matrix<T>(data, m, d, row_stride, col_stride);
-    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
+    const cudaStream_t s = stream_of(u);
     DeviceRows r(chosen, m, s);
     py::gil_scoped_release nogil;
-    fc::closest_to_median_mean<T>(u, r.data(), r.n, gamma, reinterpret_cast<T*>(out), s);
+    fc::closest_to_median_mean<T>(matrix<T>(u), r.data(), r.n, m - 4 * c, o.as<T>(), s);  // gamma = theta - 2c
   });
-  return chosen;
+  return to_array<int64_t>(chosen);
+}
+
+py::array_t<bool> nonfinite_rows(const py::object& U) {
+  const Array u = device_matrix(U);
+  const int64_t m = u.shape[0];
+  py::array_t<bool> host(m);
+  auto* p = reinterpret_cast<uint8_t*>(host.mutable_data());
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const cudaStream_t s = stream_of(u);
+    py::gil_scoped_release nogil;
+    Scratch flags(static_cast<size_t>(m), s);
+    fc::nonfinite_rows<T>(matrix<T>(u), flags.as<uint8_t>(), s);
+    fc::check(cudaMemcpyAsync(p, flags.p, static_cast<size_t>(m), cudaMemcpyDeviceToHost, s), "copying the flags");
+    fc::check(cudaStreamSynchronize(s), "the non-finite row scan on the device");
+  });
+  return host;
 }
 
 }  // namespace
 
 void bind_aggregation(py::module_& m) {
-  m.def("median", &median, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
-        py::arg("col_stride"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
-        "Coordinate-wise median of the device matrix at `data` into `out` (d,), on `stream`.");
-  m.def("trimmed_mean", &trimmed_mean, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
-        py::arg("col_stride"), py::arg("beta"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
-        "Coordinate-wise trimmed mean of the device matrix at `data` into `out` (d,), on `stream`.");
-  m.def("mean", &mean, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"), py::arg("col_stride"),
-        py::arg("rows"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
-        "Mean over the listed rows (all when empty), summed in list order in double, into `out` (d,).");
-  m.def("coordinate_stats", &coordinate_stats, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
-        py::arg("col_stride"), py::arg("rows"), py::arg("dtype"), py::arg("mean"), py::arg("std"), py::arg("min"),
-        py::arg("max"), py::arg("stream"),
-        "Per-coordinate mean, population std, min and max over the listed rows (all when empty).");
-  m.def("bulyan", &bulyan, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"), py::arg("col_stride"),
-        py::arg("c"), py::arg("squared"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
-        "Bulyan into `out` (d,); returns the selected rows in selection order.");
-  m.def("pairwise_distances", &pairwise_distances, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
-        py::arg("col_stride"), py::arg("dtype"), py::arg("squared"), py::arg("out"), py::arg("stream"),
-        "(m, m) distances of the device matrix into `out` (U's dtype), on `stream`.");
-  m.def("sq_distances", &sq_distances, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
-        py::arg("col_stride"), py::arg("dtype"), py::arg("stream"),
-        "(m, m) squared distances (float64) of the device matrix, returned as a host numpy array; waits for the stream.");
-  m.def("krum_select", &krum_select, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
-        py::arg("col_stride"), py::arg("dtype"), py::arg("c"), py::arg("squared"), py::arg("stream"),
-        "Krum on the device: returns (the chosen row, the scores as a list); waits for the stream.");
+  m.def("median", &median, py::arg("U"), py::arg("out"), "Coordinate-wise median of U (m, d) into out (d,).");
+  m.def("trimmed_mean", &trimmed_mean, py::arg("U"), py::arg("beta"), py::arg("out"),
+        "Coordinate-wise trimmed mean of U (m, d) into out (d,): beta values removed at each end.");
+  m.def("mean", &mean, py::arg("U"), py::arg("rows"), py::arg("out"),
+        "Mean over the listed rows (all when None), summed in ascending row order in double, into out (d,).");
+  m.def("coordinate_stats", &coordinate_stats, py::arg("U"), py::arg("rows"), py::arg("mean"), py::arg("std"),
+        py::arg("min"), py::arg("max"),
+        "Per-coordinate mean, population std, min and max over the listed rows (all when None); NaN counts as +Inf.");
+  m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"), py::arg("rows"),
+        py::arg("out"), "(k, k) distances between the listed rows (all m when None), in that order, into out.");
+  m.def("sq_distances", &sq_distances, py::arg("U"), py::arg("rows"),
+        "(k, k) squared distances (float64) between the listed rows (all m when None), as a host numpy array.");
+  m.def("krum_select", &krum_select, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
+        "Krum's choice: returns (the `multi` rows of smallest score, ascending by score, ties to the lower "
+        "row, host int64; the (m,) float64 scores, host).");
+  m.def("bulyan", &bulyan, py::arg("U"), py::arg("c"), py::arg("squared"), py::arg("out"),
+        "Bulyan of U into out (d,); returns the selected rows in selection order (host int64).");
+  m.def("nonfinite_rows", &nonfinite_rows, py::arg("U"),
+        "(m,) host bool: the rows of U that hold a NaN or an Inf.");
 }

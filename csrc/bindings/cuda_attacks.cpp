@@ -1,13 +1,16 @@
 // fedrobust._cuda's attacks family: the trim / Gaussian attacks' values and
 // the Krum attack's passes (csrc/cuda/attacks.h), the twins of the CPU's
-// (csrc/cpu/attacks.h) with the same bits. Each binding checks its arguments
-// (checks.h), drops the GIL and calls the kernel on the producer's stream.
+// (csrc/cpu/attacks.h) with the same bits, and the same names and signatures
+// as fedrobust._cpu's (cpu_attacks.cpp). Each binding checks its arguments
+// (checks.h, device_args.h), drops the GIL and calls the kernel on the stream
+// the input's data is ready on.
 #include <cuda_runtime.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,92 +26,110 @@ using namespace fedrobust::bindings;
 
 namespace {
 
-// The attack crafting of csrc/cpu/attacks.cpp on the device; pointers are device
-// addresses (0 for none), rows and out_ids host lists.
-void craft_coordinates(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
-                       const std::vector<int64_t>& rows, const std::string& mode, const std::vector<int64_t>& out_ids,
-                       uint64_t seed, uint64_t round, uintptr_t direction, uintptr_t base, double b, double sigma_lo,
-                       double sigma_hi, const std::string& dtype, uintptr_t out, uintptr_t direction_out,
-                       uintptr_t stream) {
-  require_device();
-  check_some_rows(rows);
-  check_rows(rows, m);
-  check_some_ids(out_ids);
-  const fc::CraftMode kind = craft_mode(mode, direction != 0, b, sigma_lo, sigma_hi);
+// One counter prefix (fedrobust/random.h) per output row.
+std::vector<uint64_t> prefixes(uint64_t seed, uint64_t round, const std::vector<int64_t>& out_ids) {
   std::vector<uint64_t> prefix;
   for (int64_t id : out_ids) prefix.push_back(fedrobust::counter_prefix(seed, round, static_cast<uint64_t>(id)));
-  dispatch(dtype, [&](auto tag) {
+  return prefix;
+}
+
+// A direction s: a device (cols,) C-contiguous int8 array (its values are not read on the host).
+const int8_t* device_direction(const Array& s, int64_t cols) {
+  require_memory(s, Memory::kCuda);
+  check_direction(s, cols);
+  return s.as<const int8_t>();
+}
+
+void craft_coordinates(const py::object& U, const std::vector<int64_t>& rows, const std::string& mode,
+                       const std::vector<int64_t>& out_ids, uint64_t seed, uint64_t round, const py::object& direction,
+                       const py::object& base, double b, double sigma_lo, double sigma_hi, const py::object& out,
+                       const py::object& direction_out) {
+  const Array u = device_matrix(U);
+  check_some_rows(rows);
+  check_rows(rows, u.shape[0]);
+  check_some_ids(out_ids);
+  const auto s = optional_array_of(direction, "direction");
+  const auto w = optional_array_of(base, "base");
+  const fc::CraftMode kind = craft_mode(mode, s != nullptr, b, sigma_lo, sigma_hi);
+  dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
-    check_matrix_size(m, d);
-    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
-    const fc::CraftSpec<T> spec{u, rows, kind, reinterpret_cast<const int8_t*>(direction),
-                                reinterpret_cast<const T*>(base), b, sigma_lo, sigma_hi, prefix,
-                                reinterpret_cast<T*>(out), reinterpret_cast<int8_t*>(direction_out)};
+    const int64_t d = u.shape[1], n_out = static_cast<int64_t>(out_ids.size());
+    const int8_t* signs = kind == fc::CraftMode::kTrimFull ? device_direction(*s, d) : nullptr;
+    const T* model = nullptr;
+    if (kind == fc::CraftMode::kTrimFull && w) {
+      require_memory(*w, Memory::kCuda);
+      check_dense(*w, {d}, dtype_of<T>(), false);
+      model = w->as<const T>();
+    }
+    const Array o = device_dense<T>(out, "out", {n_out, d}, true);
+    const Array used = device_dense<int8_t>(direction_out, "direction_out", {d}, true);
+    const fc::CraftSpec<T> spec{matrix<T>(u), rows, kind, signs, model, b, sigma_lo, sigma_hi,
+                                prefixes(seed, round, out_ids), o.as<T>(), used.as<int8_t>()};
     py::gil_scoped_release nogil;
-    fc::craft_coordinates<T>(spec, reinterpret_cast<cudaStream_t>(stream));
+    fc::craft_coordinates<T>(spec, stream_of(u));
   });
 }
 
-// The Krum attack's passes over d on the device (csrc/cuda/attacks.cu); direction is a
-// device int8 (d,) address. Returns (||u_i||^2 (m,), <u_i, s> (m,)) in float64 as host
-// numpy arrays; waits for the stream.
-py::tuple norms_and_dots(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride,
-                         const std::string& dtype, uintptr_t direction, uintptr_t stream) {
-  require_device();
-  check_matrix_size(m, d);
-  if (!direction) throw py::value_error("norms_and_dots needs a direction");
-  py::array_t<double> sq_norms(m), dots(m);
+py::tuple norms_and_dots(const py::object& U, const py::object& direction,
+                         const std::optional<std::vector<int64_t>>& rows) {
+  const Array u = device_matrix(U);
+  const Array s = array_of(direction, "direction");
+  const int8_t* signs = device_direction(s, u.shape[1]);
+  const int64_t k = rows ? static_cast<int64_t>(rows->size()) : u.shape[0];
+  py::array_t<double> sq_norms(k), dots(k);
   double *host_sq = sq_norms.mutable_data(), *host_dots = dots.mutable_data();
-  dispatch(dtype, [&](auto tag) {
+  dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
-    const fc::Matrix<T> u{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
-    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    const cudaStream_t st = stream_of(u);
+    const RowsOnDevice<T> r(u, rows ? &*rows : nullptr, st);
     py::gil_scoped_release nogil;
-    Scratch sums(static_cast<size_t>(2 * m) * sizeof(double), s);
-    fc::norms_and_dots<T>(u, reinterpret_cast<const int8_t*>(direction), sums.as<double>(), sums.as<double>() + m, s);
-    const size_t bytes = static_cast<size_t>(m) * sizeof(double);
-    fc::check(cudaMemcpyAsync(host_sq, sums.as<double>(), bytes, cudaMemcpyDeviceToHost, s), "copying the norms");
-    fc::check(cudaMemcpyAsync(host_dots, sums.as<double>() + m, bytes, cudaMemcpyDeviceToHost, s), "copying the dots");
-    fc::check(cudaStreamSynchronize(s), "norms_and_dots on the device");
+    Scratch sums(static_cast<size_t>(2 * k) * sizeof(double), st);
+    fc::norms_and_dots<T>(r.view, signs, sums.as<double>(), sums.as<double>() + k, st);
+    const size_t bytes = static_cast<size_t>(k) * sizeof(double);
+    fc::check(cudaMemcpyAsync(host_sq, sums.as<double>(), bytes, cudaMemcpyDeviceToHost, st), "copying the norms");
+    fc::check(cudaMemcpyAsync(host_dots, sums.as<double>() + k, bytes, cudaMemcpyDeviceToHost, st), "copying the dots");
+    fc::check(cudaStreamSynchronize(st), "norms_and_dots on the device");
   });
   return py::make_tuple(sq_norms, dots);
 }
 
-// The Krum attack's c sent updates into `out` (a device (n_out, d) row-major array of
-// dtype), n_out = len(out_ids): row 0 = -lam s, row k = row 0 + r_k z_k / ||z_k||, the
-// CPU krum_craft's bits; waits for the stream.
-void krum_craft(uintptr_t direction, int64_t d, double lam, double eps, uint64_t seed, uint64_t round,
-                const std::vector<int64_t>& out_ids, const std::string& dtype, uintptr_t out, uintptr_t stream) {
+// Runs on the stream of `out` (there is no U).
+void krum_craft(const py::object& direction, double lam, double eps, uint64_t seed, uint64_t round,
+                const std::vector<int64_t>& out_ids, const py::object& out) {
   require_device();
   check_krum_craft(lam, eps);
-  if (d < 1) throw py::value_error("d: expected at least one column, got " + std::to_string(d));
   check_some_ids(out_ids);
-  if (!direction || !out) throw py::value_error("krum_craft needs a direction and an output array");
-  std::vector<uint64_t> prefix;
-  for (int64_t id : out_ids) prefix.push_back(fedrobust::counter_prefix(seed, round, static_cast<uint64_t>(id)));
-  dispatch(dtype, [&](auto tag) {
+  const Array s = array_of(direction, "direction");
+  require_memory(s, Memory::kCuda);
+  if (s.ndim() != 1 || s.shape[0] < 1)
+    throw py::value_error("direction: expected a 1-D array of at least one sign, got shape " + s.shape_text());
+  const int64_t d = s.shape[0], n_out = static_cast<int64_t>(out_ids.size());
+  const Array o = array_of(out, "out");
+  require_memory(o, Memory::kCuda);
+  auto run = [&](auto tag) {
     using T = decltype(tag);
-    const fc::KrumCraft<T> spec{reinterpret_cast<const int8_t*>(direction), d, lam, eps, prefix,
-                                reinterpret_cast<T*>(out)};
+    check_dense(o, {n_out, d}, dtype_of<T>(), true);
+    const fc::KrumCraft<T> spec{device_direction(s, d), d, lam, eps, prefixes(seed, round, out_ids), o.as<T>()};
     py::gil_scoped_release nogil;
-    fc::krum_craft<T>(spec, reinterpret_cast<cudaStream_t>(stream));
-  });
+    fc::krum_craft<T>(spec, stream_of(o));
+  };
+  if (o.dtype == DType::kFloat32) return run(float{});
+  if (o.dtype == DType::kFloat64) return run(double{});
+  throw py::type_error("out: expected float32 or float64 values, got dtype " + o.dtype_name);
 }
 
 }  // namespace
 
 void bind_attacks(py::module_& m) {
-  m.def("craft_coordinates", &craft_coordinates, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
-        py::arg("col_stride"), py::arg("rows"), py::arg("mode"), py::arg("out_ids"), py::arg("seed"), py::arg("round"),
-        py::arg("direction"), py::arg("base"), py::arg("b"), py::arg("sigma_lo"), py::arg("sigma_hi"),
-        py::arg("dtype"), py::arg("out"), py::arg("direction_out"), py::arg("stream"),
-        "The trim / Gaussian attack values (csrc/cpu/attacks.cpp craft_coordinates) on the device.");
-  m.def("norms_and_dots", &norms_and_dots, py::arg("data"), py::arg("m"), py::arg("d"), py::arg("row_stride"),
-        py::arg("col_stride"), py::arg("dtype"), py::arg("direction"), py::arg("stream"),
-        "(||u_i||^2 (m,), <u_i, direction> (m,)) in float64 for the rows of the device matrix, as host numpy "
-        "arrays; waits for the stream.");
-  m.def("krum_craft", &krum_craft, py::arg("direction"), py::arg("d"), py::arg("lam"), py::arg("eps"),
-        py::arg("seed"), py::arg("round"), py::arg("out_ids"), py::arg("dtype"), py::arg("out"), py::arg("stream"),
-        "The Krum attack's sent updates (csrc/cpu/attacks.cpp krum_craft, the same bits) into `out` "
-        "(len(out_ids), d) on the device; waits for the stream.");
+  m.def("craft_coordinates", &craft_coordinates, py::arg("U"), py::arg("rows"), py::arg("mode"), py::arg("out_ids"),
+        py::arg("seed"), py::arg("round"), py::arg("direction"), py::arg("base"), py::arg("b"), py::arg("sigma_lo"),
+        py::arg("sigma_hi"), py::arg("out"), py::arg("direction_out"),
+        "Trim / Gaussian attack values from the per-coordinate statistics of U[rows] into out (len(out_ids), d), "
+        "the direction used into direction_out (d,) int8.");
+  m.def("norms_and_dots", &norms_and_dots, py::arg("U"), py::arg("direction"), py::arg("rows"),
+        "Returns (||u_i||^2, <u_i, direction>), (k,) float64 host arrays, for the listed rows (all when None).");
+  m.def("krum_craft", &krum_craft, py::arg("direction"), py::arg("lam"), py::arg("eps"), py::arg("seed"),
+        py::arg("round"), py::arg("out_ids"), py::arg("out"),
+        "The Krum attack's sent updates into out (len(out_ids), d): row 0 = -lam * direction, row k = row 0 + "
+        "r_k v_k, |v_k| = 1, r_k ~ U(0, eps).");
 }

@@ -3,10 +3,10 @@
 // the device probe. It links the CUDA runtime statically, so it imports on
 // machines without a driver; every call into CUDA sits behind device_count().
 //
-// The kernels take raw device pointers, element strides and the producer's
-// stream; fedrobust.arrays reads them from __cuda_array_interface__ (torch,
-// cupy) and allocates the output with the input's own library, so nothing is
-// copied and the work is ordered on the producer's stream.
+// The bindings take the arrays themselves (array.h: __cuda_array_interface__
+// or DLPack), with the same names and signatures as fedrobust._cpu; the
+// Python side (fedrobust.dispatch) allocates the outputs with the input's own
+// library, so nothing is copied and the work runs on the producer's stream.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 

@@ -1,6 +1,6 @@
-// The CUDA bindings' arguments: raw device addresses (read by fedrobust.arrays
-// from __cuda_array_interface__) turned into what the kernels take, the
-// device checked, and scratch memory for one call. Shared by the families of
+// Arrays in CUDA memory as the CUDA kernels take them (fc::Matrix, device
+// pointers, the stream), read from the one argument type (array.h); the
+// device checked; scratch memory for one call. Shared by the families of
 // fedrobust._cuda (cuda_aggregation.cpp, cuda_attacks.cpp).
 #pragma once
 #include <cuda_runtime.h>
@@ -15,11 +15,12 @@
 #include "../cuda/coordinatewise.h"
 #include "../cuda/device.h"
 #include "../cuda/launch.h"
+#include "../cuda/statistics.h"
+#include "array.h"
 #include "checks.h"
 
 namespace fedrobust::bindings {
 
-namespace py = pybind11;
 namespace fc = fedrobust::cuda;
 
 // ValueError unless a CUDA device is visible (the first thing every kernel binding does).
@@ -29,20 +30,32 @@ inline void require_device() {
                           "; fedrobust.backend_info()['cuda'] shows what was found)");
 }
 
-// The (m, d) device matrix at address `data`, strides in elements; m >= 1, d >= 1.
-template <class T>
-fc::Matrix<T> matrix(uintptr_t data, int64_t m, int64_t d, int64_t row_stride, int64_t col_stride) {
-  check_matrix_size(m, d);
-  return fc::Matrix<T>{reinterpret_cast<const T*>(data), m, d, row_stride, col_stride};
+// The matrix U (m, d) in CUDA memory, float32 / float64: the first argument of most bindings.
+inline Array device_matrix(const py::handle& obj, const char* name = "U") {
+  require_device();
+  Array a = array_of(obj, name);
+  require_memory(a, Memory::kCuda);
+  check_float_matrix(a);
+  return a;
 }
 
-// Call f(T{}) for dtype "float32" (T = float) or "float64" (T = double); TypeError otherwise.
-template <class F>
-void dispatch(const std::string& dtype, F&& f) {
-  if (dtype == "float32") return f(float{});
-  if (dtype == "float64") return f(double{});
-  throw py::type_error("U: expected float32 or float64 values, got dtype " + dtype);
+// A dense device array of T of exactly `shape` (an output when `writable`).
+template <class T>
+Array device_dense(const py::handle& obj, const char* name, const std::vector<int64_t>& shape, bool writable) {
+  Array a = array_of(obj, name);
+  require_memory(a, Memory::kCuda);
+  check_dense(a, shape, dtype_of<T>(), writable);
+  return a;
 }
+
+// The kernels' view of a device matrix.
+template <class T>
+fc::Matrix<T> matrix(const Array& a) {
+  return fc::Matrix<T>{a.as<const T>(), a.shape[0], a.shape[1], a.strides[0], a.strides[1]};
+}
+
+// The stream the array's data is ready on: where the kernels run.
+inline cudaStream_t stream_of(const Array& a) { return reinterpret_cast<cudaStream_t>(a.stream); }
 
 // Device scratch memory for one call, allocated and freed in stream order.
 struct Scratch {
@@ -73,6 +86,23 @@ struct DeviceRows {
               "copying the row list to the device");
   }
   const int64_t* data() const { return device ? device->as<int64_t>() : nullptr; }
+};
+
+// The matrix itself, or a dense copy of its listed rows (in list order) in scratch memory.
+template <class T>
+struct RowsOnDevice {
+  std::unique_ptr<DeviceRows> rows;
+  std::unique_ptr<Scratch> copy;
+  fc::Matrix<T> view;
+  RowsOnDevice(const Array& a, const std::vector<int64_t>* subset, cudaStream_t s) : view(matrix<T>(a)) {
+    if (!subset) return;
+    check_some_rows(*subset);
+    const int64_t n = static_cast<int64_t>(subset->size()), d = view.cols;
+    rows = std::make_unique<DeviceRows>(*subset, view.rows, s);
+    copy = std::make_unique<Scratch>(static_cast<size_t>(n * d) * sizeof(T), s);
+    fc::gather_rows<T>(view, rows->data(), n, copy->template as<T>(), s);
+    view = fc::Matrix<T>{copy->template as<const T>(), n, d, d, 1};
+  }
 };
 
 }  // namespace fedrobust::bindings

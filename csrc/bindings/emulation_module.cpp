@@ -1,6 +1,7 @@
 // fedrobust._emulation: the CUDA kernels' arithmetic run on the CPU, in plain
 // scalar code and in the kernels' order, so that the tests check that code
-// without a GPU (and compare it with the CUDA kernels, bit for bit, on one).
+// without a GPU (and compare it with the CUDA kernels, bit for bit, on one);
+// and what the bindings' argument reader (array.h) sees in an object.
 // For tests only: nothing in the fedrobust package imports this module.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -20,7 +21,7 @@
 #include "fedrobust/krum_craft.h"
 #include "fedrobust/random.h"
 #include "krum_craft_args.h"
-#include "numpy_args.h"
+#include "host_args.h"
 
 namespace py = pybind11;
 namespace cpu = fedrobust::cpu;
@@ -54,10 +55,10 @@ void krum_craft_scalar_steps(const cpu::KrumCraft<T>& s) {
     }
 }
 
-py::object krum_craft_scalar(const py::array& direction, double lambda, double eps, uint64_t seed, uint64_t round,
-                             const py::array& out_ids, const py::dtype& dtype) {
-  return krum_craft_with(direction, lambda, eps, seed, round, out_ids, dtype,
-                         [](const auto& spec) { krum_craft_scalar_steps(spec); });
+void krum_craft_scalar(const py::object& direction, double lambda, double eps, uint64_t seed, uint64_t round,
+                       const std::vector<int64_t>& out_ids, const py::object& out) {
+  krum_craft_with(direction, lambda, eps, seed, round, out_ids, out,
+                  [](const auto& spec) { krum_craft_scalar_steps(spec); });
 }
 
 // The CUDA distance kernel's arithmetic (fedrobust/distance_tile.h) on the CPU, in the
@@ -101,7 +102,8 @@ void distances_by_micro_tiles_into(const RowsView<T>& v, double* out) {
   for (int64_t i = 0; i < m; ++i) out[i * m + i] = 0.0;
 }
 
-py::array_t<double> distances_by_micro_tiles(const py::array& a) {
+py::array_t<double> distances_by_micro_tiles(const py::object& U) {
+  const Array a = host_matrix(U);
   return dispatch_float(a, [&](auto tag) -> py::array_t<double> {
     using T = decltype(tag);
     Rows<T> r = rows_of<T>(a);
@@ -134,8 +136,9 @@ T column_network(const T* x, int64_t m, bool median, int64_t beta) {
   return run(std::integral_constant<int, 128>{});
 }
 
-py::object column_rule_scalar(const py::array& a, const std::string& rule, int64_t beta,
+py::object column_rule_scalar(const py::object& U, const std::string& rule, int64_t beta,
                               const std::vector<int64_t>& rows, int64_t gamma, bool network) {
+  const Array a = host_matrix(U);
   return dispatch_float(a, [&](auto tag) -> py::object {
     using T = decltype(tag);
     Rows<T> r = rows_of<T>(a);
@@ -179,12 +182,33 @@ py::object column_rule_scalar(const py::array& a, const std::string& rule, int64
   });
 }
 
+// What the one argument reader (array.h) reads from an object: how the tests check it
+// without a GPU (a host buffer can pose as CUDA memory through __cuda_array_interface__).
+py::dict describe_array(const py::object& obj) {
+  const Array a = array_of(obj, "U");
+  py::dict out;
+  out["data"] = reinterpret_cast<uintptr_t>(a.data);
+  out["shape"] = py::tuple(py::cast(a.shape));
+  out["strides"] = py::tuple(py::cast(a.strides));
+  out["dtype"] = a.dtype_name;
+  out["known_dtype"] = a.dtype != DType::kOther;
+  out["itemsize"] = a.itemsize;
+  out["readonly"] = a.readonly;
+  out["memory"] = a.memory == Memory::kHost ? "host" : "cuda";
+  out["stream"] = a.stream;
+  out["c_contiguous"] = a.c_contiguous();
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_emulation, m) {
   m.doc() = "The CUDA kernels' arithmetic on the CPU, for fedrobust's tests; the package never imports it.";
+  m.def("describe_array", &describe_array, py::arg("obj"),
+        "What the bindings' argument reader (csrc/bindings/array.h) reads from obj: data, shape, strides (in "
+        "elements), dtype, itemsize, readonly, memory ('host' / 'cuda'), stream, c_contiguous.");
   m.def("krum_craft_scalar", &krum_craft_scalar, py::arg("direction"), py::arg("lam"), py::arg("eps"), py::arg("seed"),
-        py::arg("round"), py::arg("out_ids"), py::arg("dtype"),
+        py::arg("round"), py::arg("out_ids"), py::arg("out"),
         "krum_craft by the CUDA kernel's steps (fedrobust/krum_craft.h) in scalar code on the CPU, for tests.");
   m.def("distances_by_micro_tiles", &distances_by_micro_tiles, py::arg("U"),
         "(m, m) squared distances (float64) by the CUDA kernel's arithmetic and order "

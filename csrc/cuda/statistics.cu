@@ -38,7 +38,41 @@ __global__ void bulyan_kernel(Matrix<T> u, const int64_t* rows, int64_t n, int64
   for_each_column(u, [&](int64_t j, const T* x) { out[j] = column_bulyan<T, kMaxRows>(x, u.row_stride, rows, n, gamma); });
 }
 
+// Grid-stride over every element; a non-finite one marks its row (out zeroed before).
+template <class T>
+__global__ void nonfinite_rows_kernel(Matrix<T> u, uint8_t* out) {
+  const int64_t n = u.rows * u.cols;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = e / u.cols, j = e % u.cols;
+    if (!isfinite(u.data[i * u.row_stride + j * u.col_stride])) out[i] = 1;
+  }
+}
+
+// Grid-stride over the n * cols output elements.
+template <class T>
+__global__ void gather_rows_kernel(Matrix<T> u, const int64_t* rows, int64_t n, T* out) {
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n * u.cols;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = e / u.cols, j = e % u.cols;
+    out[e] = u.data[rows[k] * u.row_stride + j * u.col_stride];
+  }
+}
+
 }  // namespace
+
+template <class T>
+void gather_rows(const Matrix<T>& u, const int64_t* rows, int64_t n, T* out, cudaStream_t stream) {
+  gather_rows_kernel<T><<<grid_blocks(n * u.cols, kThreads), kThreads, 0, stream>>>(u, rows, n, out);
+  check(cudaGetLastError(), "row gather kernel");
+}
+
+template <class T>
+void nonfinite_rows(const Matrix<T>& u, uint8_t* out, cudaStream_t stream) {
+  check(cudaMemsetAsync(out, 0, static_cast<size_t>(u.rows), stream), "clearing the row flags");
+  nonfinite_rows_kernel<T><<<grid_blocks(u.rows * u.cols, kThreads), kThreads, 0, stream>>>(u, out);
+  check(cudaGetLastError(), "non-finite rows kernel");
+}
 
 template <class T>
 void mean(const Matrix<T>& u, const int64_t* rows, int64_t n, T* out, cudaStream_t stream) {
@@ -63,7 +97,9 @@ void closest_to_median_mean(const Matrix<T>& u, const int64_t* rows, int64_t n, 
 #define FR_INSTANTIATE(T)                                                                                        \
   template void mean<T>(const Matrix<T>&, const int64_t*, int64_t, T*, cudaStream_t);                           \
   template void coordinate_stats<T>(const Matrix<T>&, const int64_t*, int64_t, T*, T*, T*, T*, cudaStream_t);    \
-  template void closest_to_median_mean<T>(const Matrix<T>&, const int64_t*, int64_t, int64_t, T*, cudaStream_t);
+  template void closest_to_median_mean<T>(const Matrix<T>&, const int64_t*, int64_t, int64_t, T*, cudaStream_t); \
+  template void nonfinite_rows<T>(const Matrix<T>&, uint8_t*, cudaStream_t);                                  \
+  template void gather_rows<T>(const Matrix<T>&, const int64_t*, int64_t, T*, cudaStream_t);
 FR_INSTANTIATE(float)
 FR_INSTANTIATE(double)
 #undef FR_INSTANTIATE

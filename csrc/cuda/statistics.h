@@ -22,4 +22,12 @@ template <class T>
 void closest_to_median_mean(const Matrix<T>& u, const int64_t* rows, int64_t n, int64_t gamma, T* out,
                             cudaStream_t stream);
 
+// out (n, u.cols) row-major on the device: the listed rows of u, in list order.
+template <class T>
+void gather_rows(const Matrix<T>& u, const int64_t* rows, int64_t n, T* out, cudaStream_t stream);
+
+// out (u.rows,) device bytes: 1 where the row holds a NaN or an Inf, else 0.
+template <class T>
+void nonfinite_rows(const Matrix<T>& u, uint8_t* out, cudaStream_t stream);
+
 }  // namespace fedrobust::cuda
