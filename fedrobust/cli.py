@@ -250,7 +250,9 @@ def _add_run(subparsers: Any) -> None:
     for flag, field, kind, text in RUN_FLAGS:  # a callable help lists a registry's names
         p.add_argument(flag, dest=field, type=kind, default=None, help=text() if callable(text) else text)
     p.add_argument("--config", metavar="TOML", help="settings from a TOML file (flags override it)")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR (or extend it: --rounds)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run with other settings in --out (otherwise refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -261,10 +263,19 @@ def _run_config(args: argparse.Namespace):
 
     values: dict = {}
     if args.resume:
-        try:
-            values.update(RunDirectory(args.resume).read_config()["config"])
-        except ValueError as e:
-            raise ValueError(f"--resume {e}") from None
+        if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
+            raise ValueError(f"--resume {args.resume} and --out {args.out} name different directories; a resumed "
+                             "run writes into its own directory (leave out --out)")
+        saved = RunDirectory(args.resume).read_config()["config"]
+        changed = [(flag, field) for flag, field, _, _ in RUN_FLAGS
+                   if field not in ("rounds", "out") and getattr(args, field) is not None
+                   and getattr(args, field) != saved.get(field)]
+        if changed:
+            flag, field = changed[0]
+            raise ValueError(f"--resume {args.resume}: {flag} {getattr(args, field)} differs from the run's "
+                             f"{field} = {saved.get(field)!r}; a resumed run keeps its settings (only --rounds "
+                             "may change)")
+        values.update(saved)
         values["out"] = args.resume
     if args.config:
         values.update(_read_toml(args.config))
@@ -275,16 +286,18 @@ def _run_config(args: argparse.Namespace):
     if not config.out:
         import time
 
-        config.out = os.path.join("results", time.strftime("%Y%m%d-%H%M%S") +
-                                  f"-{config.dataset}-{config.model}-{config.rule}")
-    return config  # Simulation(config) validates it before loading anything
+        config.validate()  # before a directory is made for it
+        base = os.path.join("results", time.strftime("%Y%m%d-%H%M%S") + f"-{config.dataset}-{config.model}-"
+                            f"{config.rule}")
+        config.out = RunDirectory.new_unique(base).path  # created now: two runs never share it
+    return config  # Simulation(config) validates it and checks the directory before loading anything
 
 
 def _read_toml(path: str) -> dict:
     try:
         import tomllib
-    except ImportError:  # Python < 3.11
-        raise ValueError("--config needs Python 3.11 or newer (tomllib)") from None
+    except ImportError:  # Python < 3.11: the same parser, installed with fedrobust there
+        import tomli as tomllib
     try:
         with open(path, "rb") as f:
             table = tomllib.load(f)
@@ -296,18 +309,30 @@ def _read_toml(path: str) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Validate every setting before training, run, print the final test error."""
-    from fedrobust.simulation import Simulation
+    """Validate every setting and the results directory before training, run, print the final
+    test error. Every error a user can cause ends in one line and exit status 2; Ctrl-C in one
+    line saying how to resume, exit status 130."""
+    from fedrobust.simulation import DivergedError, Simulation
 
     try:
         config = _run_config(args)
-        simulation = Simulation(config, progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as e:
+        simulation = Simulation(config, progress=not args.quiet, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print("\nfedrobust run: interrupted before the first round", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, OSError) as e:
         hint = " (fedrobust run takes the directory as --data-dir DIR)" if isinstance(e, FileNotFoundError) else ""
         print(f"fedrobust run: error: {e}{hint}", file=sys.stderr)
         return 2
     print(f"results: {config.out}", file=sys.stderr)
-    summary = simulation.run()
+    try:
+        summary = simulation.run()
+    except KeyboardInterrupt:
+        print(f"\nfedrobust run: interrupted; continue with: fedrobust run --resume {config.out}", file=sys.stderr)
+        return 130
+    except (ValueError, DivergedError, OSError) as e:
+        print(f"\nfedrobust run: error: {e}", file=sys.stderr)
+        return 2
     print(f"final test error {summary['final_test_error']:.4f} "
           f"(best {summary['best_test_error']:.4f} at round {summary['best_round']}), "
           f"{summary['rounds']} rounds, {summary['rounds_per_second'] or 0:.1f} rounds/s; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Dict, Optional
 
 from fedrobust import aggregators, attacks, data, models
@@ -48,6 +49,8 @@ class Config:
 
     def validate(self) -> None:
         """Raise ValueError naming the setting for any value a run cannot use."""
+        self._check_types()
+        _check_simd_environment()
         _check(self.workers >= 1, "workers", "must be >= 1", self.workers)
         _check(0 <= self.compromised, "compromised", "must be >= 0", self.compromised)
         _check(2 * self.compromised < self.workers, "compromised",
@@ -97,6 +100,24 @@ class Config:
                m)
         _check(self.rule != "bulyan" or m - 2 * self.compromised <= cuda.sort_rows, "workers",
                f"(per round) minus 2 * compromised must be at most {cuda.sort_rows} for Bulyan on CUDA", m)
+
+    def _check_types(self) -> None:
+        """Each value of its field's type (from a TOML file or config.json nothing else checks
+        it): an integer field takes only integers, a float field integers too, never a bool."""
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), str(field.type)
+            if value is None and kind.startswith("Optional"):
+                continue
+            if "int" in kind:
+                ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            elif "float" in kind:
+                ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            else:
+                ok, what = isinstance(value, str), "a string"
+            if not ok:
+                optional = " (or left out)" if kind.startswith("Optional") else ""
+                raise ValueError(f"setting {field.name!r} must be {what}{optional}; got {value!r} "
+                                 f"({type(value).__name__})")
 
     def _check_rule_fits(self, rule: str, setting: str, m: int) -> None:
         """The rule's parameters (c, beta) must be valid for m workers per round: the rule's own
@@ -183,6 +204,17 @@ class Config:
 # paper's no-attack figures are 0.12-0.14). digits (pixels / 16, about 14 examples per
 # worker): 0.5, which converges within the 200 default rounds.
 DEFAULT_LR: Dict[str, float] = {"mnist": 0.1, "fashion_mnist": 0.1, "digits": 0.5}
+
+
+def _check_simd_environment() -> None:
+    """FEDROBUST_SIMD, when set, names a SIMD level this machine has (the kernels read it at
+    their first call, deep inside a run)."""
+    from fedrobust._native import cpu
+
+    try:
+        cpu.simd_level()
+    except ValueError as e:
+        raise ValueError(f"environment variable FEDROBUST_SIMD={os.environ.get('FEDROBUST_SIMD', '')!r}: {e}") from None
 
 
 def _check(ok: bool, name: str, requirement: str, value: Any) -> None:

@@ -37,7 +37,7 @@ import fedrobust
 from fedrobust import aggregators, attacks, data, models
 from fedrobust.attacks import ATTACKS, Attack, AttackContext
 from fedrobust.config import Config
-from fedrobust.results import RunDirectory, summarize_attack
+from fedrobust.results import CHECKPOINT, RunDirectory, RunDirectoryError, settings_fingerprint, summarize_attack
 
 VALIDATION_SIZE = 100  # examples of the test split a defense validates on (SPEC 13 item 11)
 
@@ -75,16 +75,21 @@ class Simulation:
 
     def __init__(self, config: Config, attack: Optional[Attack] = None,
                  defense: Optional[Defense] = None, progress: bool = True,
-                 dataset: Optional[data.Dataset] = None):
-        """`dataset` replaces the one config.dataset names (a user's own data)."""
+                 dataset: Optional[data.Dataset] = None, overwrite: bool = False):
+        """`dataset` replaces the one config.dataset names (a user's own data). `overwrite`:
+        replace a run with other settings in config.out (never done without it)."""
         config.validate()
         if config.device == "cuda" and (defense is not None or attack is not None):
             raise ValueError("device 'cuda' runs without a defense or a custom attack in this build "
                              "(their hooks have not run on a GPU yet); use device 'cpu'")
         self.config = config
         self.progress = progress
+        self.overwrite = overwrite
         self.attack = attack or ATTACKS[config.attack]
         self.defense = defense
+        self.directory = RunDirectory(config.out) if config.out else None
+        if self.directory:  # before any data is loaded: a directory this run cannot use fails now
+            self._check_directory()
         # partition, init, training, validation, attack draws
         seeds = np.random.SeedSequence(config.seed).spawn(5)
         self.dataset = dataset or data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
@@ -226,23 +231,60 @@ class Simulation:
     def evaluate(self, w: torch.Tensor):
         return self.model.evaluate(w, self.x_test, self.y_test)
 
+    def _check_directory(self) -> None:
+        """RunDirectoryError unless config.out can take this run: creatable and writable, not
+        held by another run, empty or holding this run's settings (or overwrite), and not
+        further on than config.rounds."""
+        out, cfg = self.directory, self.config
+        out.create()
+        out.check_free()
+        if out.check_can_hold(dataclasses.asdict(cfg), self.overwrite):
+            z = out.load_checkpoint()
+            done = _checked_round(z, out.file(CHECKPOINT)) if z is not None else 0
+            if done > cfg.rounds:
+                raise RunDirectoryError(f"{out.path} has {done} rounds done, more than rounds = {cfg.rounds}; "
+                                        f"pass rounds >= {done} to extend it, or choose another --out")
+
     def run(self) -> Dict[str, Any]:
-        """Train for config.rounds rounds (continuing from a checkpoint in config.out if there is
-        one), write the results and return the summary."""
+        """Train for config.rounds rounds (continuing from a checkpoint of the same settings in
+        config.out if there is one), write the results and return the summary. config.out is
+        held exclusively for the whole run. RunDirectoryError for a directory the run cannot
+        use; DivergedError when the global model stops being finite."""
+        out = self.directory
+        if out is None:
+            return self._run(None)
+        with out:
+            return self._run(out)
+
+    def _resume_or_start(self, out: RunDirectory) -> Optional[_State]:
+        """The state to continue from in `out` (its files trimmed to it), or None after
+        starting the directory afresh."""
         cfg = self.config
-        out = RunDirectory(cfg.out) if cfg.out else None
         state = None
-        if out:
-            out.create()
-            state = load_checkpoint(out.path, cfg)
-            if state is None:
-                out.write_config(self.describe())
-                out.start_rounds()
-            else:
-                out.keep_rounds_up_to(state.round)
+        if out.check_can_hold(dataclasses.asdict(cfg), self.overwrite):
+            state = load_checkpoint(out.path, cfg, self.model.d)
+        if state is None:
+            out.remove_run()
+            out.write_config(self.describe())
+            out.start_rounds()
+            return None
+        if state.round > cfg.rounds:
+            raise RunDirectoryError(f"{out.path} has {state.round} rounds done, more than rounds = {cfg.rounds}")
+        # A last round evaluated off the schedule only because it was the last is not part of a longer run.
+        extended = cfg.rounds > state.round and state.round % cfg.eval_every != 0
+        note = out.keep_rounds_up_to(state.round - 1 if extended else state.round)
+        if note:
+            sys.stderr.write(note + "\n")
+        out.write_config(self.describe())  # the round count may have changed
+        return state
+
+    def _run(self, out: Optional[RunDirectory]) -> Dict[str, Any]:
+        cfg = self.config
+        state = self._resume_or_start(out) if out else None
         if state is None:
             state = self.initial_state()
         error, loss = math.nan, math.nan
+        final_only = None  # (error, round, w) of a last round evaluated only because it is the last
         lines: List[Dict[str, Any]] = []  # the lines of rounds.jsonl written by this call
         start_round, start_seconds = state.round, state.seconds
         while state.round < cfg.rounds:
@@ -251,27 +293,41 @@ class Simulation:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # the round's kernels count in its time
             state.seconds += time.perf_counter() - t0
-            if state.round % cfg.eval_every == 0 or state.round == cfg.rounds:
+            if not bool(torch.isfinite(state.w).all()):
+                raise DivergedError(f"round {state.round}: the global model is no longer finite (NaN or Inf); "
+                                    f"a smaller learning rate (lr = {cfg.learning_rate():g} now) may help"
+                                    + (f"; the results up to the last checkpoint stay in {out.path}" if out else ""))
+            scheduled = state.round % cfg.eval_every == 0
+            if scheduled or state.round == cfg.rounds:
                 error, loss = self.evaluate(state.w)
-                if error < state.best_error:
-                    state.best_error, state.best_round, state.best_w = error, state.round, state.w.clone()
                 line = {"round": state.round, "test_error": error, "test_loss": loss,
                         "seconds": round(state.seconds, 6), **metrics}
                 if cfg.attack != "none":
-                    line["attack"], state.pending = state.pending, []
+                    line["attack"] = list(state.pending)
+                if scheduled:  # the state a longer run continues from
+                    state.pending = []
+                    if error < state.best_error:
+                        state.best_error, state.best_round, state.best_w = error, state.round, state.w.clone()
+                else:
+                    final_only = (error, state.round, state.w.clone())
                 lines.append(line)
                 if out:
                     out.append_round(line)
                 self._report(state, error, start_round, start_seconds)
             if out and (state.round % cfg.checkpoint_every == 0 or state.round == cfg.rounds):
-                save_checkpoint(out.path, state)
+                save_checkpoint(out.path, state, cfg)
         if math.isnan(error):  # resumed at the end: evaluate the final model once more
             error, loss = self.evaluate(state.w)
+            if state.round % cfg.eval_every != 0:
+                final_only = (error, state.round, state.w.clone())
+        best_error, best_round, best_w = state.best_error, state.best_round, state.best_w
+        if final_only is not None and final_only[0] < best_error:
+            best_error, best_round, best_w = final_only
         summary = {
             "final_test_error": error,
             "final_test_loss": loss,
-            "best_test_error": state.best_error,
-            "best_round": state.best_round,
+            "best_test_error": best_error,
+            "best_round": best_round,
             "rounds": state.round,
             "rounds_per_second": state.round / state.seconds if state.seconds > 0 else None,
             "train_seconds": state.seconds,
@@ -279,8 +335,8 @@ class Simulation:
         if cfg.attack != "none":
             summary["attack"] = summarize_attack(out.read_rounds() if out else lines)
         if out:
-            if state.best_w is not None:
-                summary["best_model"] = out.save_best_model(state.best_w.cpu().numpy())
+            if best_w is not None:
+                summary["best_model"] = out.save_best_model(best_w.cpu().numpy())
             out.write_summary(summary)
         if self.progress:
             sys.stderr.write("\n")
@@ -326,32 +382,90 @@ def run(config: Config, progress: bool = True) -> Dict[str, Any]:
     return Simulation(config, progress=progress).run()
 
 
+class DivergedError(RuntimeError):
+    """The global model stopped being finite (the message names the round)."""
+
+
 # ---------------------------------------------------------------------------
 # The loop's state in a checkpoint (fedrobust.results writes and reads the file)
 # ---------------------------------------------------------------------------
-def save_checkpoint(out: str, state: _State) -> None:
-    """Write the state to out/checkpoint.npz atomically."""
+CHECKPOINT_FIELDS = ("w", "round", "rng", "best_error", "best_round", "best_w", "seconds", "pending", "settings")
+
+
+def save_checkpoint(out: str, state: _State, config: Config) -> None:
+    """Write the state to out/checkpoint.npz atomically, with the fingerprint of the settings."""
     RunDirectory(out).save_checkpoint(dict(
         w=state.w.cpu().numpy(), round=np.int64(state.round), rng=np.array(json.dumps(state.rng.bit_generator.state)),
         best_error=np.float64(state.best_error), best_round=np.int64(state.best_round),
         best_w=state.best_w.cpu().numpy() if state.best_w is not None else np.zeros(0, np.float32),
-        seconds=np.float64(state.seconds), pending=np.array(json.dumps(state.pending))))
+        seconds=np.float64(state.seconds), pending=np.array(json.dumps(state.pending)),
+        settings=np.array(settings_fingerprint(dataclasses.asdict(config)))))
 
 
-def load_checkpoint(out: str, config: Config) -> Optional[_State]:
-    """The state saved in `out`, or None. Refuses a checkpoint of a different configuration."""
+def load_checkpoint(out: str, config: Config, d: Optional[int] = None) -> Optional[_State]:
+    """The state saved in `out`, or None when there is none. Every field is checked (`d`: the
+    model's parameter count); RunDirectoryError naming the file and the problem for a
+    damaged checkpoint or one of other settings."""
     directory = RunDirectory(out)
     z = directory.load_checkpoint()
     if z is None:
         return None
-    differing = directory.settings_differing_from(dataclasses.asdict(config), ignore=("out", "rounds"))
-    if differing:
-        raise ValueError(f"{out} holds a run with different settings {differing}; "
-                         "use another --out directory or the same settings to resume")
-    rng = np.random.default_rng()
-    rng.bit_generator.state = json.loads(str(z["rng"]))
+    path = directory.file(CHECKPOINT)
+
+    def bad(problem: str) -> RunDirectoryError:
+        return RunDirectoryError(f"{path}: {problem}; remove it to start the run again")
+
+    missing = [k for k in CHECKPOINT_FIELDS if k not in z]
+    if missing:
+        raise bad(f"missing {missing}")
+    if str(z["settings"]) != settings_fingerprint(dataclasses.asdict(config)):
+        raise bad("it belongs to other settings than config.json's (was config.json edited?)")
+    done = _checked_round(z, path)
+    w = z["w"]
+    if w.dtype != np.float32 or w.ndim != 1 or (d is not None and w.shape[0] != d):
+        raise bad(f"'w' must be a float32 vector of {d} parameters, got {w.dtype} of shape {w.shape}")
+    if not np.isfinite(w).all():
+        raise bad("'w' holds NaN or Inf")
+    best_w = z["best_w"]
+    if best_w.size and (best_w.dtype != np.float32 or best_w.shape != w.shape):
+        raise bad(f"'best_w' must be empty or like 'w' {w.shape}, got {best_w.dtype} of shape {best_w.shape}")
+    best_error, best_round, seconds = (_scalar(z, k, path) for k in ("best_error", "best_round", "seconds"))
+    if math.isnan(best_error) or not (best_error >= 0):
+        raise bad(f"'best_error' must be a number >= 0 (or Inf), got {best_error}")
+    if not (_is_integer(best_round) and 0 <= best_round <= done):
+        raise bad(f"'best_round' must be an integer in [0, round = {done}], got {best_round}")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise bad(f"'seconds' must be a finite number >= 0, got {seconds}")
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = json.loads(str(z["rng"]))
+        pending = json.loads(str(z["pending"]))
+    except (ValueError, TypeError, KeyError) as e:
+        raise bad(f"'rng' or 'pending' is not a saved generator state / list ({e})") from None
+    if not isinstance(pending, list):
+        raise bad("'pending' must be a JSON list")
     device = torch.device(config.device)
-    return _State(w=torch.from_numpy(z["w"].copy()).to(device), round=int(z["round"]), rng=rng,
-                  best_error=float(z["best_error"]), best_round=int(z["best_round"]),
-                  best_w=torch.from_numpy(z["best_w"].copy()).to(device) if z["best_w"].size else None,
-                  seconds=float(z["seconds"]), pending=json.loads(str(z["pending"])) if "pending" in z else [])
+    best = torch.from_numpy(best_w.copy()).to(device) if best_w.size else None
+    return _State(w=torch.from_numpy(w.copy()).to(device), round=done, rng=rng, best_error=float(best_error),
+                  best_round=int(best_round), best_w=best, seconds=float(seconds), pending=pending)
+
+
+def _scalar(z: Dict[str, np.ndarray], key: str, path: str) -> float:
+    a = z[key]
+    if a.ndim != 0 or a.dtype.kind not in "iuf":
+        raise RunDirectoryError(f"{path}: '{key}' must be a number, got {a.dtype} of shape {a.shape}")
+    return a.item()
+
+
+def _is_integer(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _checked_round(z: Dict[str, np.ndarray], path: str) -> int:
+    """The checkpoint's `round`: an integer >= 0 (RunDirectoryError otherwise)."""
+    if "round" not in z:
+        raise RunDirectoryError(f"{path}: missing 'round'")
+    a = z["round"]
+    if a.ndim != 0 or a.dtype.kind not in "iu" or int(a) < 0:
+        raise RunDirectoryError(f"{path}: 'round' must be an integer >= 0, got {a.dtype} {a.tolist()!r}")
+    return int(a)

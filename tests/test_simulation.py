@@ -87,7 +87,7 @@ def test_resume_after_a_crash_ends_with_the_same_numbers(tmp_path, monkeypatch):
 def test_resume_refuses_a_directory_of_other_settings(tmp_path):
     config = small_config(tmp_path)
     Simulation(config, progress=False).run()
-    with pytest.raises(ValueError, match="different settings.*'lr'"):
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(lr = 0.5 there, 0.1 here\)"):
         Simulation(small_config(tmp_path, lr=0.1), progress=False).run()
 
 
@@ -103,7 +103,7 @@ def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint(tmp_path, mo
     state = sim.initial_state()
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError):
-        simulation.save_checkpoint(config.out, state)
+        simulation.save_checkpoint(config.out, state, config)
     monkeypatch.undo()
     after = simulation.load_checkpoint(config.out, config)
     assert after.round == before.round == 4
