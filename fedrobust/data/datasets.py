@@ -24,7 +24,11 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-FASHION_FILES = ("fashion-npm-all-images-idx3-ubyte", "fashion-npm-all-labels-idx1-ubyte")
+FASHION_FILES = ("fashion-npm-all-images-idx3-ubyte", "fashion-npm-all-labels-idx1-ubyte")  # the 70,000-image pool
+# The standard release's names (also torchvision's FashionMNIST/raw/): its train and test files form the pool.
+FASHION_STANDARD_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                          "t10k-labels-idx1-ubyte")
+FASHION_DIRS = ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw", "raw")
 CHMNIST_FILE = "hmnist_64_64_L.csv"
 
 
@@ -56,6 +60,15 @@ class Dataset:
             if x.shape[1:] != tuple(self.input_shape) or y.shape != (x.shape[0],):
                 raise ValueError(f"{self.name}: x_{split} shape {x.shape} / y_{split} shape {y.shape} "
                                  f"do not match input_shape {self.input_shape}")
+            if len(y) == 0:
+                raise ValueError(f"{self.name}: no {split} examples (the {split} split is empty)")
+            finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            if not finite.all():
+                raise ValueError(f"{self.name}: x_{split} holds NaN or Inf values (first in example "
+                                 f"{int(np.argmin(finite))})")
+            if y.min() < 0 or y.max() >= self.num_classes:
+                raise ValueError(f"{self.name}: y_{split} labels must lie in [0, {self.num_classes}), "
+                                 f"got {int(y.min())} .. {int(y.max())}")
 
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
@@ -118,9 +131,19 @@ def load_fashion_mnist(data_dir: Optional[PathLike] = None, seed: int = 0) -> Da
     For the full pool that is 6,000 train / 1,000 test per class (60,000/10,000).
     x shape (n, 1, 28, 28), pixels / 255; train and test are each in random order.
     """
-    base = _resolve_dir(data_dir, "fashion_mnist", "the IDX files " + ", ".join(f"{n}[.gz]" for n in FASHION_FILES))
-    images, labels = _find_all(base, ("fashion-mnist", "fashion_mnist"), FASHION_FILES, "fashion_mnist")
-    x, y = read_images_and_labels(images, labels, 10)
+    wanted = (" or ".join(", ".join(f"{n}[.gz]" for n in names) for names in (FASHION_FILES, FASHION_STANDARD_FILES)))
+    base = _resolve_dir(data_dir, "fashion_mnist", "the IDX files " + wanted)
+    try:
+        images, labels = _find_all(base, FASHION_DIRS, FASHION_FILES, "fashion_mnist")
+        x, y = read_images_and_labels(images, labels, 10)
+    except FileNotFoundError as pool_missing:
+        try:
+            tr_x, tr_y, te_x, te_y = _find_all(base, FASHION_DIRS, FASHION_STANDARD_FILES, "fashion_mnist")
+        except FileNotFoundError as standard_missing:
+            raise FileNotFoundError(f"fashion_mnist: cannot find the pool ({pool_missing}) nor the standard files "
+                                    f"({standard_missing})") from None
+        (x_tr, y_tr), (x_te, y_te) = (read_images_and_labels(a, b, 10) for a, b in ((tr_x, tr_y), (te_x, te_y)))
+        x, y, images = np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te]), tr_x
     rng = np.random.default_rng(seed)
     train, test = [], []
     for c in range(10):
@@ -161,6 +184,9 @@ def load_chmnist(data_dir: Optional[PathLike] = None, seed: int = 0) -> Dataset:
         raise ValueError(f"{path}: cannot parse the CSV ({exc})") from exc
     if table.shape[1] != ncols or table.shape[0] < 2:
         raise ValueError(f"{path}: expected at least 2 data rows of {ncols} columns, got shape {table.shape}")
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{path}: data row {int(np.argmin(finite)) + 1} holds a value that is not a finite number")
     pixels, labels = table[:, :-1], table[:, -1]
     if not (np.all(labels == np.round(labels)) and labels.min() >= 1 and labels.max() <= 8):
         raise ValueError(f"{path}: labels must be integers in 1..8, got range [{labels.min()}, {labels.max()}]")

@@ -39,13 +39,14 @@ def read_idx(path: PathLike, magic: int) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: IDX file not found")
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path}: cannot decompress ({exc}); the file is truncated or corrupt") from exc
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if path.name.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise ValueError(f"{path}: cannot decompress ({exc}); the file is truncated or corrupt") from None
 
     if len(raw) < 4:
         raise ValueError(f"{path}: file is {len(raw)} bytes, too short for an IDX header")
