@@ -30,8 +30,17 @@ _CUDA_MODULE: Optional[Any] = cuda
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenMP threads the CPU kernels use (results do not depend on it)."""
-    cpu.set_num_threads(int(n))
+    """Set the number of OpenMP threads the CPU kernels use (results do not depend on it):
+    an integer from 1 to max(256, 8 x the CPUs)."""
+    import os
+
+    from fedrobust.params import as_int
+
+    n = as_int(n, "num_threads")
+    most = max(256, 8 * (os.cpu_count() or 1))
+    if not 1 <= n <= most:
+        raise ValueError(f"num_threads must be in [1, {most}], got {n}")
+    cpu.set_num_threads(n)
 
 
 def backend_info() -> dict:

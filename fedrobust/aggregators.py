@@ -26,7 +26,7 @@ import numpy as np
 
 from fedrobust import dispatch
 from fedrobust._native import cpu
-from fedrobust.params import as_count, as_int, as_row_indices
+from fedrobust.params import as_bool, as_count, as_int, as_row_indices
 
 
 def mean(U: Any) -> Any:
@@ -43,7 +43,18 @@ def mean(U: Any) -> Any:
                 f"mean has no tolerance for non-finite updates: workers {bad.tolist()} sent NaN or Inf; "
                 "use a robust rule (median, trimmed_mean, krum, bulyan)"
             )
+        refuse_overflow(A, backend, out, "mean")
     return wrap(out)
+
+
+def refuse_overflow(A: Any, backend: dispatch.Backend, out: Any, what: str) -> None:
+    """ValueError when `out` (d,) is non-finite at a coordinate where every value of A is
+    finite: a float64 sum beyond the float64 maximum (float32 inputs are summed in double and
+    cannot overflow)."""
+    column = backend.overflow_column(A, out)
+    if column is not None:
+        raise ValueError(f"{what} overflows float64 at coordinate {column}: its values are finite but their sum "
+                         "exceeds the float64 maximum (about 1.8e308); rescale the updates")
 
 
 def median(U: Any) -> Any:
@@ -57,7 +68,9 @@ def trimmed_mean(U: Any, beta: int) -> Any:
     coordinate and average the remaining m - 2*beta. Requires 0 <= beta and 2*beta < m."""
     beta = as_count(beta, "beta")
     A, backend, wrap = dispatch.matrix(U)
-    return wrap(backend.trimmed_mean(A, beta))
+    out = backend.trimmed_mean(A, beta)
+    refuse_overflow(A, backend, out, "trimmed mean")
+    return wrap(out)
 
 
 def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
@@ -67,7 +80,7 @@ def pairwise_distances(U: Any, squared: bool = True, rows: Any = None) -> Any:
     that order."""
     A, backend, wrap = dispatch.matrix(U)
     subset = None if rows is None else as_row_indices(rows, A.shape[0])
-    return wrap(backend.pairwise_distances(A, bool(squared), subset))
+    return wrap(backend.pairwise_distances(A, as_bool(squared, "squared"), subset))
 
 
 def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
@@ -75,7 +88,7 @@ def krum_scores(U: Any, c: int, squared: bool = True) -> Any:
     rows (self excluded by index). Requires m > 2c + 2."""
     c = as_count(c, "c")
     A, backend, wrap = dispatch.matrix(U)
-    return wrap(backend.krum_scores(A, c, bool(squared)))
+    return wrap(backend.krum_scores(A, c, as_bool(squared, "squared")))
 
 
 def krum_select(U: Any, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
@@ -102,7 +115,10 @@ def krum_with_selection(U: Any, c: int, multi: int = 1, squared: bool = True) ->
 def _krum(U: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray, dispatch.Wrap]:
     c, multi = as_count(c, "c"), as_int(multi, "multi")
     A, backend, wrap = dispatch.matrix(U)
-    return (*backend.krum(A, c, multi, bool(squared)), wrap)
+    aggregate, chosen = backend.krum(A, c, multi, as_bool(squared, "squared"))
+    if multi > 1:
+        refuse_overflow(A, backend, aggregate, "Multi-Krum's mean")
+    return aggregate, chosen, wrap
 
 
 def bulyan(U: Any, c: int, squared: bool = True) -> Any:
@@ -128,7 +144,9 @@ def bulyan_with_selection(U: Any, c: int, squared: bool = True) -> Tuple[Any, np
 def _bulyan(U: Any, c: int, squared: bool) -> Tuple[Any, np.ndarray, dispatch.Wrap]:
     c = as_count(c, "c")
     A, backend, wrap = dispatch.matrix(U)
-    return (*backend.bulyan(A, c, bool(squared)), wrap)
+    aggregate, chosen = backend.bulyan(A, c, as_bool(squared, "squared"))
+    refuse_overflow(A, backend, aggregate, "Bulyan's mean")
+    return aggregate, chosen, wrap
 
 
 def nonfinite_workers(U: Any) -> np.ndarray:

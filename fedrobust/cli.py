@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any, List, Optional
 
@@ -308,6 +309,13 @@ def _read_toml(path: str) -> dict:
     return {key.replace("-", "_"): value for key, value in table.items()}
 
 
+def _with_flags(message: str) -> str:
+    """The settings' messages ("setting 'batch_size' ...") with the flag that sets each one."""
+    flags = {field: flag for flag, field, _, _ in RUN_FLAGS}
+    return re.sub(r"setting '(\w+)'", lambda m: m.group(0) + (f" ({flags[m.group(1)]})" if m.group(1) in flags
+                                                              else ""), message)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate every setting and the results directory before training, run, print the final
     test error. Every error a user can cause ends in one line and exit status 2; Ctrl-C in one
@@ -322,7 +330,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     except (ValueError, FileNotFoundError, OSError) as e:
         hint = " (fedrobust run takes the directory as --data-dir DIR)" if isinstance(e, FileNotFoundError) else ""
-        print(f"fedrobust run: error: {e}{hint}", file=sys.stderr)
+        print(f"fedrobust run: error: {_with_flags(str(e))}{hint}", file=sys.stderr)
         return 2
     print(f"results: {config.out}", file=sys.stderr)
     try:
@@ -421,8 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_negative_values(argv: List[str]) -> List[str]:
+    """"--q -inf" as "--q=-inf": argparse takes a value that starts with '-' and is not a plain
+    number (-inf, -nan, -1e3) for an option; joined, it reaches the settings' own check."""
+    out: List[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.fullmatch(
+                r"-(inf|infinity|nan|[0-9.]+e[-+]?[0-9]+)", token, re.IGNORECASE):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Parse argv (default sys.argv[1:]) and run the chosen subcommand; returns the exit status."""
+    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -52,6 +52,7 @@ class Config:
         self._check_types()
         _check_simd_environment()
         _check(self.workers >= 1, "workers", "must be >= 1", self.workers)
+        _check(self.seed >= 0, "seed", "must be >= 0", self.seed)
         _check(0 <= self.compromised, "compromised", "must be >= 0", self.compromised)
         _check(2 * self.compromised < self.workers, "compromised",
                f"must be < workers / 2 = {self.workers / 2:g} (the rules need an honest majority)",

@@ -60,7 +60,7 @@ def matrix(U: Any, name: str = "U") -> Tuple[Any, Backend, Wrap]:
     Raises TypeError for other types, non-float dtypes and CUDA arrays without the CUDA module;
     ValueError for a shape other than (m >= 1, d >= 1) or CUDA arrays without a visible device.
     """
-    if isinstance(U, np.ndarray) and U.dtype in _NUMPY_FLOATS and U.ndim == 2 and U.size:  # the common case
+    if type(U) is np.ndarray and U.dtype in _NUMPY_FLOATS and U.ndim == 2 and U.size:  # the common case
         return U, CPU, _identity
     view, wrap = _adopt(U, name)
     if isinstance(view, np.ndarray):
@@ -113,7 +113,9 @@ def _adopt(U: Any, name: str) -> Tuple[Any, Wrap]:
     numpy arrays, torch tensors and cupy arrays pass through; DLPack and
     __cuda_array_interface__ producers become views; anything else passes through for
     `matrix`'s type error."""
-    if isinstance(U, np.ndarray) or _is_torch_tensor(U) or _is_cupy_array(U):
+    if isinstance(U, np.ndarray):
+        return _plain_numpy(U, name), _identity
+    if _is_torch_tensor(U) or _is_cupy_array(U):
         return U, _identity
     if hasattr(U, "__dlpack__") and hasattr(U, "__dlpack_device__"):
         kind = U.__dlpack_device__()[0]
@@ -131,6 +133,19 @@ def _adopt(U: Any, name: str) -> Tuple[Any, Wrap]:
 
         return torch.as_tensor(U, device="cuda"), _identity
     return U, _identity
+
+
+def _plain_numpy(U: np.ndarray, name: str) -> np.ndarray:
+    """A numpy array as a plain, native-byte-order ndarray: a subclass (np.matrix) as a view of
+    its data (results are plain arrays), floats in the other byte order as a native copy.
+    Masked arrays are refused: their mask would be ignored."""
+    if isinstance(U, np.ma.MaskedArray):
+        raise TypeError(f"{name}: masked arrays are not supported (the mask would be ignored); pass "
+                        "U.filled(...) or the rows you mean")
+    A = np.asarray(U)
+    if A.dtype.kind == "f" and not A.dtype.isnative:
+        A = A.astype(A.dtype.newbyteorder("="))
+    return A
 
 
 def _back_through_dlpack(kind: type) -> Wrap:
@@ -245,6 +260,17 @@ class Backend:
     def all_finite(self, x: Any) -> bool:
         return bool(self.lib.isfinite(x).all())
 
+    def overflow_column(self, A: Any, out: Any) -> Optional[int]:
+        """The first coordinate j where out (d,) is non-finite but every A[:, j] is finite (a
+        float64 sum that overflowed), or None. One pass over out; A is read only at
+        non-finite coordinates."""
+        if not str(A.dtype).endswith("float64") or self.all_finite(out):
+            return None
+        cols = np.flatnonzero(~np.asarray(self.lib.to_host(self.lib.isfinite(out)))).tolist()
+        finite = np.asarray(self.lib.to_host(self.lib.isfinite(A[:, cols]).all(0)))
+        hits = np.asarray(cols)[finite]
+        return int(hits[0]) if hits.size else None
+
     # -- attacks --------------------------------------------------------------
     def craft(self, A: Any, rows: List[int], mode: str, ids: Sequence[int], seed: int, round: int,
               direction: Any = None, base: Any = None, b: float = 2.0,
@@ -332,6 +358,10 @@ class _Numpy:
         return np.isfinite(x)
 
     @staticmethod
+    def to_host(x: np.ndarray) -> np.ndarray:
+        return x
+
+    @staticmethod
     def int8(s: Any, like: Any) -> np.ndarray:
         return np.ascontiguousarray(_host_values(s), dtype=np.int8)
 
@@ -395,6 +425,10 @@ class _TorchCuda:
         return x.isfinite()
 
     @staticmethod
+    def to_host(x: Any) -> np.ndarray:
+        return x.cpu().numpy()
+
+    @staticmethod
     def int8(s: Any, like: Any) -> Any:
         import torch
 
@@ -448,6 +482,10 @@ class _Cupy:
         import cupy
 
         return cupy.isfinite(x)
+
+    @staticmethod
+    def to_host(x: Any) -> np.ndarray:
+        return x.get()
 
     @staticmethod
     def int8(s: Any, like: Any) -> Any:

@@ -7,15 +7,28 @@ from typing import Any
 
 import numpy as np
 
+MAX_INT = 2**62  # the largest count the native modules take (their checks form 2c + 2 without overflow)
+
 
 def as_int(value: Any, name: str) -> int:
-    """An integer parameter; TypeError for floats, bools and other types."""
-    if isinstance(value, bool):
+    """An integer parameter in [-2**62, 2**62]; TypeError for floats, bools and other types."""
+    if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an integer, got bool {value!r}")
     try:
-        return operator.index(value)
+        v = operator.index(value)
     except TypeError:
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}") from None
+    if abs(v) > MAX_INT:
+        raise ValueError(f"{name} must be at most 2**62 in magnitude, got {v}")
+    return v
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """A flag: True or False (a numpy bool too); TypeError for anything else, such as the
+    string "False", which would otherwise count as true."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
 
 
 def as_count(value: Any, name: str) -> int:

@@ -96,6 +96,9 @@ class Simulation:
         seeds = np.random.SeedSequence(config.seed).spawn(5)
         self.dataset = dataset or data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
         ds = self.dataset
+        if config.workers < ds.num_classes:
+            raise ValueError(f"setting 'workers' must be >= the number of classes of {ds.name} ({ds.num_classes}): "
+                             f"the non-IID partition gives every class group a worker; got {config.workers}")
         self.custom_dataset = dataset is not None
         self.learning_rate = config.learning_rate(ds.name)  # a user's dataset: its own name's preset
         self.parts = data.partition(ds.y_train, config.workers, ds.num_classes, config.q,

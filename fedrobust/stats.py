@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-from fedrobust import dispatch
+from fedrobust import aggregators, dispatch
 from fedrobust.params import as_row_indices
 
 
@@ -25,4 +25,8 @@ def coordinate_stats(U: Any, rows: Optional[Any] = None) -> CoordinateStats:
     """
     A, backend, wrap = dispatch.matrix(U)
     idx = None if rows is None else as_row_indices(rows, A.shape[0])
-    return dispatch.wrap_each(wrap, CoordinateStats(*backend.coordinate_stats(A, idx)))
+    stats = CoordinateStats(*backend.coordinate_stats(A, idx))
+    chosen = A if idx is None else A[idx]
+    for name in ("mean", "std"):
+        aggregators.refuse_overflow(chosen, backend, getattr(stats, name), f"coordinate_stats' {name}")
+    return dispatch.wrap_each(wrap, stats)

@@ -63,7 +63,7 @@ def test_zero_rows_or_columns_is_a_value_error_naming_the_shape(fn, shape):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("fn", FUNCS)
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_, np.float16, np.complex64,
-                                   np.complex128, np.object_, ">f8"])
+                                   np.complex128, np.object_])
 def test_non_float_numpy_dtypes_are_a_type_error_naming_the_dtype(fn, dtype):
     U = np.zeros((9, 4), dtype=dtype)
     _raises(TypeError, lambda: ENTRY_POINTS[fn](U), "expected float32 or float64", f"got dtype {U.dtype}")
@@ -243,7 +243,7 @@ def test_unknown_simd_level_is_a_value_error_listing_the_levels(restore_simd):
 
 @pytest.mark.parametrize("n", [0, -3])
 def test_non_positive_thread_count_is_a_value_error(n, restore_threads):
-    _raises(ValueError, lambda: fedrobust.set_num_threads(n), "num_threads must be >= 1", f"got {n}")
+    _raises(ValueError, lambda: fedrobust.set_num_threads(n), "num_threads must be in [1, ", f"got {n}")
     assert fedrobust.backend_info()["cpu"]["threads"] == restore_threads
 
 

