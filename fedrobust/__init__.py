@@ -6,7 +6,7 @@ the simulation (fedrobust.data, fedrobust.models, fedrobust.simulation) and the
 `fedrobust` command line on top of them.
 """
 from fedrobust import aggregators, reference, stats
-from fedrobust._native import backend_info, cpu, set_num_threads
+from fedrobust._native import backend_info, cpu, set_num_threads, set_threads
 
 __version__: str = cpu.version  # the project version the native module was built from
-__all__ = ["aggregators", "reference", "stats", "backend_info", "set_num_threads", "__version__"]
+__all__ = ["aggregators", "reference", "stats", "backend_info", "set_num_threads", "set_threads", "__version__"]

@@ -144,8 +144,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     if args.simulation:
+        from fedrobust._native import set_threads
         from fedrobust.benchmarks import simulation
-        from fedrobust.benchmarks.machine import set_threads
 
         if args.threads:
             set_threads(args.threads)
@@ -255,6 +255,9 @@ def _add_run(subparsers: Any) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run with other settings in --out (otherwise refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", metavar="N", type=positive_int,
+                   help="threads for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the CPUs); "
+                        "the results do not depend on it, except the DNN / ResNet training (see README)")
     p.set_defaults(func=cmd_run)
 
 
@@ -320,8 +323,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate every setting and the results directory before training, run, print the final
     test error. Every error a user can cause ends in one line and exit status 2; Ctrl-C in one
     line saying how to resume, exit status 130."""
+    from fedrobust._native import set_threads
     from fedrobust.simulation import DivergedError, Simulation
 
+    if args.threads:
+        set_threads(args.threads)
     try:
         config = _run_config(args)
         simulation = Simulation(config, progress=not args.quiet, overwrite=args.overwrite)
@@ -390,12 +396,17 @@ def _add_reproduce(subparsers: Any) -> None:
     p.add_argument("--rounds", type=positive_int, help="global rounds per cell (default 500, the paper's)")
     p.add_argument("--seed", type=int, help="seed of every cell (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", metavar="N", type=positive_int,
+                   help="threads for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the CPUs)")
     p.set_defaults(func=cmd_reproduce)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from fedrobust import experiments
+    from fedrobust._native import set_threads
 
+    if args.threads:
+        set_threads(args.threads)
     overrides = {k: v for k, v in (("rounds", args.rounds), ("seed", args.seed)) if v is not None}
     out = args.out or os.path.join("results", args.grid)
     try:

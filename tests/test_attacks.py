@@ -96,7 +96,7 @@ def test_krum_craft_matches_reference_and_stays_within_epsilon(d):
 
 
 def test_crafting_is_bit_identical_for_1_2_and_3_threads(restore_threads):
-    U = updates(30, 2000)
+    U = updates(30, 4000)  # every call above the one-thread size (csrc/cpu/threads.h)
     s = np.sign(U.sum(0)).astype(np.int8)
     ids = np.arange(5, dtype=np.int64)
     calls = [

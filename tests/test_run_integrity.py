@@ -637,3 +637,30 @@ def test_cli_messages_name_the_flag(tmp_path, capsys):
                        (["--q", "-inf"], "setting 'q' (--q) (degree of non-IID) must be in [0, 1]; got -inf")]:
         status, err = cli_error(capsys, ["run", "--quiet", "--rounds", "2", "--out", str(tmp_path / "d"), *argv])
         assert status == 2 and text in err, err
+
+
+# ---------------------------------------------------------------------------
+# 12. What is promised about threads: an LR run gives the same bits for any thread count
+# ---------------------------------------------------------------------------
+def test_an_lr_run_is_the_same_for_1_and_2_threads(tmp_path, restore_threads):
+    from fedrobust._native import set_threads
+
+    lines = []
+    for n in (1, 2):
+        set_threads(n)
+        run(tmp_path / f"t{n}", workers=40, compromised=8, rounds=6)
+        lines.append(without_seconds(lines_of(tmp_path / f"t{n}")))
+    assert lines[0] == lines[1]
+    np.testing.assert_array_equal(np.load(tmp_path / "t1" / "best_model.npy"),
+                                  np.load(tmp_path / "t2" / "best_model.npy"))
+
+
+def test_the_thread_waiting_default_is_set_before_openmp_loads(tmp_path):
+    """Unless the user chose a policy, fedrobust sets a short spin (README, "Threads")."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "import fedrobust, os; print(os.environ.get('GOMP_SPINCOUNT'))"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                          cwd=tmp_path).stdout.strip() == "10000"
+    chosen = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "passive"},
+                            capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
+    assert chosen == "None"

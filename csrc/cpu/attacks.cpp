@@ -36,6 +36,7 @@
 #include "fedrobust/krum_craft.h"
 #include "fedrobust/random.h"
 #include "attacks.h"
+#include "threads.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -189,7 +190,7 @@ void craft_coordinates(const CraftSpec<T>& s) {
   const int64_t n_blocks = (d + kBlock - 1) / kBlock;
   std::vector<uint64_t> prefix(static_cast<size_t>(s.n_out));
   for (int64_t k = 0; k < s.n_out; ++k) prefix[k] = counter_prefix(s.seed, s.round, static_cast<uint64_t>(s.out_ids[k]));
-#pragma omp parallel
+#pragma omp parallel if (worth_threads((n + s.n_out) * d))
   {
     double a[kBlock], b[kBlock];  // max / min, or sum / sum of squared deviations
     T buffer[kBlock];
@@ -255,7 +256,7 @@ void craft_coordinates(const CraftSpec<T>& s) {
 template <class T>
 void norms_and_dots(const RowsView<T>& u, const int8_t* direction, double* sq_norms, double* dots) {
   const int64_t n = u.n_rows, d = u.cols;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(n * d))
   for (int64_t i = 0; i < n; ++i) {
     constexpr int kLanes = 8;
     double nn[kLanes] = {}, dd[kLanes] = {};
@@ -290,7 +291,7 @@ void krum_craft(const KrumCraft<T>& s) {
   std::vector<double> chunk_sq(static_cast<size_t>(std::max<int64_t>(n_sup, 0) * n_chunks));
   std::vector<uint64_t> prefix(static_cast<size_t>(s.n_out));
   for (int64_t k = 0; k < s.n_out; ++k) prefix[k] = counter_prefix(s.seed, s.round, static_cast<uint64_t>(s.out_ids[k]));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(s.n_out * d))
   for (int64_t item = 0; item < n_sup * n_chunks; ++item) {
     const int64_t k = 1 + item / n_chunks, j0 = (item % n_chunks) * kKrumChunk, w = std::min(d - j0, kKrumChunk);
     T* row = s.out + k * d;
@@ -302,7 +303,7 @@ void krum_craft(const KrumCraft<T>& s) {
   std::vector<double> scale(static_cast<size_t>(s.n_out), 0.0);
   for (int64_t k = 1; k < s.n_out; ++k)
     scale[k] = krum_scale(chunk_sq.data() + (k - 1) * n_chunks, n_chunks, s.eps, prefix[k], d);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(s.n_out * d))
   for (int64_t item = 0; item < s.n_out * n_chunks; ++item) {
     const int64_t k = item / n_chunks, j0 = (item % n_chunks) * kKrumChunk, j1 = std::min(d, j0 + kKrumChunk);
     T* row = s.out + k * d;

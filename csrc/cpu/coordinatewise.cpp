@@ -29,6 +29,8 @@
 #include <immintrin.h>
 #endif
 
+#include "threads.h"
+
 FR_BEGIN_SIMD_CODE
 #include "simd.h"
 #include "tile.h"
@@ -96,7 +98,7 @@ void sort_blocks_of_16(int64_t n, T* tile) {
 template <class T, class F>
 void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twice, F per_tile) {
   const int64_t n_tiles = ceil_div(u.cols, width);
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(u.n_rows * u.cols))
   {
     Scratch<T> scratch(static_cast<size_t>(u.n_rows * width + extra));
     T* second = twice ? scratch.data() + u.n_rows * width : nullptr;

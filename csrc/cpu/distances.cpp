@@ -30,6 +30,8 @@
 #include "fedrobust/order.h"
 #include "distances.h"
 
+#include "threads.h"
+
 FR_BEGIN_SIMD_CODE
 #include "tile.h"
 
@@ -124,7 +126,7 @@ void pairwise_sq_distances(const RowsView<T>& u, double* out) {
     for (int64_t jb = ia; jb < n; jb += kRowsB) tiles.emplace_back(ia, jb);
   const int64_t n_tiles = static_cast<int64_t>(tiles.size());
 
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(n * n * u.cols / 2))
   {
     const int64_t threads = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t begin = n_tiles * tid / threads, end = n_tiles * (tid + 1) / threads;

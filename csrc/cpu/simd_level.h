@@ -11,7 +11,8 @@
 //
 // All kernels:
 //   - read a RowsView (any layout, any subset of rows), never write to it;
-//   - parallelise with OpenMP over fixed blocks (static schedule), so every
+//   - parallelise with OpenMP over fixed blocks (static schedule; one thread
+//     for small inputs, threads.h), so every
 //     output element is computed by one thread in one fixed order and the
 //     result is bit-identical for any thread count;
 //   - release nothing themselves: the bindings drop the GIL around them.

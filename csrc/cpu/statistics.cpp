@@ -14,6 +14,8 @@
 #include "fedrobust/order.h"
 #include "statistics.h"
 
+#include "threads.h"
+
 FR_BEGIN_SIMD_CODE
 #include "tile.h"
 
@@ -38,7 +40,7 @@ template <class T>
 void mean(const RowsView<T>& u, T* out) {
   const int64_t n_blocks = ceil_div(u.cols, kBlock);
   const double n = static_cast<double>(u.n_rows);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(u.n_rows * u.cols))
   for (int64_t b = 0; b < n_blocks; ++b) {
     const int64_t j0 = b * kBlock, w = std::min(kBlock, u.cols - j0);
     double acc[kBlock] = {};
@@ -53,7 +55,7 @@ template <class T>
 void coordinate_stats(const RowsView<T>& u, T* mean_out, T* std_out, T* min_out, T* max_out) {
   const int64_t n_blocks = ceil_div(u.cols, kBlock);
   const double n = static_cast<double>(u.n_rows);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(u.n_rows * u.cols))
   for (int64_t b = 0; b < n_blocks; ++b) {
     const int64_t j0 = b * kBlock, w = std::min(kBlock, u.cols - j0);
     double sum[kBlock] = {}, sq[kBlock] = {}, mu[kBlock];
@@ -87,7 +89,7 @@ void coordinate_stats(const RowsView<T>& u, T* mean_out, T* std_out, T* min_out,
 
 template <class T>
 void nonfinite_rows(const RowsView<T>& u, uint8_t* out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(u.n_rows * u.cols))
   for (int64_t i = 0; i < u.n_rows; ++i) {
     const T* row = u.rows[i];
     bool bad = false;

@@ -26,6 +26,8 @@
 #include <immintrin.h>
 #endif
 
+#include "threads.h"
+
 FR_BEGIN_SIMD_CODE
 #include "simd.h"
 
@@ -95,7 +97,7 @@ void all_logits(const T* w, const T* u, const T* const* xs, int64_t n, int64_t F
 template <class T>
 void lr_sgd_step(const LrStep<T>& s) {
   const int64_t F = s.features, C = s.classes, d = F * C + C;
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(s.workers * s.batch * d))
   {
     std::vector<const T*> xs(static_cast<size_t>(s.batch));
     std::vector<T> g(static_cast<size_t>(s.batch * C));  // g[b * C + c]
