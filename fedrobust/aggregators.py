@@ -221,6 +221,22 @@ class Rule:
         parameters (defaults filled in)."""
         self.check(m, **{**self.defaults(), **params})
 
+    def clamped(self, m: int, **params: Any) -> Dict[str, Any]:
+        """params for m rows: the same where the rule runs with them, else each count (c, beta)
+        lowered to the largest value that runs (SPEC 13 item 11: the defenses aggregate m - 1
+        and fewer rows). ValueError when none does (Krum on m < 3 rows)."""
+        counts = [name for name in ("c", "beta") if name in params]
+        out = dict(params)
+        while True:
+            try:
+                self.check_fits(m, **out)
+                return out
+            except ValueError as error:
+                if not counts or all(out[name] == 0 for name in counts):
+                    raise ValueError(f"rule {self.name!r} cannot run on {m} rows: {error}") from None
+                for name in counts:
+                    out[name] = max(0, out[name] - 1)
+
 
 C = Param("c", int, REQUIRED, "the number of Byzantine workers the rule tolerates")
 SQUARED = Param("squared", bool, True, "squared distances (Blanchard et al.) or plain ones (Fang et al.)")

@@ -239,6 +239,7 @@ RUN_FLAGS = (
     ("--data-dir", "data_dir", str, "directory with the IDX / CSV files (or set FEDROBUST_DATA)"),
     ("--out", "out", str, "results directory (default: results/<time>-<dataset>-<model>-<rule>)"),
     ("--device", "device", str, "cpu (default) or cuda (every rule and attack on the GPU; no defense)"),
+    ("--defense", "defense", str, "none (default), err, lfr or union: the paper's Section 5 defenses"),
 )
 
 

@@ -9,7 +9,7 @@ import math
 import os
 from typing import Any, Dict, Optional
 
-from fedrobust import aggregators, attacks, data, models
+from fedrobust import aggregators, attacks, data, defenses, models
 from fedrobust.attacks import ATTACKS, AttackOptions
 
 
@@ -46,6 +46,7 @@ class Config:
     out: Optional[str] = None
     device: str = "cpu"
     checkpoint_every: int = 50
+    defense: str = "none"  # none, err, lfr, union (fedrobust.defenses; SPEC 9.5)
 
     def validate(self) -> None:
         """Raise ValueError naming the setting for any value a run cannot use."""
@@ -82,6 +83,10 @@ class Config:
                f"must be one of {aggregators.available()}", self.rule)
         self._check_rule_fits(self.rule, "rule", m)
         self._validate_attack(m)
+        _check(self.defense in defenses.DEFENSES, "defense", f"must be one of {list(defenses.DEFENSES)}", self.defense)
+        _check(self.defense == "none" or self.compromised < m, "compromised",
+               f"must be below the {m} workers per round for defense {self.defense!r} (it removes c of them)",
+               self.compromised)
 
     def _validate_cuda(self) -> None:
         """What the all-GPU path covers: a visible device, every rule and every attack (Krum,

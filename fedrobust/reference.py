@@ -143,6 +143,26 @@ def bulyan(U, c: int, squared: bool = True) -> np.ndarray:
     return closest_to_median_mean(X[bulyan_select(X, c, squared)], theta - 2 * c)
 
 
+def clamped_params(rule: str, n: int, params: dict) -> dict:
+    """SPEC 13 item 11: the rule's c / beta on n rows where valid, else the largest valid value
+    (trimmed mean 2 beta < n, Krum n > 2c + 2, Bulyan n >= 4c + 3)."""
+    largest = {"trimmed_mean": ("beta", (n - 1) // 2), "krum": ("c", (n - 3) // 2), "bulyan": ("c", (n - 3) // 4)}
+    out = dict(params)
+    if rule in largest:
+        name, most = largest[rule]
+        out[name] = max(0, min(out[name], most))
+    return out
+
+
+def leave_one_out(U, rule: str, **params) -> np.ndarray:
+    """(m, d) float64: row i is `rule` (this module's twin) on the m - 1 rows without row i,
+    its parameters clamped for m - 1 rows: the rule recomputed m times."""
+    X = _f64(U)
+    rules = {"mean": mean, "median": median, "trimmed_mean": trimmed_mean, "krum": krum, "bulyan": bulyan}
+    kept = clamped_params(rule, X.shape[0] - 1, params)
+    return np.stack([rules[rule](np.delete(X, i, axis=0), **kept) for i in range(X.shape[0])])
+
+
 def coordinate_stats(U, rows=None):
     """(mean, population std, min, max) per coordinate over the rows (NaN read as +Inf)."""
     X = canonical(U)

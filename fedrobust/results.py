@@ -366,3 +366,17 @@ def summarize_attack(lines: List[Dict[str, Any]]) -> Dict[str, Any]:
         values = [float(r[key]) for r in rounds if isinstance(r.get(key), (bool, int, float))]
         summary[f"{key}_mean"] = float(np.mean(values))
     return summary
+
+
+def summarize_defense(lines: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Over the rounds listed in the lines' "defense" entries: how many workers the defense
+    removed per round, the detection rate (compromised workers removed / compromised workers
+    selected, over all rounds) and the benign workers removed per round."""
+    rounds = [r for line in lines for r in line.get("defense", ())]
+    if not rounds:
+        return {"rounds": 0}
+    hit, present = sum(r["removed_compromised"] for r in rounds), sum(r["compromised"] for r in rounds)
+    return {"rounds": len(rounds),
+            "removed_mean": float(np.mean([len(r["removed"]) for r in rounds])),
+            "detection_rate": hit / present if present else None,
+            "benign_removed_mean": float(np.mean([r["removed_benign"] for r in rounds]))}

@@ -34,10 +34,17 @@ import numpy as np
 import torch
 
 import fedrobust
-from fedrobust import aggregators, attacks, data, models
+from fedrobust import aggregators, attacks, data, defenses, models
 from fedrobust.attacks import ATTACKS, Attack, AttackContext
 from fedrobust.config import Config
-from fedrobust.results import CHECKPOINT, RunDirectory, RunDirectoryError, settings_fingerprint, summarize_attack
+from fedrobust.results import (
+    CHECKPOINT,
+    RunDirectory,
+    RunDirectoryError,
+    settings_fingerprint,
+    summarize_attack,
+    summarize_defense,
+)
 
 VALIDATION_SIZE = 100  # examples of the test split a defense validates on (SPEC 13 item 11)
 
@@ -68,6 +75,7 @@ class _State:
     best_w: Optional[torch.Tensor] = None  # the global model with the lowest test error (Table 3)
     seconds: float = 0.0  # training time so far (not counting evaluation)
     pending: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # attack metrics since the last line
+    pending_defense: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # defense metrics, likewise
 
 
 class Simulation:
@@ -79,13 +87,14 @@ class Simulation:
         """`dataset` replaces the one config.dataset names (a user's own data). `overwrite`:
         replace a run with other settings in config.out (never done without it)."""
         config.validate()
-        if config.device == "cuda" and (defense is not None or attack is not None):
+        if config.device == "cuda" and (defense is not None or attack is not None or config.defense != "none"):
             raise ValueError("device 'cuda' runs without a defense or a custom attack in this build "
                              "(their hooks have not run on a GPU yet); use device 'cpu'")
         self.config = config
         self.progress = progress
         self.overwrite = overwrite
         self.attack = attack or ATTACKS[config.attack]
+        self.defending = config.defense != "none"
         self.custom_attack = attack is not None  # always runs, on copies, its rows checked
         self.attacking = self.custom_attack or config.attack != "none"
         self.defense = defense
@@ -104,12 +113,11 @@ class Simulation:
         self.parts = data.partition(ds.y_train, config.workers, ds.num_classes, config.q,
                                     np.random.default_rng(seeds[0]))
         self.model = models.get(config.model, ds.input_shape, ds.num_classes)
-        self.rule = aggregators.get(config.rule, **config.rule_params())
         self.device = torch.device(config.device)
         self.x_train = torch.from_numpy(ds.x_train).to(self.device)
         self.y_train = torch.from_numpy(self._training_labels()).to(self.device)
         test = np.arange(len(ds.y_test))
-        if defense is not None:  # SPEC 13 item 11: 100 test examples become the validation set
+        if defense is not None or self.defending:  # SPEC 13 item 11: 100 test examples become the validation set
             test = np.random.default_rng(seeds[3]).permutation(test)
             self.x_val = torch.from_numpy(ds.x_test[test[:VALIDATION_SIZE]]).to(self.device)
             self.y_val = torch.from_numpy(ds.y_test[test[:VALIDATION_SIZE]]).to(self.device)
@@ -203,14 +211,25 @@ class Simulation:
                 round_metrics.update(ctx.metrics)
         else:
             round_metrics["attacked"] = False
+        rows = np.arange(m)  # the rows of U that reach the rule
+        if self.defending:
+            result = defenses.defend(cfg.defense, U, state.w, cfg.rule, cfg.rule_params(), cfg.compromised,
+                                     lambda models: self.model.evaluate_many(models, self.x_val, self.y_val))
+            hit = int(np.isin(result.removed, compromised).sum())
+            state.pending_defense.append({"round": state.round + 1, "removed": workers[result.removed].tolist(),
+                                          "removed_compromised": hit, "removed_benign": int(result.removed.size) - hit,
+                                          "compromised": int(compromised.size)})
+            rows = result.kept
         if self.defense is not None:
-            kept = self.defense(U, lambda u: self.model.evaluate(state.w + torch.as_tensor(u, device=self.device),
-                                                                 self.x_val, self.y_val))
-            U = U[self._rows(kept)]
+            kept = self.defense(U[self._rows(rows)], lambda u: self.model.evaluate(
+                state.w + torch.as_tensor(u, device=self.device), self.x_val, self.y_val))
+            rows = rows[np.asarray(kept, dtype=np.int64)]
+        if rows.size < m:
+            U = U[self._rows(rows)]
         bad = aggregators.nonfinite_workers(U)
         if bad.size:
-            metrics["nonfinite_workers"] = bad.tolist()
-        state.w = state.w + self._aggregate(U, compromised, round_metrics)
+            metrics["nonfinite_workers"] = rows[bad].tolist()
+        state.w = state.w + self._aggregate(U, rows, compromised, round_metrics)
         if self.attacking:
             state.pending.append(round_metrics)
         state.round += 1
@@ -236,17 +255,24 @@ class Simulation:
                                     "one row per compromised worker")
         return t.to(dtype=U.dtype, device=U.device)
 
-    def _aggregate(self, U: torch.Tensor, compromised: np.ndarray, round_metrics: Dict[str, Any]) -> torch.Tensor:
-        """The rule's output; for the rules that select rows (Krum, Bulyan) also how many of the
-        selected rows were compromised, into round_metrics (row indices refer to U as
-        aggregated, so not with a defense)."""
+    def _aggregate(self, U: torch.Tensor, rows: np.ndarray, compromised: np.ndarray,
+                   round_metrics: Dict[str, Any]) -> torch.Tensor:
+        """The rule's output on U (the round's rows `rows`, all or those a defense kept), its
+        parameters clamped for U's row count (SPEC 13 item 11); for the rules that select
+        rows (Krum, Bulyan) also how many of the selected rows were compromised, into
+        round_metrics."""
         cfg = self.config
         rule = aggregators.rule(cfg.rule)
-        if rule.selects_rows and self.defense is None:
-            aggregate, chosen = rule.select(U, **cfg.rule_params())
-            round_metrics[f"{rule.name}_selected_compromised"] = int(np.isin(chosen, compromised).sum())
+        params = rule.clamped(U.shape[0], **cfg.rule_params())
+        if rule.selects_rows:
+            aggregate, chosen = rule.select(U, **params)
+            round_metrics[f"{rule.name}_selected_compromised"] = int(np.isin(rows[chosen], compromised).sum())
             return aggregate
-        return self.rule(U)
+        return rule.bind(**params)(U)
+
+    def rule(self, U: Any) -> Any:
+        """The server's rule with the settings' parameters, on all of U (no defense)."""
+        return aggregators.get(self.config.rule, **self.config.rule_params())(U)
 
     # -- the whole run -----------------------------------------------------
     def initial_state(self) -> _State:
@@ -329,8 +355,10 @@ class Simulation:
                         "seconds": round(state.seconds, 6), **metrics}
                 if self.attacking:
                     line["attack"] = list(state.pending)
+                if self.defending:
+                    line["defense"] = list(state.pending_defense)
                 if scheduled:  # the state a longer run continues from
-                    state.pending = []
+                    state.pending, state.pending_defense = [], []
                     if error < state.best_error:
                         state.best_error, state.best_round, state.best_w = error, state.round, state.w.clone()
                 else:
@@ -359,6 +387,8 @@ class Simulation:
         }
         if self.attacking:
             summary["attack"] = summarize_attack(out.read_rounds() if out else lines)
+        if self.defending:
+            summary["defense"] = summarize_defense(out.read_rounds() if out else lines)
         if out:
             if best_w is not None:
                 summary["best_model"] = out.save_best_model(best_w.cpu().numpy())
@@ -425,7 +455,8 @@ class DivergedError(RuntimeError):
 # ---------------------------------------------------------------------------
 # The loop's state in a checkpoint (fedrobust.results writes and reads the file)
 # ---------------------------------------------------------------------------
-CHECKPOINT_FIELDS = ("w", "round", "rng", "best_error", "best_round", "best_w", "seconds", "pending", "settings")
+CHECKPOINT_FIELDS = ("w", "round", "rng", "best_error", "best_round", "best_w", "seconds", "pending",
+                     "pending_defense", "settings")
 
 
 def save_checkpoint(out: str, state: _State, config: Config) -> None:
@@ -435,6 +466,7 @@ def save_checkpoint(out: str, state: _State, config: Config) -> None:
         best_error=np.float64(state.best_error), best_round=np.int64(state.best_round),
         best_w=state.best_w.cpu().numpy() if state.best_w is not None else np.zeros(0, np.float32),
         seconds=np.float64(state.seconds), pending=np.array(json.dumps(state.pending)),
+        pending_defense=np.array(json.dumps(state.pending_defense)),
         settings=np.array(settings_fingerprint(dataclasses.asdict(config)))))
 
 
@@ -476,14 +508,16 @@ def load_checkpoint(out: str, config: Config, d: Optional[int] = None) -> Option
         rng = np.random.default_rng()
         rng.bit_generator.state = json.loads(str(z["rng"]))
         pending = json.loads(str(z["pending"]))
+        pending_defense = json.loads(str(z["pending_defense"]))
     except (ValueError, TypeError, KeyError) as e:
-        raise bad(f"'rng' or 'pending' is not a saved generator state / list ({e})") from None
-    if not isinstance(pending, list):
-        raise bad("'pending' must be a JSON list")
+        raise bad(f"'rng', 'pending' or 'pending_defense' is not a saved generator state / list ({e})") from None
+    if not isinstance(pending, list) or not isinstance(pending_defense, list):
+        raise bad("'pending' and 'pending_defense' must be JSON lists")
     device = torch.device(config.device)
     best = torch.from_numpy(best_w.copy()).to(device) if best_w.size else None
     return _State(w=torch.from_numpy(w.copy()).to(device), round=done, rng=rng, best_error=float(best_error),
-                  best_round=int(best_round), best_w=best, seconds=float(seconds), pending=pending)
+                  best_round=int(best_round), best_w=best, seconds=float(seconds), pending=pending,
+                  pending_defense=pending_defense)
 
 
 def _scalar(z: Dict[str, np.ndarray], key: str, path: str) -> float:

@@ -254,7 +254,7 @@ def rewrite_checkpoint(out, **changes):
     (dict(best_error=np.float64(np.nan)), "'best_error' must be a number >= 0"),
     (dict(best_round=np.int64(99)), "'best_round' must be an integer in"),
     (dict(seconds=np.float64(-1.0)), "'seconds' must be a finite number"),
-    (dict(rng=np.array("not json")), "'rng' or 'pending'"),
+    (dict(rng=np.array("not json")), "'rng', 'pending' or 'pending_defense'"),
     (dict(settings=None), "missing ['settings']"),
 ])
 def test_every_checkpoint_field_is_validated(tmp_path, changes, problem):

@@ -1,0 +1,99 @@
+"""The paper's defenses (Section 5; SPEC 9.5 and 13 item 11): ERR, LFR and Union.
+
+For each of the m updates U_i, the rule's aggregate with all m updates (A) and without U_i
+(B_i) move the global model w; the impact of U_i is
+
+    ERR:  impact_i = E(w + A) - E(w + B_i)      E: the error rate on the validation set
+    LFR:  impact_i = L(w + A) - L(w + B_i)      L: the mean cross-entropy on it
+
+(a harmful update raises the error or the loss, so removing it lowers them: a large impact).
+ERR and LFR remove the c updates of largest impact (ties: the lower index first); Union
+removes every update that either removes (between c and 2c). The rule then aggregates the
+kept updates. Parameters (SPEC 13 item 11): B_i is the rule on m - 1 updates with the same
+c / beta where it runs, else the largest value that runs; the kept updates likewise.
+
+    result = defend("union", U, w, "median", {}, c, evaluate)
+    aggregate = aggregators.get("median")(U[result.kept])
+
+`evaluate(models)` takes the (m + 1, d) stack of candidate global models [w + A; w + B_1;
+...; w + B_m] and returns their (errors, losses), each (m + 1,): one batched evaluation
+(`fedrobust.models.BatchedModel.evaluate_many`), not m + 1 of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+import torch
+
+from fedrobust import aggregators
+
+DEFENSES = ("none", "err", "lfr", "union")
+Evaluate = Callable[[torch.Tensor], Tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Defended:
+    """What a defense decided for one round.
+
+    kept, removed:  ascending row indices of U (together: every row once).
+    error_impact:   (m,) E(w + A) - E(w + B_i) for every row i.
+    loss_impact:    (m,) L(w + A) - L(w + B_i).
+    reason:         one line saying what was removed and why.
+    """
+
+    kept: np.ndarray
+    removed: np.ndarray
+    error_impact: np.ndarray
+    loss_impact: np.ndarray
+    reason: str
+
+
+def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(A (d,), B (m, d)): the rule on all m rows of U, and row i of B the rule on the m - 1
+    rows without row i, its parameters clamped for m - 1 rows. U: the round's (m, d) torch
+    tensor (any device). Each B_i is the rule itself on the m - 1 rows, so it has the rule's
+    exact bits."""
+    entry = aggregators.rule(rule)
+    m = U.shape[0]
+    A = entry.bind(**params)(U)
+    without = entry.bind(**entry.clamped(m - 1, **params))
+    rows = torch.arange(m, device=U.device)
+    B = torch.stack([without(U[rows != i]) for i in range(m)])
+    return A, B
+
+
+def impacts(U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any],
+            evaluate: Evaluate) -> Tuple[np.ndarray, np.ndarray]:
+    """(error impacts (m,), loss impacts (m,)) of the rows of U (module docstring)."""
+    A, B = leave_one_out(U, rule, params)
+    errors, losses = evaluate(w + torch.cat([A[None], B]))
+    errors, losses = np.asarray(errors, dtype=np.float64), np.asarray(losses, dtype=np.float64)
+    return errors[0] - errors[1:], losses[0] - losses[1:]
+
+
+def largest(impact: np.ndarray, c: int) -> np.ndarray:
+    """The c rows of largest impact, ties to the lower index; ascending."""
+    order = np.lexsort((np.arange(impact.size), -impact))  # by -impact, then by index
+    return np.sort(order[:c])
+
+
+def defend(name: str, U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any], c: int,
+           evaluate: Evaluate) -> Defended:
+    """Defense `name` ("err", "lfr" or "union") on the round's updates U (m, d) around the
+    global model w (d,): which rows to keep (module docstring)."""
+    if name not in DEFENSES or name == "none":
+        raise ValueError(f"defense must be one of {list(DEFENSES[1:])}, got {name!r}")
+    m = U.shape[0]
+    if not 0 <= c < m:
+        raise ValueError(f"c must be in [0, m = {m}), got {c}")
+    error_impact, loss_impact = impacts(U, w, rule, params, evaluate)
+    by_error, by_loss = largest(error_impact, c), largest(loss_impact, c)
+    removed = {"err": by_error, "lfr": by_loss, "union": np.union1d(by_error, by_loss)}[name]
+    kept = np.setdiff1d(np.arange(m), removed)
+    reason = {"err": f"ERR: the {c} largest error-rate impacts",
+              "lfr": f"LFR: the {c} largest loss impacts",
+              "union": f"Union: the {c} largest error-rate impacts and the {c} largest loss impacts"}[name]
+    return Defended(kept=kept, removed=removed.astype(np.int64), error_impact=error_impact,
+                    loss_impact=loss_impact, reason=reason)
