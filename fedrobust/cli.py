@@ -2,7 +2,7 @@
 
     fedrobust run [flags] [--config TOML] [--resume DIR]
     fedrobust plot DIR [DIR ...] [--output PNG]
-    fedrobust reproduce {attacks,transfer} [--data-dir DIR] [--out DIR] [--rounds N] [--seed N]
+    fedrobust reproduce {attacks,transfer,table6} [--data-dir DIR] [--out DIR] [--rounds N] [--seed N]
     fedrobust info [--json]
     fedrobust bench [--quick] [--json PATH] [--repeats N] [--threads N] [--memory | --no-memory]
     fedrobust bench --simulation [--quick] [--json PATH] [--threads N] [--data-dir DIR]
@@ -391,7 +391,8 @@ def _add_reproduce(subparsers: Any) -> None:
                     "one results directory per cell under --out (cells already finished are read back, "
                     "interrupted ones resume), then print the table of final test errors and write "
                     "table.csv and table.json.")
-    p.add_argument("grid", choices=sorted(GRIDS), help="attacks: rules x attacks; transfer: Table 4")
+    p.add_argument("grid", choices=sorted(GRIDS),
+                   help="attacks: rules x attacks; transfer: Table 4; table6: Table 6 (defenses)")
     p.add_argument("--data-dir", help="directory with the MNIST IDX files (or set FEDROBUST_DATA)")
     p.add_argument("--out", help="results directory (default: results/<grid>)")
     p.add_argument("--rounds", type=positive_int, help="global rounds per cell (default 500, the paper's)")

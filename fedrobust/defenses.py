@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import torch
 
-from fedrobust import aggregators
+from fedrobust import aggregators, dispatch
 
 DEFENSES = ("none", "err", "lfr", "union")
 Evaluate = Callable[[torch.Tensor], Tuple[np.ndarray, np.ndarray]]
@@ -53,15 +53,39 @@ class Defended:
 def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
     """(A (d,), B (m, d)): the rule on all m rows of U, and row i of B the rule on the m - 1
     rows without row i, its parameters clamped for m - 1 rows. U: the round's (m, d) torch
-    tensor (any device). Each B_i is the rule itself on the m - 1 rows, so it has the rule's
-    exact bits."""
+    tensor (any device).
+
+    Krum: every leave-one-out choice from the one (m, m) distance matrix (O(m^3) scalar
+    work, nothing more over d); the rule on m - 1 rows computes the same distances up to
+    their last bits (its column chunks depend on the row count), so only a near-tie of scores
+    can choose differently. The other rules: the rule itself on each m - 1 rows, its exact
+    bits."""
     entry = aggregators.rule(rule)
     m = U.shape[0]
     A = entry.bind(**params)(U)
-    without = entry.bind(**entry.clamped(m - 1, **params))
+    kept = entry.clamped(m - 1, **params)
+    if rule == "krum":
+        return A, _krum_leave_one_out(U, **kept)
+    without = entry.bind(**kept)
     rows = torch.arange(m, device=U.device)
     B = torch.stack([without(U[rows != i]) for i in range(m)])
     return A, B
+
+
+def _krum_leave_one_out(U: torch.Tensor, c: int, multi: int = 1, squared: bool = True) -> torch.Tensor:
+    """(m, d): row i is (Multi-)Krum's aggregate of the rows other than i, chosen from the
+    scores of the one distance matrix restricted to them (the rule's scoring, its ties)."""
+    A, backend, _ = dispatch.matrix(U)
+    sq = backend.sq_distances(A)
+    m = sq.shape[0]
+    out = []
+    for i in range(m):
+        rows = np.delete(np.arange(m), i)
+        scores = backend.krum_scores_from_distances(sq[np.ix_(rows, rows)], c, squared)
+        chosen = rows[np.argsort(scores, kind="stable")[:multi]]
+        out.append(U[int(chosen[0])].clone() if multi == 1 else aggregators.mean(U[torch.as_tensor(
+            np.sort(chosen), device=U.device)]))
+    return torch.stack(out)
 
 
 def impacts(U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any],

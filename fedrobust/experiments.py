@@ -17,6 +17,10 @@ batch 32, beta = c, Krum with plain Euclidean distances as in the paper's text):
 * ``transfer``  the paper's Table 4: partial-knowledge attacks crafted for one rule (rows:
                 none, the Krum attack, the trim attack assuming trimmed mean) against the
                 rule the server runs (columns: Krum, trimmed mean, median).
+* ``table6``    the paper's Table 6: Krum, trimmed mean and median, each without a defense
+                and with ERR, LFR and Union (rows), against no attack and Table 4's
+                partial-knowledge Krum and trim attacks (columns); each defended cell's
+                summary.json holds its removals and detection rate.
 """
 from __future__ import annotations
 
@@ -62,7 +66,19 @@ def transfer_grid() -> List[Cell]:
             for rule in ("krum", "trimmed_mean", "median")]
 
 
-GRIDS: Dict[str, Callable[[], List[Cell]]] = {"attacks": attacks_grid, "transfer": transfer_grid}
+def defenses_grid() -> List[Cell]:
+    """The paper's Table 6: each rule without a defense and with ERR, LFR and Union (rows)
+    against no attack and the partial-knowledge attacks of Table 4 (columns)."""
+    columns = [("none", dict(attack="none")),
+               ("krum attack", dict(attack="krum", knowledge="partial", attack_rule="krum")),
+               ("trim attack", dict(attack="trim", knowledge="partial", attack_rule="trimmed_mean"))]
+    return [(f"{rule}, {defense}", column, dict(rule=rule, defense=defense, **settings))
+            for rule in ("krum", "trimmed_mean", "median") for defense in ("none", "err", "lfr", "union")
+            for column, settings in columns]
+
+
+GRIDS: Dict[str, Callable[[], List[Cell]]] = {"attacks": attacks_grid, "transfer": transfer_grid,
+                                              "table6": defenses_grid}
 
 
 def cell_dir(out: str, row: str, column: str) -> str:
