@@ -71,6 +71,23 @@ void check_dense(const Array& a, const std::vector<int64_t>& shape, DType dtype,
 // A direction s: (cols,) C-contiguous int8, one sign per column of U (values not read).
 void check_direction(const Array& s, int64_t cols);
 
+// The matrix argument U (m, d): float32 / float64, in `where` memory.
+inline Array matrix_in(const py::handle& obj, Memory where, const char* name) {
+  Array a = array_of(obj, name);
+  require_memory(a, where);
+  check_float_matrix(a);
+  return a;
+}
+
+// A dense array argument of `dtype`, exactly `shape`, in `where` memory (an output when `writable`).
+inline Array dense_in(const py::handle& obj, Memory where, const char* name, const std::vector<int64_t>& shape,
+                      DType dtype, bool writable) {
+  Array a = array_of(obj, name);
+  require_memory(a, where);
+  check_dense(a, shape, dtype, writable);
+  return a;
+}
+
 // The dtype's name ("float32", ...), for messages.
 const char* dtype_text(DType t);
 

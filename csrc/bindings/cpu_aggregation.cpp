@@ -19,6 +19,7 @@
 #include "../cpu/krum.h"
 #include "../cpu/statistics.h"
 #include "checks.h"
+#include "signatures.h"
 #include "host_args.h"
 
 namespace py = pybind11;
@@ -27,8 +28,6 @@ using fedrobust::RowsView;
 using namespace fedrobust::bindings;
 
 namespace {
-
-using OptionalRows = std::optional<std::vector<int64_t>>;
 
 // (n, n) squared distances of the rows, row-major, in double.
 template <class T>
@@ -195,25 +194,9 @@ py::array_t<double> krum_scores_from_distances(const py::object& sq_distances, i
 }  // namespace
 
 void bind_aggregation(py::module_& m) {
-  m.def("median", &median, py::arg("U"), py::arg("out"), "Coordinate-wise median of U (m, d) into out (d,).");
-  m.def("trimmed_mean", &trimmed_mean, py::arg("U"), py::arg("beta"), py::arg("out"),
-        "Coordinate-wise trimmed mean of U (m, d) into out (d,): beta values removed at each end.");
-  m.def("mean", &mean, py::arg("U"), py::arg("rows"), py::arg("out"),
-        "Mean over the listed rows (all when None), summed in ascending row order in double, into out (d,).");
-  m.def("coordinate_stats", &coordinate_stats, py::arg("U"), py::arg("rows"), py::arg("mean"), py::arg("std"),
-        py::arg("min"), py::arg("max"),
-        "Per-coordinate mean, population std, min and max over the listed rows (all when None); NaN counts as +Inf.");
-  m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"), py::arg("rows"),
-        py::arg("out"), "(k, k) distances between the listed rows (all m when None), in that order, into out.");
-  m.def("sq_distances", &sq_distances, py::arg("U"), py::arg("rows"),
-        "(k, k) squared distances (float64) between the listed rows (all m when None), as a host numpy array.");
-  m.def("krum_select", &krum_select, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
-        "Krum's choice: returns (the `multi` rows of smallest score, ascending by score, ties to the lower "
-        "row, host int64; the (m,) float64 scores, host).");
-  m.def("bulyan", &bulyan, py::arg("U"), py::arg("c"), py::arg("squared"), py::arg("out"),
-        "Bulyan of U into out (d,); returns the selected rows in selection order (host int64).");
-  m.def("nonfinite_rows", &nonfinite_rows, py::arg("U"),
-        "(m,) host bool: the rows of U that hold a NaN or an Inf.");
+  def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
+                                          &sq_distances, &krum_select, &bulyan, &nonfinite_rows});  // signatures.h
+  // Host-only: the attacks' searches and the defenses score subsets of a distance matrix already computed.
   m.def("krum_scores_from_distances", &krum_scores_from_distances, py::arg("sq_distances"), py::arg("c"),
         py::arg("squared"),
         "(n,) float64 Krum scores from (n, n) float64 squared distances: each row's n - c - 2 smallest "

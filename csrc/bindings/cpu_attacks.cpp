@@ -15,6 +15,7 @@
 
 #include "../cpu/attacks.h"
 #include "checks.h"
+#include "signatures.h"
 #include "host_args.h"
 #include "krum_craft_args.h"
 
@@ -94,15 +95,5 @@ void krum_craft(const py::object& direction, double lam, double eps, uint64_t se
 }  // namespace
 
 void bind_attacks(py::module_& m) {
-  m.def("craft_coordinates", &craft_coordinates, py::arg("U"), py::arg("rows"), py::arg("mode"), py::arg("out_ids"),
-        py::arg("seed"), py::arg("round"), py::arg("direction"), py::arg("base"), py::arg("b"), py::arg("sigma_lo"),
-        py::arg("sigma_hi"), py::arg("out"), py::arg("direction_out"),
-        "Trim / Gaussian attack values from the per-coordinate statistics of U[rows] into out (len(out_ids), d), "
-        "the direction used into direction_out (d,) int8.");
-  m.def("norms_and_dots", &norms_and_dots, py::arg("U"), py::arg("direction"), py::arg("rows"),
-        "Returns (||u_i||^2, <u_i, direction>), (k,) float64 host arrays, for the listed rows (all when None).");
-  m.def("krum_craft", &krum_craft, py::arg("direction"), py::arg("lam"), py::arg("eps"), py::arg("seed"),
-        py::arg("round"), py::arg("out_ids"), py::arg("out"),
-        "The Krum attack's sent updates into out (len(out_ids), d): row 0 = -lam * direction, row k = row 0 + "
-        "r_k v_k, |v_k| = 1, r_k ~ U(0, eps).");
+  def_attacks(m, AttackFunctions{&craft_coordinates, &norms_and_dots, &krum_craft});  // signatures.h
 }

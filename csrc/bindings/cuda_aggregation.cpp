@@ -24,6 +24,7 @@
 #include "../cuda/launch.h"
 #include "../cuda/statistics.h"
 #include "checks.h"
+#include "signatures.h"
 #include "device_args.h"
 
 namespace py = pybind11;
@@ -31,8 +32,6 @@ namespace fc = fedrobust::cuda;
 using namespace fedrobust::bindings;
 
 namespace {
-
-using OptionalRows = std::optional<std::vector<int64_t>>;
 
 // The listed rows (none = all, as an empty list), at least one when listed, ascending.
 std::vector<int64_t> sorted_rows(const OptionalRows& rows) {
@@ -220,23 +219,6 @@ py::array_t<bool> nonfinite_rows(const py::object& U) {
 }  // namespace
 
 void bind_aggregation(py::module_& m) {
-  m.def("median", &median, py::arg("U"), py::arg("out"), "Coordinate-wise median of U (m, d) into out (d,).");
-  m.def("trimmed_mean", &trimmed_mean, py::arg("U"), py::arg("beta"), py::arg("out"),
-        "Coordinate-wise trimmed mean of U (m, d) into out (d,): beta values removed at each end.");
-  m.def("mean", &mean, py::arg("U"), py::arg("rows"), py::arg("out"),
-        "Mean over the listed rows (all when None), summed in ascending row order in double, into out (d,).");
-  m.def("coordinate_stats", &coordinate_stats, py::arg("U"), py::arg("rows"), py::arg("mean"), py::arg("std"),
-        py::arg("min"), py::arg("max"),
-        "Per-coordinate mean, population std, min and max over the listed rows (all when None); NaN counts as +Inf.");
-  m.def("pairwise_distances", &pairwise_distances, py::arg("U"), py::arg("squared"), py::arg("rows"),
-        py::arg("out"), "(k, k) distances between the listed rows (all m when None), in that order, into out.");
-  m.def("sq_distances", &sq_distances, py::arg("U"), py::arg("rows"),
-        "(k, k) squared distances (float64) between the listed rows (all m when None), as a host numpy array.");
-  m.def("krum_select", &krum_select, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
-        "Krum's choice: returns (the `multi` rows of smallest score, ascending by score, ties to the lower "
-        "row, host int64; the (m,) float64 scores, host).");
-  m.def("bulyan", &bulyan, py::arg("U"), py::arg("c"), py::arg("squared"), py::arg("out"),
-        "Bulyan of U into out (d,); returns the selected rows in selection order (host int64).");
-  m.def("nonfinite_rows", &nonfinite_rows, py::arg("U"),
-        "(m,) host bool: the rows of U that hold a NaN or an Inf.");
+  def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
+                                          &sq_distances, &krum_select, &bulyan, &nonfinite_rows});  // signatures.h
 }

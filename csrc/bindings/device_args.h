@@ -33,19 +33,13 @@ inline void require_device() {
 // The matrix U (m, d) in CUDA memory, float32 / float64: the first argument of most bindings.
 inline Array device_matrix(const py::handle& obj, const char* name = "U") {
   require_device();
-  Array a = array_of(obj, name);
-  require_memory(a, Memory::kCuda);
-  check_float_matrix(a);
-  return a;
+  return matrix_in(obj, Memory::kCuda, name);
 }
 
 // A dense device array of T of exactly `shape` (an output when `writable`).
 template <class T>
 Array device_dense(const py::handle& obj, const char* name, const std::vector<int64_t>& shape, bool writable) {
-  Array a = array_of(obj, name);
-  require_memory(a, Memory::kCuda);
-  check_dense(a, shape, dtype_of<T>(), writable);
-  return a;
+  return dense_in(obj, Memory::kCuda, name, shape, dtype_of<T>(), writable);
 }
 
 // The kernels' view of a device matrix.

@@ -17,20 +17,12 @@
 namespace fedrobust::bindings {
 
 // The matrix U (m, d) in host memory, float32 / float64: the first argument of most bindings.
-inline Array host_matrix(const py::handle& obj, const char* name = "U") {
-  Array a = array_of(obj, name);
-  require_memory(a, Memory::kHost);
-  check_float_matrix(a);
-  return a;
-}
+inline Array host_matrix(const py::handle& obj, const char* name = "U") { return matrix_in(obj, Memory::kHost, name); }
 
 // A dense host array of T of exactly `shape` (an output when `writable`).
 template <class T>
 Array host_dense(const py::handle& obj, const char* name, const std::vector<int64_t>& shape, bool writable) {
-  Array a = array_of(obj, name);
-  require_memory(a, Memory::kHost);
-  check_dense(a, shape, dtype_of<T>(), writable);
-  return a;
+  return dense_in(obj, Memory::kHost, name, shape, dtype_of<T>(), writable);
 }
 
 // A RowsView over a host matrix (any strides), optionally over a subset of its rows.
