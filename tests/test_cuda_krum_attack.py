@@ -1,5 +1,5 @@
 """The Krum attack on CUDA: the crafting steps shared by both backends
-(csrc/include/fedrobust/krum_craft.h) and the attack's device path (fedrobust.dispatch.CudaBackend).
+(csrc/include/fedrobust/krum_craft.h) and the attack's device path (fedrobust.dispatch.Backend over fedrobust._cuda).
 
 On the CPU, always: the CPU krum_craft against a chunked float64 twin, bit for bit, around the
 4096-column chunk boundary; the CUDA kernel's steps in scalar code (_emulation.krum_craft_scalar)
