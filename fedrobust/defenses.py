@@ -55,17 +55,26 @@ def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[t
     rows without row i, its parameters clamped for m - 1 rows. U: the round's (m, d) torch
     tensor (any device).
 
+    Median and trimmed mean: the kernel on each list of m - 1 rows, read in place (no copy).
     Krum: every leave-one-out choice from the one (m, m) distance matrix (O(m^3) scalar
     work, nothing more over d); the rule on m - 1 rows computes the same distances up to
     their last bits (its column chunks depend on the row count), so only a near-tie of scores
-    can choose differently. The other rules: the rule itself on each m - 1 rows, its exact
-    bits."""
+    can choose differently. Mean and Bulyan: the rule on each m - 1 rows. Every B_i but
+    Krum's therefore has the rule's exact bits."""
     entry = aggregators.rule(rule)
     m = U.shape[0]
     A = entry.bind(**params)(U)
     kept = entry.clamped(m - 1, **params)
     if rule == "krum":
         return A, _krum_leave_one_out(U, **kept)
+    if rule in ("median", "trimmed_mean"):  # the kernels read the m - 1 listed rows in place
+        V, backend, wrap = dispatch.matrix(U)
+        everyone = list(range(m))
+        if rule == "median":
+            B = [backend.median(V, everyone[:i] + everyone[i + 1:]) for i in range(m)]
+        else:
+            B = [backend.trimmed_mean(V, kept["beta"], everyone[:i] + everyone[i + 1:]) for i in range(m)]
+        return A, torch.stack([torch.as_tensor(wrap(b), device=U.device) for b in B])
     without = entry.bind(**kept)
     rows = torch.arange(m, device=U.device)
     B = torch.stack([without(U[rows != i]) for i in range(m)])

@@ -204,11 +204,13 @@ class Backend:
         """(d,) mean over `rows` (all by default), summed in ascending row order in double."""
         return self._into(A, lambda u, out: self.native.mean(u, rows, out))
 
-    def median(self, A: Any) -> Any:
-        return self._into(A, self.native.median)
+    def median(self, A: Any, rows: Optional[List[int]] = None) -> Any:
+        """(d,) median of `rows` (all by default)."""
+        return self._into(A, lambda u, out: self.native.median(u, rows, out))
 
-    def trimmed_mean(self, A: Any, beta: int) -> Any:
-        return self._into(A, lambda u, out: self.native.trimmed_mean(u, beta, out))
+    def trimmed_mean(self, A: Any, beta: int, rows: Optional[List[int]] = None) -> Any:
+        """(d,) trimmed mean of `rows` (all by default), summed in ascending row order."""
+        return self._into(A, lambda u, out: self.native.trimmed_mean(u, beta, rows, out))
 
     def coordinate_stats(self, A: Any, rows: Optional[List[int]] = None) -> Tuple[Any, ...]:
         """(mean, population std, min, max), each (d,), over `rows`; NaN counts as +Inf."""

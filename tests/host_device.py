@@ -24,13 +24,13 @@ def _host(U) -> np.ndarray:
     return np.from_dlpack(U)
 
 
-def median(U, out):
-    A = _host(U)
+def median(U, rows, out):
+    A = _host(U) if rows is None else _host(U)[sorted(rows)]
     _host(out)[:] = _emulation.column_rule_scalar(A, "median", network=A.shape[0] <= 128)
 
 
-def trimmed_mean(U, beta, out):
-    A = _host(U)
+def trimmed_mean(U, beta, rows, out):
+    A = _host(U) if rows is None else _host(U)[sorted(rows)]
     cpu.check_trimmed_mean(A.shape[0], beta)
     _host(out)[:] = _emulation.column_rule_scalar(A, "trimmed_mean", beta, network=A.shape[0] <= 128)
 

@@ -77,7 +77,7 @@ def test_the_cpu_kernels_read_cpu_torch_tensors_and_write_into_them():
     torch = pytest.importorskip("torch")
     U = torch.randn(9, 33, dtype=torch.float64)
     out = torch.empty(33, dtype=torch.float64)
-    cpu.median(U.T.contiguous().T, out)  # a column-major view, through DLPack
+    cpu.median(U.T.contiguous().T, None, out)  # a column-major view, through DLPack
     np.testing.assert_array_equal(out.numpy(), np.median(U.numpy(), axis=0))
 
 
@@ -108,10 +108,10 @@ def test_an_object_without_an_array_protocol_is_refused_by_name():
 def test_each_module_refuses_the_other_memory():
     a = np.zeros((3, 4), dtype=np.float32)
     with pytest.raises(TypeError, match="U: expected an array in host memory .* got CUDA memory"):
-        cpu.median(CudaInterface(a), np.empty(4, np.float32))
+        cpu.median(CudaInterface(a), None, np.empty(4, np.float32))
     if cuda is not None and cuda.device_count() > 0:
         with pytest.raises(TypeError, match="U: expected an array in CUDA memory"):
-            cuda.median(a, np.empty(4, np.float32))
+            cuda.median(a, None, np.empty(4, np.float32))
 
 
 @pytest.mark.parametrize("out, error, match", [
@@ -127,13 +127,13 @@ def test_outputs_are_checked(out, error, match):
         out = np.empty(5, np.float32)
         out.flags.writeable = False
     with pytest.raises(error, match=match):
-        cpu.median(U, out)
+        cpu.median(U, None, out)
 
 
 def test_the_matrix_checks_name_what_was_expected():
     with pytest.raises(TypeError, match="U: expected float32 or float64 values, got dtype int32"):
-        cpu.median(np.zeros((3, 3), np.int32), np.empty(3, np.float32))
+        cpu.median(np.zeros((3, 3), np.int32), None, np.empty(3, np.float32))
     with pytest.raises(ValueError, match=r"U: expected a 2-D array .* got shape \(3,\)"):
-        cpu.median(np.zeros(3), np.empty(3))
+        cpu.median(np.zeros(3), None, np.empty(3))
     with pytest.raises(ValueError, match=r"U: expected at least one row and one column, got shape \(0, 3\)"):
-        cpu.median(np.zeros((0, 3)), np.empty(3))
+        cpu.median(np.zeros((0, 3)), None, np.empty(3))

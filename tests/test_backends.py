@@ -154,3 +154,19 @@ def test_cpu_torch_tensors_take_the_cpu_backend_without_a_copy():
     A, backend, wrap = dispatch.matrix(t)
     assert backend is dispatch.CPU and isinstance(A, np.ndarray) and np.shares_memory(A, t.numpy())
     assert isinstance(wrap(backend.median(A)), torch.Tensor)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [[0, 1, 2], [22, 3, 4, 7, 12, 15, 9], list(range(1, 23))])
+def test_median_and_trimmed_mean_of_listed_rows_equal_the_rule_on_those_rows(array_kind, rows, dtype):
+    """The backends' row lists (read in place on the CPU, gathered on CUDA), ascending order for
+    the sums whatever order they are listed in."""
+    U = updates_with_nonfinite_rows(dtype)
+    A, backend, wrap = dispatch.matrix(array_kind.put(U))
+    chosen = U[sorted(rows)]
+    beta = (len(rows) - 1) // 2
+    assert_identical(array_kind.host(wrap(backend.median(A, rows))), agg.median(chosen), "median")
+    assert_identical(array_kind.host(wrap(backend.trimmed_mean(A, beta, rows))), agg.trimmed_mean(chosen, beta),
+                     "trimmed mean")
+    with pytest.raises(ValueError, match="trimmed mean needs 2\\*beta < m"):
+        backend.trimmed_mean(A, len(rows), rows)

@@ -132,7 +132,7 @@ def assert_kernels_raise_the_checks_messages(module, U, out):
         if c < 0 or m < 4 * c + 3:
             assert message(module.bulyan, U, c, True, out) == message(cpu.check_bulyan, m, c)
     for beta in (-1, (m - 1) // 2 + 1, m, 2**62):
-        assert message(module.trimmed_mean, U, beta, out) == message(cpu.check_trimmed_mean, m, beta)
+        assert message(module.trimmed_mean, U, beta, None, out) == message(cpu.check_trimmed_mean, m, beta)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

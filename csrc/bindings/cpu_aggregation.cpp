@@ -45,24 +45,26 @@ std::vector<int64_t> sorted_rows(const OptionalRows& rows, int64_t m) {
   return idx;
 }
 
-void median(const py::object& U, const py::object& out) {
+void median(const py::object& U, const OptionalRows& rows, const py::object& out) {
   const Array u = host_matrix(U);
+  const std::vector<int64_t> idx = sorted_rows(rows, u.shape[0]);
   dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
     const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
-    Rows<T> r = rows_of<T>(u);
+    Rows<T> r = rows_of<T>(u, &idx);
     py::gil_scoped_release nogil;
     cpu::median<T>(r.view, o.as<T>());
   });
 }
 
-void trimmed_mean(const py::object& U, int64_t beta, const py::object& out) {
+void trimmed_mean(const py::object& U, int64_t beta, const OptionalRows& rows, const py::object& out) {
   const Array u = host_matrix(U);
-  check_trimmed_mean(u.shape[0], beta);
+  const std::vector<int64_t> idx = sorted_rows(rows, u.shape[0]);
+  check_trimmed_mean(static_cast<int64_t>(idx.size()), beta);
   dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
     const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
-    Rows<T> r = rows_of<T>(u);
+    Rows<T> r = rows_of<T>(u, &idx);
     py::gil_scoped_release nogil;
     cpu::trimmed_mean<T>(r.view, beta, o.as<T>());
   });

@@ -42,24 +42,29 @@ std::vector<int64_t> sorted_rows(const OptionalRows& rows) {
   return idx;
 }
 
-void median(const py::object& U, const py::object& out) {
+// The listed rows are gathered into a dense copy (in ascending order) first.
+void median(const py::object& U, const OptionalRows& rows, const py::object& out) {
   const Array u = device_matrix(U);
+  const std::vector<int64_t> idx = sorted_rows(rows);
   dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
     const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
+    const RowsOnDevice<T> r(u, rows ? &idx : nullptr, stream_of(u));
     py::gil_scoped_release nogil;
-    fc::median<T>(matrix<T>(u), o.as<T>(), stream_of(u));
+    fc::median<T>(r.view, o.as<T>(), stream_of(u));
   });
 }
 
-void trimmed_mean(const py::object& U, int64_t beta, const py::object& out) {
+void trimmed_mean(const py::object& U, int64_t beta, const OptionalRows& rows, const py::object& out) {
   const Array u = device_matrix(U);
-  check_trimmed_mean(u.shape[0], beta);
+  const std::vector<int64_t> idx = sorted_rows(rows);
+  check_trimmed_mean(rows ? static_cast<int64_t>(idx.size()) : u.shape[0], beta);
   dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
     const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
+    const RowsOnDevice<T> r(u, rows ? &idx : nullptr, stream_of(u));
     py::gil_scoped_release nogil;
-    fc::trimmed_mean<T>(matrix<T>(u), beta, o.as<T>(), stream_of(u));
+    fc::trimmed_mean<T>(r.view, beta, o.as<T>(), stream_of(u));
   });
 }
 

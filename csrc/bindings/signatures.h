@@ -24,8 +24,8 @@ using OptionalRows = std::optional<std::vector<int64_t>>;
 using Ids = const std::vector<int64_t>&;
 
 struct AggregationFunctions {
-  void (*median)(Object U, Object out);
-  void (*trimmed_mean)(Object U, int64_t beta, Object out);
+  void (*median)(Object U, const OptionalRows& rows, Object out);
+  void (*trimmed_mean)(Object U, int64_t beta, const OptionalRows& rows, Object out);
   void (*mean)(Object U, const OptionalRows& rows, Object out);
   void (*coordinate_stats)(Object U, const OptionalRows& rows, Object mean, Object std, Object min, Object max);
   void (*pairwise_distances)(Object U, bool squared, const OptionalRows& rows, Object out);
@@ -44,9 +44,11 @@ struct AttackFunctions {
 };
 
 inline void def_aggregation(py::module_& m, const AggregationFunctions& f) {
-  m.def("median", f.median, py::arg("U"), py::arg("out"), "Coordinate-wise median of U (m, d) into out (d,).");
-  m.def("trimmed_mean", f.trimmed_mean, py::arg("U"), py::arg("beta"), py::arg("out"),
-        "Coordinate-wise trimmed mean of U (m, d) into out (d,): beta values removed at each end.");
+  m.def("median", f.median, py::arg("U"), py::arg("rows"), py::arg("out"),
+        "Coordinate-wise median of the listed rows of U (all when None) into out (d,).");
+  m.def("trimmed_mean", f.trimmed_mean, py::arg("U"), py::arg("beta"), py::arg("rows"), py::arg("out"),
+        "Coordinate-wise trimmed mean of the listed rows of U (all when None; summed in ascending row order) "
+        "into out (d,): beta values removed at each end.");
   m.def("mean", f.mean, py::arg("U"), py::arg("rows"), py::arg("out"),
         "Mean over the listed rows (all when None), summed in ascending row order in double, into out (d,).");
   m.def("coordinate_stats", f.coordinate_stats, py::arg("U"), py::arg("rows"), py::arg("mean"), py::arg("std"),
