@@ -387,11 +387,14 @@ def _host_values(x: Any) -> Any:
 
 class _DeviceArray:
     """A CUDA array as the native module takes it: its __cuda_array_interface__ (version 3)
-    with the stream its producer's work runs on (1 for the legacy default stream)."""
+    with the stream its producer's work runs on (1 for the legacy default stream). It holds
+    the array itself, so a temporary (a direction cast to int8) lives until the kernel has
+    been given its memory, not just its address."""
 
-    __slots__ = ("__cuda_array_interface__",)
+    __slots__ = ("__cuda_array_interface__", "array")
 
-    def __init__(self, interface: dict, stream: int):
+    def __init__(self, array: Any, interface: dict, stream: int):
+        self.array = array
         self.__cuda_array_interface__ = {**interface, "version": 3, "stream": stream or 1}
 
 
@@ -402,7 +405,7 @@ class _TorchCuda:
     def arg(x: Any) -> _DeviceArray:
         import torch
 
-        return _DeviceArray(x.__cuda_array_interface__, torch.cuda.current_stream(x.device).cuda_stream)
+        return _DeviceArray(x, x.__cuda_array_interface__, torch.cuda.current_stream(x.device).cuda_stream)
 
     @staticmethod
     def empty(shape: Tuple[int, ...], like: Any, dtype: Optional[str] = None) -> Any:
@@ -459,7 +462,7 @@ class _Cupy:
     def arg(x: Any) -> _DeviceArray:
         import cupy
 
-        return _DeviceArray(x.__cuda_array_interface__, cupy.cuda.get_current_stream(x.device.id).ptr)
+        return _DeviceArray(x, x.__cuda_array_interface__, cupy.cuda.get_current_stream(x.device.id).ptr)
 
     @staticmethod
     def empty(shape: Tuple[int, ...], like: Any, dtype: Optional[str] = None) -> Any:
