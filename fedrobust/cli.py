@@ -78,7 +78,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _print_registries() -> None:
-    """The rules and attacks, from their registries (aggregators.RULES, attacks.ATTACKS)."""
+    """The rules and attacks, from their registries (aggregators.RULES, attacks.ATTACKS), and
+    the defenses."""
     from fedrobust.aggregators import RULES
     from fedrobust.attacks import ATTACKS
 
@@ -89,6 +90,10 @@ def _print_registries() -> None:
     print("attacks:")
     for attack in ATTACKS.values():
         print(f"  {attack.name:<15} {attack.summary}")
+    from fedrobust.defenses import DEFENSES
+
+    print(f"defenses (--defense): {', '.join(d for d in DEFENSES if d != 'none')} (fedrobust.defenses, the "
+          "paper's Section 5)")
 
 
 def _print_section(title: str, values: dict) -> None:

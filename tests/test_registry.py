@@ -103,3 +103,4 @@ def test_info_lists_every_rule_and_attack_with_its_summary(capsys):
     for entry in [*agg.RULES.values(), *ATTACKS.values()]:
         assert f"{entry.name:<15} {entry.summary}" in out, entry.name
     assert "(c, multi, squared; needs m > 2c + 2)" in out
+    assert "defenses (--defense): err, lfr, union" in out
