@@ -47,11 +47,11 @@ def mean(U: Any) -> Any:
     return wrap(out)
 
 
-def refuse_overflow(A: Any, backend: dispatch.Backend, out: Any, what: str) -> None:
-    """ValueError when `out` (d,) is non-finite at a coordinate where every value of A is
-    finite: a float64 sum beyond the float64 maximum (float32 inputs are summed in double and
-    cannot overflow)."""
-    column = backend.overflow_column(A, out)
+def refuse_overflow(A: Any, backend: dispatch.Backend, out: Any, what: str, rows: Optional[list] = None) -> None:
+    """ValueError when `out` (d,) is non-finite at a coordinate where every value of A (of its
+    `rows`, default all) is finite: a float64 sum beyond the float64 maximum (float32 inputs
+    are summed in double and cannot overflow)."""
+    column = backend.overflow_column(A, out, rows)
     if column is not None:
         raise ValueError(f"{what} overflows float64 at coordinate {column}: its values are finite but their sum "
                          "exceeds the float64 maximum (about 1.8e308); rescale the updates")

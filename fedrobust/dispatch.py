@@ -262,14 +262,15 @@ class Backend:
     def all_finite(self, x: Any) -> bool:
         return bool(self.lib.isfinite(x).all())
 
-    def overflow_column(self, A: Any, out: Any) -> Optional[int]:
-        """The first coordinate j where out (d,) is non-finite but every A[:, j] is finite (a
+    def overflow_column(self, A: Any, out: Any, rows: Optional[List[int]] = None) -> Optional[int]:
+        """The first coordinate j where out (d,) is non-finite but every A[rows, j] is finite (a
         float64 sum that overflowed), or None. One pass over out; A is read only at
         non-finite coordinates."""
         if not str(A.dtype).endswith("float64") or self.all_finite(out):
             return None
         cols = np.flatnonzero(~np.asarray(self.lib.to_host(self.lib.isfinite(out)))).tolist()
-        finite = np.asarray(self.lib.to_host(self.lib.isfinite(A[:, cols]).all(0)))
+        values = A[:, cols] if rows is None else A[:, cols][rows]
+        finite = np.asarray(self.lib.to_host(self.lib.isfinite(values).all(0)))
         hits = np.asarray(cols)[finite]
         return int(hits[0]) if hits.size else None
 

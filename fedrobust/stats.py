@@ -26,7 +26,6 @@ def coordinate_stats(U: Any, rows: Optional[Any] = None) -> CoordinateStats:
     A, backend, wrap = dispatch.matrix(U)
     idx = None if rows is None else as_row_indices(rows, A.shape[0])
     stats = CoordinateStats(*backend.coordinate_stats(A, idx))
-    chosen = A if idx is None else A[idx]
     for name in ("mean", "std"):
-        aggregators.refuse_overflow(chosen, backend, getattr(stats, name), f"coordinate_stats' {name}")
+        aggregators.refuse_overflow(A, backend, getattr(stats, name), f"coordinate_stats' {name}", idx)
     return dispatch.wrap_each(wrap, stats)

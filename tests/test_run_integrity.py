@@ -612,7 +612,8 @@ def test_big_endian_floats_are_read():
     np.testing.assert_array_equal(got, aggregators.trimmed_mean(U, 2))
 
 
-@pytest.mark.parametrize("rule", ["mean", "trimmed_mean", "coordinate_stats", "multi_krum", "bulyan"])
+@pytest.mark.parametrize("rule", ["mean", "trimmed_mean", "coordinate_stats", "coordinate_stats_rows", "multi_krum",
+                                  "bulyan"])
 def test_a_float64_sum_beyond_the_maximum_is_refused(rule):
     from fedrobust import aggregators, stats
 
@@ -620,6 +621,7 @@ def test_a_float64_sum_beyond_the_maximum_is_refused(rule):
     U[:, 0] = np.arange(9.0)
     call = {"mean": lambda: aggregators.mean(U), "trimmed_mean": lambda: aggregators.trimmed_mean(U, 1),
             "coordinate_stats": lambda: stats.coordinate_stats(U),
+            "coordinate_stats_rows": lambda: stats.coordinate_stats(U, rows=[8, 0, 3, 5]),
             "multi_krum": lambda: aggregators.krum(U, 1, multi=3), "bulyan": lambda: aggregators.bulyan(U, 1)}[rule]
     with pytest.raises(ValueError, match="overflows float64 at coordinate 1"):
         call()

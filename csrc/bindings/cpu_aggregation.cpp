@@ -45,41 +45,34 @@ std::vector<int64_t> sorted_rows(const OptionalRows& rows, int64_t m) {
   return idx;
 }
 
-void median(const py::object& U, const OptionalRows& rows, const py::object& out) {
-  const Array u = host_matrix(U);
-  const std::vector<int64_t> idx = sorted_rows(rows, u.shape[0]);
+// out (d,) = kernel(the listed rows of U, ascending, as a RowsView; out), without the GIL: the
+// shared body of the per-column rules.
+template <class Kernel>
+void rows_into(const Array& u, const std::vector<int64_t>& idx, const py::object& out, Kernel kernel) {
   dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
     const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
     Rows<T> r = rows_of<T>(u, &idx);
     py::gil_scoped_release nogil;
-    cpu::median<T>(r.view, o.as<T>());
+    kernel(r.view, o.as<T>());
   });
+}
+
+void median(const py::object& U, const OptionalRows& rows, const py::object& out) {
+  const Array u = host_matrix(U);
+  rows_into(u, sorted_rows(rows, u.shape[0]), out, [](const auto& v, auto* o) { cpu::median(v, o); });
 }
 
 void trimmed_mean(const py::object& U, int64_t beta, const OptionalRows& rows, const py::object& out) {
   const Array u = host_matrix(U);
   const std::vector<int64_t> idx = sorted_rows(rows, u.shape[0]);
   check_trimmed_mean(static_cast<int64_t>(idx.size()), beta);
-  dispatch_float(u, [&](auto tag) {
-    using T = decltype(tag);
-    const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
-    Rows<T> r = rows_of<T>(u, &idx);
-    py::gil_scoped_release nogil;
-    cpu::trimmed_mean<T>(r.view, beta, o.as<T>());
-  });
+  rows_into(u, idx, out, [beta](const auto& v, auto* o) { cpu::trimmed_mean(v, beta, o); });
 }
 
 void mean(const py::object& U, const OptionalRows& rows, const py::object& out) {
   const Array u = host_matrix(U);
-  const std::vector<int64_t> idx = sorted_rows(rows, u.shape[0]);
-  dispatch_float(u, [&](auto tag) {
-    using T = decltype(tag);
-    const Array o = host_dense<T>(out, "out", {u.shape[1]}, true);
-    Rows<T> r = rows_of<T>(u, &idx);
-    py::gil_scoped_release nogil;
-    cpu::mean<T>(r.view, o.as<T>());
-  });
+  rows_into(u, sorted_rows(rows, u.shape[0]), out, [](const auto& v, auto* o) { cpu::mean(v, o); });
 }
 
 void coordinate_stats(const py::object& U, const OptionalRows& rows, const py::object& mean, const py::object& std,

@@ -42,30 +42,29 @@ std::vector<int64_t> sorted_rows(const OptionalRows& rows) {
   return idx;
 }
 
-// The listed rows are gathered into a dense copy (in ascending order) first.
-void median(const py::object& U, const OptionalRows& rows, const py::object& out) {
-  const Array u = device_matrix(U);
+// out (d,) = kernel(the listed rows of U, gathered in ascending order into a dense copy, or
+// all of U; out; the stream), without the GIL: the shared body of the sorting rules.
+template <class Kernel>
+void rows_into(const Array& u, const OptionalRows& rows, const py::object& out, Kernel kernel) {
   const std::vector<int64_t> idx = sorted_rows(rows);
   dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
     const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
     const RowsOnDevice<T> r(u, rows ? &idx : nullptr, stream_of(u));
     py::gil_scoped_release nogil;
-    fc::median<T>(r.view, o.as<T>(), stream_of(u));
+    kernel(r.view, o.as<T>(), stream_of(u));
   });
+}
+
+void median(const py::object& U, const OptionalRows& rows, const py::object& out) {
+  rows_into(device_matrix(U), rows, out, [](const auto& v, auto* o, cudaStream_t s) { fc::median(v, o, s); });
 }
 
 void trimmed_mean(const py::object& U, int64_t beta, const OptionalRows& rows, const py::object& out) {
   const Array u = device_matrix(U);
-  const std::vector<int64_t> idx = sorted_rows(rows);
-  check_trimmed_mean(rows ? static_cast<int64_t>(idx.size()) : u.shape[0], beta);
-  dispatch_float(u, [&](auto tag) {
-    using T = decltype(tag);
-    const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
-    const RowsOnDevice<T> r(u, rows ? &idx : nullptr, stream_of(u));
-    py::gil_scoped_release nogil;
-    fc::trimmed_mean<T>(r.view, beta, o.as<T>(), stream_of(u));
-  });
+  if (rows) check_some_rows(*rows);
+  check_trimmed_mean(rows ? static_cast<int64_t>(rows->size()) : u.shape[0], beta);
+  rows_into(u, rows, out, [beta](const auto& v, auto* o, cudaStream_t s) { fc::trimmed_mean(v, beta, o, s); });
 }
 
 void mean(const py::object& U, const OptionalRows& rows, const py::object& out) {
