@@ -41,6 +41,9 @@ class Defended:
     error_impact:   (m,) E(w + A) - E(w + B_i) for every row i.
     loss_impact:    (m,) L(w + A) - L(w + B_i).
     reason:         one line saying what was removed and why.
+    by_index:       for each ranking the defense used ("err", "lfr"), how many of its c removals
+                    the tie rule decided (rows tied at the c-th largest impact, more of them
+                    than places left: the lower indices were taken).
     """
 
     kept: np.ndarray
@@ -48,6 +51,7 @@ class Defended:
     error_impact: np.ndarray
     loss_impact: np.ndarray
     reason: str
+    by_index: Dict[str, int]
 
 
 def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +59,9 @@ def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[t
     rows without row i, its parameters clamped for m - 1 rows. U: the round's (m, d) torch
     tensor (any device).
 
-    Median and trimmed mean: the kernel on each list of m - 1 rows, read in place (no copy).
+    Median: one native pass (`leave_one_out_median`: each column's values at the middle ranks,
+    then every row's result from where its value sits). Trimmed mean: the kernel on each list
+    of m - 1 rows, read in place (no copy).
     Krum: every leave-one-out choice from the one (m, m) distance matrix (O(m^3) scalar
     work, nothing more over d); the rule on m - 1 rows computes the same distances up to
     their last bits (its column chunks depend on the row count), so only a near-tie of scores
@@ -67,13 +73,13 @@ def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[t
     kept = entry.clamped(m - 1, **params)
     if rule == "krum":
         return A, _krum_leave_one_out(U, **kept)
-    if rule in ("median", "trimmed_mean"):  # the kernels read the m - 1 listed rows in place
+    if rule == "median":  # one pass: every column's middle ranks, then each row's result
+        V, backend, wrap = dispatch.matrix(U)
+        return A, torch.as_tensor(wrap(backend.leave_one_out_median(V)), device=U.device)
+    if rule == "trimmed_mean":  # the kernel on each list of m - 1 rows, read in place (no copy)
         V, backend, wrap = dispatch.matrix(U)
         everyone = list(range(m))
-        if rule == "median":
-            B = [backend.median(V, everyone[:i] + everyone[i + 1:]) for i in range(m)]
-        else:
-            B = [backend.trimmed_mean(V, kept["beta"], everyone[:i] + everyone[i + 1:]) for i in range(m)]
+        B = [backend.trimmed_mean(V, kept["beta"], everyone[:i] + everyone[i + 1:]) for i in range(m)]
         return A, torch.stack([torch.as_tensor(wrap(b), device=U.device) for b in B])
     without = entry.bind(**kept)
     rows = torch.arange(m, device=U.device)
@@ -101,7 +107,11 @@ def impacts(U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any],
             evaluate: Evaluate) -> Tuple[np.ndarray, np.ndarray]:
     """(error impacts (m,), loss impacts (m,)) of the rows of U (module docstring)."""
     A, B = leave_one_out(U, rule, params)
-    errors, losses = evaluate(w + torch.cat([A[None], B]))
+    models = torch.empty((B.shape[0] + 1, B.shape[1]), dtype=torch.result_type(w, B), device=B.device)
+    # models = [w + A; w + B_1; ...; w + B_m], written in place (no concatenated copy)
+    torch.add(w, A, out=models[0])
+    torch.add(B, w, out=models[1:])
+    errors, losses = evaluate(models)
     errors, losses = np.asarray(errors, dtype=np.float64), np.asarray(losses, dtype=np.float64)
     return errors[0] - errors[1:], losses[0] - losses[1:]
 
@@ -110,6 +120,17 @@ def largest(impact: np.ndarray, c: int) -> np.ndarray:
     """The c rows of largest impact, ties to the lower index; ascending."""
     order = np.lexsort((np.arange(impact.size), -impact))  # by -impact, then by index
     return np.sort(order[:c])
+
+
+def decided_by_index(impact: np.ndarray, c: int) -> int:
+    """How many of `largest(impact, c)` the tie rule chose: with v the c-th largest impact,
+    the rows above v are taken on their impact, and the places left go to the lowest-indexed
+    rows at v; those count when more rows than places sit at v."""
+    if c == 0:
+        return 0
+    v = np.sort(impact)[::-1][c - 1]
+    places = c - int((impact > v).sum())
+    return places if int((impact == v).sum()) > places else 0
 
 
 def defend(name: str, U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any], c: int,
@@ -128,5 +149,8 @@ def defend(name: str, U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[
     reason = {"err": f"ERR: the {c} largest error-rate impacts",
               "lfr": f"LFR: the {c} largest loss impacts",
               "union": f"Union: the {c} largest error-rate impacts and the {c} largest loss impacts"}[name]
+    rankings = {"err": ["err"], "lfr": ["lfr"], "union": ["err", "lfr"]}[name]
+    impact_of = {"err": error_impact, "lfr": loss_impact}
     return Defended(kept=kept, removed=removed.astype(np.int64), error_impact=error_impact,
-                    loss_impact=loss_impact, reason=reason)
+                    loss_impact=loss_impact, reason=reason,
+                    by_index={r: decided_by_index(impact_of[r], c) for r in rankings})

@@ -212,6 +212,10 @@ class Backend:
         """(d,) trimmed mean of `rows` (all by default), summed in ascending row order."""
         return self._into(A, lambda u, out: self.native.trimmed_mean(u, beta, rows, out))
 
+    def leave_one_out_median(self, A: Any) -> Any:
+        """(m, d): row i the median of the rows of A other than row i (m >= 2)."""
+        return self._into(A, lambda u, out: self.native.leave_one_out_median(u, out), shape=tuple(A.shape))
+
     def coordinate_stats(self, A: Any, rows: Optional[List[int]] = None) -> Tuple[Any, ...]:
         """(mean, population std, min, max), each (d,), over `rows`; NaN counts as +Inf."""
         return self._into(A, lambda u, *out: self.native.coordinate_stats(u, rows, *out), count=4)

@@ -371,12 +371,17 @@ def summarize_attack(lines: List[Dict[str, Any]]) -> Dict[str, Any]:
 def summarize_defense(lines: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Over the rounds listed in the lines' "defense" entries: how many workers the defense
     removed per round, the detection rate (compromised workers removed / compromised workers
-    selected, over all rounds) and the benign workers removed per round."""
+    selected, over all rounds), the benign workers removed per round, and per ranking (err,
+    lfr) how many removals per round the tie rule decided (lower index first among equal
+    impacts: a large number means the ranking could not tell those workers apart)."""
     rounds = [r for line in lines for r in line.get("defense", ())]
     if not rounds:
         return {"rounds": 0}
     hit, present = sum(r["removed_compromised"] for r in rounds), sum(r["compromised"] for r in rounds)
+    rankings = sorted({k for r in rounds for k in r.get("decided_by_index", {})})
     return {"rounds": len(rounds),
             "removed_mean": float(np.mean([len(r["removed"]) for r in rounds])),
             "detection_rate": hit / present if present else None,
-            "benign_removed_mean": float(np.mean([r["removed_benign"] for r in rounds]))}
+            "benign_removed_mean": float(np.mean([r["removed_benign"] for r in rounds])),
+            "decided_by_index_mean": {k: float(np.mean([r.get("decided_by_index", {}).get(k, 0) for r in rounds]))
+                                      for k in rankings}}

@@ -218,7 +218,8 @@ class Simulation:
             hit = int(np.isin(result.removed, compromised).sum())
             state.pending_defense.append({"round": state.round + 1, "removed": workers[result.removed].tolist(),
                                           "removed_compromised": hit, "removed_benign": int(result.removed.size) - hit,
-                                          "compromised": int(compromised.size)})
+                                          "compromised": int(compromised.size),
+                                          "decided_by_index": result.by_index})
             rows = result.kept
         if self.defense is not None:
             kept = self.defense(U[self._rows(rows)], lambda u: self.model.evaluate(

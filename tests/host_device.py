@@ -35,6 +35,10 @@ def trimmed_mean(U, beta, rows, out):
     _host(out)[:] = _emulation.column_rule_scalar(A, "trimmed_mean", beta, network=A.shape[0] <= 128)
 
 
+def leave_one_out_median(U, out):
+    _host(out)[:] = _emulation.column_rule_scalar(_host(U), "leave_one_out_median")
+
+
 def mean(U, rows, out):
     rows = [] if rows is None else sorted(rows)
     _host(out)[:] = _emulation.column_rule_scalar(_host(U), "mean", rows=rows)
@@ -57,9 +61,11 @@ def krum_craft(direction, lam, eps, seed, round, out_ids, out):
     _emulation.krum_craft_scalar(_host(direction), lam, eps, seed, round, out_ids, _host(out))
 
 
-EMULATED = {f.__name__: f for f in (median, trimmed_mean, mean, coordinate_stats, bulyan, krum_craft)}
+EMULATED = {f.__name__: f for f in (median, trimmed_mean, leave_one_out_median, mean, coordinate_stats, bulyan,
+                                    krum_craft)}
 SHARED = ["median", "trimmed_mean", "mean", "coordinate_stats", "pairwise_distances", "sq_distances",
-          "krum_select", "bulyan", "nonfinite_rows", "craft_coordinates", "norms_and_dots", "krum_craft",
+          "krum_select", "bulyan", "nonfinite_rows", "leave_one_out_median", "craft_coordinates", "norms_and_dots",
+          "krum_craft",
           "check_krum", "check_multi_krum", "check_trimmed_mean", "check_bulyan"]
 HostKernels = types.SimpleNamespace(**{name: EMULATED.get(name, getattr(cpu, name)) for name in SHARED})
 

@@ -37,6 +37,21 @@ def test_leave_one_out_equals_the_rule_recomputed_m_times(rule, params, kind, dt
     np.testing.assert_array_equal(U, before)
 
 
+@pytest.mark.parametrize("rule, params", RULES)
+def test_leave_one_out_gives_the_same_bits_on_every_backend(rule, params, array_kind):
+    """Every torch kind (the CUDA backend emulated on CPU tensors here; on a GPU, CUDA tensors)
+    gives the CPU's numbers, on the input's device."""
+    if not array_kind.name.startswith(("torch", "emulated")):
+        pytest.skip("defenses take the round's torch tensor")
+    U = make_case("ties", 12, 40, np.float32, seed=2)
+    A0, B0 = defenses.leave_one_out(torch.from_numpy(U), rule, params)
+    V = array_kind.put(U)
+    A, B = defenses.leave_one_out(V, rule, params)
+    assert B.device == V.device
+    assert_identical(array_kind.host(A), A0.numpy(), f"{rule} A")
+    assert_identical(array_kind.host(B), B0.numpy(), f"{rule} B")
+
+
 @pytest.mark.parametrize("rule, params", [("median", {}), ("trimmed_mean", {"beta": 2}), ("krum", {"c": 2}),
                                           ("bulyan", {"c": 1})])
 def test_leave_one_out_with_nonfinite_rows_matches_the_twin(rule, params):
@@ -115,6 +130,30 @@ def test_impacts_are_the_aggregates_evaluated():
     np.testing.assert_array_equal(loss_impact, losses[0] - losses[1:])
 
 
+@pytest.mark.parametrize("impact, c, expected", [
+    ([3.0, 1.0, 2.0, 0.0], 2, 0),        # no tie at the 2nd largest
+    ([0.0, 0.0, 0.0, 0.0], 2, 2),        # all tied: both places by index
+    ([5.0, 1.0, 1.0, 1.0, 0.0], 2, 1),   # one on its impact, one of three tied by index
+    ([5.0, 1.0, 1.0, 0.0], 3, 0),        # the tied rows fill the places exactly
+    ([1.0, 2.0], 0, 0),
+])
+def test_the_removals_the_tie_rule_decided_are_counted(impact, c, expected):
+    impact = np.array(impact)
+    assert defenses.decided_by_index(impact, c) == expected
+    assert defenses.largest(impact, c).size == c
+
+
+def test_a_round_with_all_error_impacts_tied_says_err_chose_by_index():
+    U, w, c, _ = a_round()
+
+    def flat_errors(models):  # every candidate model has the same error rate, losses differ
+        return np.zeros(models.shape[0]), models.double().pow(2).sum(dim=1).numpy()
+
+    result = defenses.defend("union", U, w, "mean", {}, c, flat_errors)
+    assert result.by_index == {"err": c, "lfr": 0}
+    np.testing.assert_array_equal(defenses.largest(result.error_impact, c), np.arange(c))
+
+
 @pytest.mark.parametrize("name, c, error", [("bogus", 1, "defense must be one of"), ("err", 12, "c must be in")])
 def test_bad_defense_arguments_are_named(name, c, error):
     U, w, _, evaluate = a_round()
@@ -162,8 +201,11 @@ def test_a_defended_run_records_what_was_removed(tmp_path):
         assert 4 <= len(r["removed"]) <= 8 and r["removed"] == sorted(r["removed"])
         assert r["removed_compromised"] + r["removed_benign"] == len(r["removed"]) and r["compromised"] == 4
         assert r["removed_compromised"] == sum(worker < 4 for worker in r["removed"])
+        assert set(r["decided_by_index"]) == {"err", "lfr"} and all(0 <= k <= 4 for k in r["decided_by_index"].values())
     hit = sum(r["removed_compromised"] for r in entries)
     assert summary["defense"]["detection_rate"] == hit / 24
+    assert summary["defense"]["decided_by_index_mean"] == {
+        k: np.mean([r["decided_by_index"][k] for r in entries]) for k in ("err", "lfr")}
     assert summary["defense"]["rounds"] == 6
     assert json.load(open(out / "summary.json"))["defense"] == summary["defense"]
     assert json.load(open(out / "config.json"))["config"]["defense"] == "union"

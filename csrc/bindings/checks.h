@@ -87,6 +87,12 @@ inline void check_trimmed_mean(int64_t m, int64_t beta) {
                           std::to_string(m) + " (at most beta = " + std::to_string(half_down(m - 1)) + " for this m)");
 }
 
+// Leave-one-out aggregation: at least 2 rows (each result has m - 1 of them).
+inline void check_leave_one_out(int64_t m) {
+  if (m < 2)
+    throw py::value_error("leave-one-out aggregation needs at least 2 rows, got m = " + std::to_string(m));
+}
+
 // Bulyan: c >= 0 and m >= 4c + 3.
 inline void check_bulyan(int64_t m, int64_t c) {
   check_count("c", c);

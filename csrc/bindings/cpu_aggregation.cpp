@@ -167,6 +167,18 @@ py::array_t<bool> nonfinite_rows(const py::object& U) {
   return out;
 }
 
+void leave_one_out_median(const py::object& U, const py::object& out) {
+  const Array u = host_matrix(U);
+  check_leave_one_out(u.shape[0]);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = host_dense<T>(out, "out", {u.shape[0], u.shape[1]}, true);
+    Rows<T> r = rows_of<T>(u);
+    py::gil_scoped_release nogil;
+    cpu::leave_one_out_median<T>(r.view, o.as<T>());
+  });
+}
+
 // Krum scores from an (n, n) float64 matrix of squared distances (a host copy of the device's,
 // or the attacks' pools): the scores Krum computes after its distance pass, the same code.
 py::array_t<double> krum_scores_from_distances(const py::object& sq_distances, int64_t c, bool squared) {
@@ -190,7 +202,8 @@ py::array_t<double> krum_scores_from_distances(const py::object& sq_distances, i
 
 void bind_aggregation(py::module_& m) {
   def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
-                                          &sq_distances, &krum_select, &bulyan, &nonfinite_rows});  // signatures.h
+                                          &sq_distances, &krum_select, &bulyan, &nonfinite_rows,
+                                          &leave_one_out_median});  // signatures.h
   // Host-only: the attacks' searches and the defenses score subsets of a distance matrix already computed.
   m.def("krum_scores_from_distances", &krum_scores_from_distances, py::arg("sq_distances"), py::arg("c"),
         py::arg("squared"),

@@ -220,9 +220,21 @@ py::array_t<bool> nonfinite_rows(const py::object& U) {
   return host;
 }
 
+void leave_one_out_median(const py::object& U, const py::object& out) {
+  const Array u = device_matrix(U);
+  check_leave_one_out(u.shape[0]);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = device_dense<T>(out, "out", {u.shape[0], u.shape[1]}, true);
+    py::gil_scoped_release nogil;
+    fc::leave_one_out_median<T>(matrix<T>(u), o.as<T>(), stream_of(u));
+  });
+}
+
 }  // namespace
 
 void bind_aggregation(py::module_& m) {
   def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
-                                          &sq_distances, &krum_select, &bulyan, &nonfinite_rows});  // signatures.h
+                                          &sq_distances, &krum_select, &bulyan, &nonfinite_rows,
+                                          &leave_one_out_median});  // signatures.h
 }

@@ -33,6 +33,7 @@ struct AggregationFunctions {
   py::tuple (*krum_select)(Object U, int64_t c, int64_t multi, bool squared);
   py::array_t<int64_t> (*bulyan)(Object U, int64_t c, bool squared, Object out);
   py::array_t<bool> (*nonfinite_rows)(Object U);
+  void (*leave_one_out_median)(Object U, Object out);
 };
 
 struct AttackFunctions {
@@ -64,6 +65,8 @@ inline void def_aggregation(py::module_& m, const AggregationFunctions& f) {
   m.def("bulyan", f.bulyan, py::arg("U"), py::arg("c"), py::arg("squared"), py::arg("out"),
         "Bulyan of U into out (d,); returns the selected rows in selection order (host int64).");
   m.def("nonfinite_rows", f.nonfinite_rows, py::arg("U"), "(m,) host bool: the rows of U that hold a NaN or an Inf.");
+  m.def("leave_one_out_median", f.leave_one_out_median, py::arg("U"), py::arg("out"),
+        "Leave-one-out medians of U (m >= 2 rows) into out (m, d): row i is the median of the rows other than i.");
 }
 
 inline void def_attacks(py::module_& m, const AttackFunctions& f) {

@@ -120,17 +120,24 @@ struct RankFinder {
   int64_t n, r1, r2;
   bool use_network;
   std::vector<Comparator> net;
+  std::vector<int64_t> ranks;  // find_ranks' ranks (empty for find's r1, r2)
 
   RankFinder(int64_t n_, int64_t r1_, int64_t r2_, bool all_ranks = false)
       : n(n_), r1(r1_), r2(r2_), use_network(n_ <= kNetworkMaxRows) {
     if (!use_network) return;
-    std::vector<int64_t> ranks;
+    std::vector<int64_t> wanted;
     if (all_ranks) {
-      for (int64_t r = 0; r < n; ++r) ranks.push_back(r);
+      for (int64_t r = 0; r < n; ++r) wanted.push_back(r);
     } else {
-      ranks = {r1, r2};
+      wanted = {r1, r2};
     }
-    net = selection_network(n, ranks, kPresorted);
+    net = selection_network(n, wanted, kPresorted);
+  }
+
+  // A finder of the ascending, distinct `ranks` (find_ranks).
+  explicit RankFinder(int64_t n_, const std::vector<int64_t>& ranks_)
+      : n(n_), r1(ranks_.front()), r2(ranks_.back()), use_network(n_ <= kNetworkMaxRows), ranks(ranks_) {
+    if (use_network) net = selection_network(n, ranks, kPresorted);
   }
 
   // The whole network on a tile of kNetworkWidth<T> columns, in place.
@@ -160,6 +167,26 @@ struct RankFinder {
         std::nth_element(column + r1 + 1, column + r2, column + n);
       }
       hi[t] = column[r2];
+    }
+  }
+
+  // values[k * 256 + t] = the value of rank ranks[k] of column t < w (like find).
+  void find_ranks(T* tile, int64_t w, int64_t width, T* column, T* values) const {
+    const int64_t k_ranks = static_cast<int64_t>(ranks.size());
+    if (use_network) {
+      sort_network(tile);
+      for (int64_t k = 0; k < k_ranks; ++k)
+        for (int64_t t = 0; t < w; ++t) values[k * 256 + t] = tile[ranks[k] * width + t];
+      return;
+    }
+    for (int64_t t = 0; t < w; ++t) {
+      for (int64_t i = 0; i < n; ++i) column[i] = tile[i * width + t];
+      int64_t done = 0;  // column[0 .. done) holds the values below the next rank
+      for (int64_t k = 0; k < k_ranks; ++k) {
+        std::nth_element(column + done, column + ranks[k], column + n);
+        values[k * 256 + t] = column[ranks[k]];
+        done = ranks[k] + 1;
+      }
     }
   }
 };
@@ -224,6 +251,31 @@ void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
 }
 
 template <class T>
+void leave_one_out_median(const RowsView<T>& u, T* out) {
+  const int64_t m = u.n_rows, d = u.cols;
+  const int64_t p = (m - 2) / 2;
+  // The ranks order.h's leave_one_out_median_value reads: p, p + 1 (and p + 2 for odd m).
+  std::vector<int64_t> ranks = {p, p + 1};
+  if (m % 2 == 1) ranks.push_back(p + 2);
+  const RankFinder<T> finder(m, ranks);
+  const int64_t width = finder.width();
+  // scratch: tile | work copy of the tile (network path) | column
+  const int64_t work = finder.use_network ? m * width : 0;
+  for_each_tile(u, width, work + m, finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+    T* work_tile = tile + m * wd;
+    T* column = work_tile + work;
+    alignas(64) T v[3 * 256];
+    finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, column, v);
+    if (m % 2 == 0) std::copy(v + 256, v + 256 + w, v + 512);  // vp2 unread: any value
+    for (int64_t i = 0; i < m; ++i) {
+      const T* x = tile + i * wd;
+      T* o = out + i * d + j0;
+      for (int64_t t = 0; t < w; ++t) o[t] = leave_one_out_median_value(x[t], v[t], v[256 + t], v[512 + t], m);
+    }
+  });
+}
+
+template <class T>
 void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
   const int64_t n = u.n_rows;
   const RankFinder<T> sorter(n, 0, n - 1, /*all_ranks=*/true);
@@ -247,6 +299,8 @@ template void median<float>(const RowsView<float>&, float*);
 template void median<double>(const RowsView<double>&, double*);
 template void trimmed_mean<float>(const RowsView<float>&, int64_t, float*);
 template void trimmed_mean<double>(const RowsView<double>&, int64_t, double*);
+template void leave_one_out_median<float>(const RowsView<float>&, float*);
+template void leave_one_out_median<double>(const RowsView<double>&, double*);
 template void closest_to_median_mean<float>(const RowsView<float>&, int64_t, float*);
 template void closest_to_median_mean<double>(const RowsView<double>&, int64_t, double*);
 

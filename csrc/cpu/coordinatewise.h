@@ -13,11 +13,13 @@ namespace generic {
 template <class T> void median(const RowsView<T>& u, T* out);
 template <class T> void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out);
 template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out);
+template <class T> void leave_one_out_median(const RowsView<T>& u, T* out);
 }  // namespace generic
 namespace avx2 {
 template <class T> void median(const RowsView<T>& u, T* out);
 template <class T> void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out);
 template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out);
+template <class T> void leave_one_out_median(const RowsView<T>& u, T* out);
 }  // namespace avx2
 
 // out (cols,): coordinate-wise median (even n: lo/2 + hi/2, see order.h).
@@ -47,6 +49,17 @@ void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
   if (avx2_in_use()) return avx2::closest_to_median_mean(u, gamma, out);
 #endif
   generic::closest_to_median_mean(u, gamma, out);
+}
+
+// out (n_rows, cols), row-major: row i is the median of the rows other than row i
+// (order.h's leave_one_out_median_value), for n_rows >= 2. One selection per column
+// (ranks p .. p+2 around the middle), then one pass writing every row's result.
+template <class T>
+void leave_one_out_median(const RowsView<T>& u, T* out) {
+#ifdef FR_HAVE_AVX2_VARIANT
+  if (avx2_in_use()) return avx2::leave_one_out_median(u, out);
+#endif
+  generic::leave_one_out_median(u, out);
 }
 
 }  // namespace fedrobust::cpu

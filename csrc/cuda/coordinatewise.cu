@@ -43,6 +43,13 @@ __global__ void trimmed_mean_kernel(const T* u, int64_t m, int64_t d, int64_t ro
     out[j] = column_trimmed_mean<T, kMaxRows>(u + j * col_stride, row_stride, m, beta);
 }
 
+template <class T>
+__global__ void leave_one_out_median_kernel(Matrix<T> u, T* out) {
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < u.cols;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    column_leave_one_out_median<T, kMaxRows>(u.data + j * u.col_stride, u.row_stride, u.rows, out + j, u.cols);
+}
+
 // Register path: Batcher's network on N wires.
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) median_network_kernel(Matrix<T> u, T* out) {
@@ -172,6 +179,14 @@ void trimmed_mean(const Matrix<T>& u, int64_t beta, T* out, cudaStream_t stream)
   check(cudaGetLastError(), "trimmed mean kernel");
 }
 
+template <class T>
+void leave_one_out_median(const Matrix<T>& u, T* out, cudaStream_t stream) {
+  leave_one_out_median_kernel<T><<<grid_blocks(u.cols, kThreads), kThreads, 0, stream>>>(u, out);
+  check(cudaGetLastError(), "leave-one-out median kernel");
+}
+
+template void leave_one_out_median<float>(const Matrix<float>&, float*, cudaStream_t);
+template void leave_one_out_median<double>(const Matrix<double>&, double*, cudaStream_t);
 template void median<float>(const Matrix<float>&, float*, cudaStream_t);
 template void median<double>(const Matrix<double>&, double*, cudaStream_t);
 template void trimmed_mean<float>(const Matrix<float>&, int64_t, float*, cudaStream_t);

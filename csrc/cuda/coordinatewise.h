@@ -24,4 +24,9 @@ void median(const Matrix<T>& u, T* out, cudaStream_t stream);
 template <class T>
 void trimmed_mean(const Matrix<T>& u, int64_t beta, T* out, cudaStream_t stream);
 
+// out (rows, cols), row-major, on the device: row i is the median of the rows other than
+// row i (rows >= 2), one thread per column (column.h's column_leave_one_out_median).
+template <class T>
+void leave_one_out_median(const Matrix<T>& u, T* out, cudaStream_t stream);
+
 }  // namespace fedrobust::cuda

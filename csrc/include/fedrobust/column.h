@@ -98,6 +98,17 @@ FR_HD T column_select_radix(const T* x, int64_t stride, int64_t m, int64_t r) {
   return from_ordered_key<T>(prefix);
 }
 
+// v[0 .. m) = the column's canonical values, ascending (insertion sort).
+template <class T>
+FR_HD void column_sorted(const T* x, int64_t stride, int64_t m, T* v) {
+  for (int64_t i = 0; i < m; ++i) {
+    const T value = canonical(x[i * stride]);
+    int64_t k = i;
+    for (; k > 0 && v[k - 1] > value; --k) v[k] = v[k - 1];
+    v[k] = value;
+  }
+}
+
 // The values of ranks r1 <= r2 (ascending, canonical) of the column: insertion sort in a
 // local array when m <= kMax, else two radix selections.
 template <class T, int kMax>
@@ -108,12 +119,7 @@ FR_HD void column_ranks(const T* x, int64_t stride, int64_t m, int64_t r1, int64
     return;
   }
   T v[kMax];
-  for (int64_t i = 0; i < m; ++i) {
-    const T value = canonical(x[i * stride]);
-    int64_t k = i;
-    for (; k > 0 && v[k - 1] > value; --k) v[k] = v[k - 1];
-    v[k] = value;
-  }
+  column_sorted(x, stride, m, v);
   *lo = v[r1];
   *hi = v[r2];
 }
@@ -123,6 +129,30 @@ FR_HD T column_median(const T* x, int64_t stride, int64_t m) {
   T lo, hi;
   column_ranks<T, kMax>(x, stride, m, (m - 1) / 2, m / 2, &lo, &hi);
   return median_from_middle(lo, hi, m);
+}
+
+// Leave-one-out medians of a column of m >= 2 values: out[i * out_stride] = the median of
+// the column without value i (order.h's leave_one_out_median_value), from the values of
+// ranks p, p + 1 and (odd m) p + 2, p = (m - 2) / 2: a local insertion sort when
+// m <= kMax, else radix selections.
+template <class T, int kMax>
+FR_HD void column_leave_one_out_median(const T* x, int64_t stride, int64_t m, T* out, int64_t out_stride) {
+  const int64_t p = (m - 2) / 2;
+  const int64_t top = m % 2 == 1 ? p + 2 : p + 1;  // the highest rank read
+  T vp, vp1, vp2;
+  if (m > kMax) {
+    vp = column_select_radix(x, stride, m, p);
+    vp1 = column_select_radix(x, stride, m, p + 1);
+    vp2 = top == p + 1 ? vp1 : column_select_radix(x, stride, m, top);
+  } else {
+    T v[kMax];
+    column_sorted(x, stride, m, v);
+    vp = v[p];
+    vp1 = v[p + 1];
+    vp2 = v[top];
+  }
+  for (int64_t i = 0; i < m; ++i)
+    out[i * out_stride] = leave_one_out_median_value(canonical(x[i * stride]), vp, vp1, vp2, m);
 }
 
 // The trimmed mean of a column from its order statistics lo = v[beta], hi = v[m-beta-1]:

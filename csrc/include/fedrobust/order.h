@@ -34,6 +34,22 @@ FR_HD T median_from_middle(T lo, T hi, int64_t m) {
   return one_nan(static_cast<T>(0.5 * static_cast<double>(lo) + 0.5 * static_cast<double>(hi)));
 }
 
+// Leave-one-out median (the defenses, SPEC 9.5): the median of a column of m >= 2 values
+// without one of them, x, from the sorted column v (canonical values):
+//   p = (m-2)/2, q = (m-1)/2 (q = p for even m, p + 1 for odd m),
+//   vp = v[p], vp1 = v[p+1], vp2 = v[p+2] (read only for odd m).
+// Without x the m - 1 values' middle ranks p and q hold v[p] (or v[q]) when x sits above
+// that rank, else the next value up. Removing any copy of a tied value leaves the same
+// values, so x's lowest rank decides: "x sits above rank p" is x > v[p]. The result is
+// median_from_middle of those two, exactly the median of the m - 1 values.
+template <class T>
+FR_HD T leave_one_out_median_value(T x, T vp, T vp1, T vp2, int64_t m) {
+  const T lo = x > vp ? vp : vp1;
+  if (m % 2 == 0) return lo;  // m - 1 odd: the one middle value
+  const T hi = x > vp1 ? vp1 : vp2;
+  return median_from_middle(lo, hi, m - 1);
+}
+
 // Trimmed mean from one pass over the column in row order.
 //   lo = v[beta], hi = v[m-beta-1]   (sorted, canonical values)
 //   mid_sum = sum, in row order and in double, of the values x with lo < x < hi
