@@ -112,6 +112,30 @@ void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twic
   }
 }
 
+// dst[0 .. w) = src[0 .. w), bypassing the caches where dst is 16-byte aligned: the
+// leave-one-out kernel writes an (m, d) result that is never read back while it runs, and
+// ordinary stores would first read every line they write. The caller ends its parallel
+// region before anyone reads dst, after an sfence in the thread that stored.
+template <class T>
+void store_streaming(const T* src, int64_t w, T* dst) {
+#if defined(__x86_64__)
+  constexpr int64_t L = 16 / static_cast<int64_t>(sizeof(T));
+  if (reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
+    int64_t t = 0;
+    for (; t + L <= w; t += L) {
+      if constexpr (sizeof(T) == 4) {
+        _mm_stream_ps(reinterpret_cast<float*>(dst + t), _mm_load_ps(reinterpret_cast<const float*>(src + t)));
+      } else {
+        _mm_stream_pd(reinterpret_cast<double*>(dst + t), _mm_load_pd(reinterpret_cast<const double*>(src + t)));
+      }
+    }
+    for (; t < w; ++t) dst[t] = src[t];
+    return;
+  }
+#endif
+  std::memcpy(dst, src, static_cast<size_t>(w) * sizeof(T));
+}
+
 // Find, for every column t < w of a canonical tile, the values at ranks r1 <= r2.
 // On the network path the tile is permuted in place; on the scalar path it is
 // left as it is and `column` (n values) is used as scratch.
@@ -266,12 +290,22 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
     T* column = work_tile + work;
     alignas(64) T v[3 * 256];
     finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, column, v);
-    if (m % 2 == 0) std::copy(v + 256, v + 256 + w, v + 512);  // vp2 unread: any value
-    for (int64_t i = 0; i < m; ++i) {
-      const T* x = tile + i * wd;
-      T* o = out + i * d + j0;
-      for (int64_t t = 0; t < w; ++t) o[t] = leave_one_out_median_value(x[t], v[t], v[256 + t], v[512 + t], m);
+    const T* __restrict vp = v;
+    const T* __restrict vp1 = v + 256;
+    const T* __restrict vp2 = v + 512;
+    alignas(64) T row[256];
+    for (int64_t i = 0; i < m; ++i) {  // order.h's leave_one_out_median_value, the parity hoisted
+      const T* __restrict x = tile + i * wd;
+      if (m % 2 == 0) {
+        for (int64_t t = 0; t < w; ++t) row[t] = leave_one_out_median_even(x[t], vp[t], vp1[t]);
+      } else {
+        for (int64_t t = 0; t < w; ++t) row[t] = leave_one_out_median_odd(x[t], vp[t], vp1[t], vp2[t]);
+      }
+      store_streaming(row, w, out + i * d + j0);
     }
+#if defined(__x86_64__)
+    _mm_sfence();  // this thread's streaming stores before any later access to out
+#endif
   });
 }
 

@@ -42,12 +42,23 @@ FR_HD T median_from_middle(T lo, T hi, int64_t m) {
 // that rank, else the next value up. Removing any copy of a tied value leaves the same
 // values, so x's lowest rank decides: "x sits above rank p" is x > v[p]. The result is
 // median_from_middle of those two, exactly the median of the m - 1 values.
+// Even m (m - 1 odd: the one middle value).
+template <class T>
+FR_HD T leave_one_out_median_even(T x, T vp, T vp1) {
+  return x > vp ? vp : vp1;
+}
+
+// Odd m (m - 1 even: the two middle values averaged, median_from_middle).
+template <class T>
+FR_HD T leave_one_out_median_odd(T x, T vp, T vp1, T vp2) {
+  const T lo = x > vp ? vp : vp1;
+  const T hi = x > vp1 ? vp1 : vp2;
+  return one_nan(static_cast<T>(0.5 * static_cast<double>(lo) + 0.5 * static_cast<double>(hi)));
+}
+
 template <class T>
 FR_HD T leave_one_out_median_value(T x, T vp, T vp1, T vp2, int64_t m) {
-  const T lo = x > vp ? vp : vp1;
-  if (m % 2 == 0) return lo;  // m - 1 odd: the one middle value
-  const T hi = x > vp1 ? vp1 : vp2;
-  return median_from_middle(lo, hi, m - 1);
+  return m % 2 == 0 ? leave_one_out_median_even(x, vp, vp1) : leave_one_out_median_odd(x, vp, vp1, vp2);
 }
 
 // Trimmed mean from one pass over the column in row order.
