@@ -93,11 +93,11 @@ def _krum_leave_one_out(U: torch.Tensor, c: int, multi: int = 1, squared: bool =
     A, backend, _ = dispatch.matrix(U)
     sq = backend.sq_distances(A)
     m = sq.shape[0]
+    scores_without = backend.krum_leave_one_out_scores(sq, c, squared)  # (m, m), one native call
     out = []
     for i in range(m):
         rows = np.delete(np.arange(m), i)
-        scores = backend.krum_scores_from_distances(sq[np.ix_(rows, rows)], c, squared)
-        chosen = rows[np.argsort(scores, kind="stable")[:multi]]
+        chosen = rows[np.argsort(scores_without[i, rows], kind="stable")[:multi]]
         out.append(U[int(chosen[0])].clone() if multi == 1 else aggregators.mean(U[torch.as_tensor(
             np.sort(chosen), device=U.device)]))
     return torch.stack(out)

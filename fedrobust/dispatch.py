@@ -245,6 +245,11 @@ class Backend:
         a host computation, on the CPU module."""
         return cpu.krum_scores_from_distances(np.ascontiguousarray(sq, dtype=np.float64), c, squared)
 
+    def krum_leave_one_out_scores(self, sq: np.ndarray, c: int, squared: bool) -> np.ndarray:
+        """(n, n) float64: row i the Krum scores of the n - 1 rows other than i (+Inf at i),
+        from (n, n) host float64 squared distances; a host computation, on the CPU module."""
+        return cpu.krum_leave_one_out_scores(np.ascontiguousarray(sq, dtype=np.float64), c, squared)
+
     def krum(self, A: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray]:
         """(Krum's aggregate (d,), the `multi` selected rows, host int64 ascending by score):
         the selected row itself, or the mean of the selected rows (Multi-Krum)."""

@@ -87,8 +87,8 @@ class Simulation:
         """`dataset` replaces the one config.dataset names (a user's own data). `overwrite`:
         replace a run with other settings in config.out (never done without it)."""
         config.validate()
-        if config.device == "cuda" and (defense is not None or attack is not None or config.defense != "none"):
-            raise ValueError("device 'cuda' runs without a defense or a custom attack in this build "
+        if config.device == "cuda" and (defense is not None or attack is not None):
+            raise ValueError("device 'cuda' runs without a custom defense or attack in this build "
                              "(their hooks have not run on a GPU yet); use device 'cpu'")
         self.config = config
         self.progress = progress

@@ -410,3 +410,20 @@ def test_gpu_dlpack_and_cuda_array_interface_producers_run_on_the_device():
         assert isinstance(out, torch.Tensor) and out.device.type == "cuda"
         np.testing.assert_array_equal(out.cpu().numpy(), CPU.median(U))
         np.testing.assert_array_equal(aggregators.krum_select(wrapped, 5), aggregators.krum_select(U, 5))
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("rule", ["median", "trimmed_mean", "krum"])
+def test_gpu_a_defended_run_on_the_device_records_its_removals(tmp_path, rule):
+    """The built-in defenses on device 'cuda': leave-one-out aggregation and the batched
+    evaluation on the device, the removals recorded as on the CPU."""
+    if "torch" not in _libraries():
+        pytest.skip("torch with CUDA not available")
+    from fedrobust.simulation import Config, Simulation
+
+    cfg = Config(dataset="digits", model="lr", rule=rule, workers=20, compromised=3, rounds=3, eval_every=3,
+                 attack="trim", knowledge="partial", defense="union", device="cuda", out=str(tmp_path / rule))
+    summary = Simulation(cfg, progress=False).run()
+    assert summary["defense"]["rounds"] == 3
+    assert 3 <= summary["defense"]["removed_mean"] <= 6

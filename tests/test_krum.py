@@ -373,3 +373,25 @@ def test_scores_from_a_distance_matrix_are_the_kernels_scores(m, c, squared):
         cpu.krum_scores_from_distances(sq[:, :-1].copy(), c, squared)
     with pytest.raises(ValueError, match="c must be >= 0"):
         cpu.krum_scores_from_distances(sq, -1, squared)
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("m, c", [(4, 0), (6, 1), (12, 4), (40, 3)])
+def test_leave_one_out_scores_are_the_scores_of_each_m_minus_1_rows(m, c, squared):
+    """krum_leave_one_out_scores row i == krum_scores_from_distances on the rows other than i,
+    bit for bit (the same values in the same order), +Inf at i; ties and an infinite row too."""
+    U = np.random.default_rng(m + c).standard_normal((m, 30))
+    U[2] = U[3]  # tied distances
+    sq = cpu.sq_distances(U, None)
+    sq[1, :] = sq[:, 1] = np.inf  # a non-finite row's distances
+    sq[1, 1] = 0.0
+    got = cpu.krum_leave_one_out_scores(sq, c, squared)
+    assert got.dtype == np.float64 and got.shape == (m, m)
+    for i in range(m):
+        rows = np.delete(np.arange(m), i)
+        assert got[i, i] == np.inf
+        assert_identical(got[i, rows], cpu.krum_scores_from_distances(sq[np.ix_(rows, rows)], c, squared), f"row {i}")
+    with pytest.raises(ValueError, match="expected a square"):
+        cpu.krum_leave_one_out_scores(sq[:, :-1].copy(), c, squared)
+    with pytest.raises(ValueError, match="c must be >= 0"):
+        cpu.krum_leave_one_out_scores(sq, -1, squared)

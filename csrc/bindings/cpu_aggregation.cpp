@@ -179,15 +179,21 @@ void leave_one_out_median(const py::object& U, const py::object& out) {
   });
 }
 
-// Krum scores from an (n, n) float64 matrix of squared distances (a host copy of the device's,
-// or the attacks' pools): the scores Krum computes after its distance pass, the same code.
-py::array_t<double> krum_scores_from_distances(const py::object& sq_distances, int64_t c, bool squared) {
+// A host (n, n) float64 matrix of squared distances, read in place.
+Array square_distances_in(const py::object& sq_distances) {
   const Array sq = array_of(sq_distances, "sq_distances");
   require_memory(sq, Memory::kHost);
   if (sq.ndim() != 2 || sq.shape[0] != sq.shape[1])
     throw py::value_error("sq_distances: expected a square (n, n) matrix of squared distances, got shape " +
                           sq.shape_text());
   check_dense(sq, sq.shape, DType::kFloat64, false);
+  return sq;
+}
+
+// Krum scores from an (n, n) float64 matrix of squared distances (a host copy of the device's,
+// or the attacks' pools): the scores Krum computes after its distance pass, the same code.
+py::array_t<double> krum_scores_from_distances(const py::object& sq_distances, int64_t c, bool squared) {
+  const Array sq = square_distances_in(sq_distances);
   check_count("c", c);
   const int64_t n = sq.shape[0];
   std::vector<double> scores;
@@ -196,6 +202,21 @@ py::array_t<double> krum_scores_from_distances(const py::object& sq_distances, i
     scores = cpu::krum_scores(sq.as<const double>(), n, all_rows(n), c, squared);
   }
   return to_array<double>(scores);
+}
+
+// (n, n) float64: row i the Krum scores of the rows without row i (+Inf at i), from (n, n)
+// float64 squared distances: krum_scores_from_distances on each n - 1 rows, in one call.
+py::array_t<double> krum_leave_one_out_scores(const py::object& sq_distances, int64_t c, bool squared) {
+  const Array sq = square_distances_in(sq_distances);
+  check_count("c", c);
+  const int64_t n = sq.shape[0];
+  py::array_t<double> out({n, n});
+  double* p = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::krum_leave_one_out_scores(sq.as<const double>(), n, c, squared, p);
+  }
+  return out;
 }
 
 }  // namespace
@@ -209,4 +230,8 @@ void bind_aggregation(py::module_& m) {
         py::arg("squared"),
         "(n,) float64 Krum scores from (n, n) float64 squared distances: each row's n - c - 2 smallest "
         "distances to the other rows (clamped at 0 neighbours), summed in ascending order.");
+  m.def("krum_leave_one_out_scores", &krum_leave_one_out_scores, py::arg("sq_distances"), py::arg("c"),
+        py::arg("squared"),
+        "(n, n) float64: row i the Krum scores (krum_scores_from_distances) of the n - 1 rows other than i, "
+        "with c, +Inf at column i.");
 }

@@ -35,11 +35,15 @@ std::vector<int64_t> smallest_scores(const std::vector<double>& scores, int64_t 
   return order;
 }
 
-std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared) {
-  // Each row's distances to the other rows, sorted ascending once. A Krum
-  // score within the rows not chosen yet is then the sum of the first k
-  // entries of that list that are still present: O(n) per row and round.
-  std::vector<std::vector<std::pair<double, int64_t>>> nearest(n);
+namespace {
+
+// Each row's (distance, row) to the other rows, ascending. A Krum score within a subset of
+// the rows is then the sum of the first k entries of the row's list that are in the subset:
+// the values krum_scores sums, in the same (ascending) order.
+using Nearest = std::vector<std::vector<std::pair<double, int64_t>>>;
+
+Nearest nearest_rows(const double* sq_dist, int64_t n, bool squared) {
+  Nearest nearest(n);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < n; ++j)
       if (j != i) {
@@ -48,6 +52,37 @@ std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, 
       }
     std::sort(nearest[i].begin(), nearest[i].end());
   }
+  return nearest;
+}
+
+}  // namespace
+
+void krum_leave_one_out_scores(const double* sq_dist, int64_t n, int64_t c, bool squared, double* out) {
+  const Nearest nearest = nearest_rows(sq_dist, n, squared);
+  const int64_t k = std::max<int64_t>((n - 1) - c - 2, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t p = 0; p < n; ++p) {
+      if (p == i) {
+        out[i * n + p] = INFINITY;
+        continue;
+      }
+      double score = 0.0;
+      int64_t taken = 0;
+      for (const auto& [d, j] : nearest[p]) {
+        if (taken == k) break;
+        if (j == i) continue;
+        score += d;
+        ++taken;
+      }
+      out[i * n + p] = score;
+    }
+  }
+}
+
+std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared) {
+  // A Krum score within the rows not chosen yet: the first k entries of the row's
+  // nearest list that are still present, O(n) per row and round.
+  const Nearest nearest = nearest_rows(sq_dist, n, squared);
   std::vector<char> chosen_flag(n, 0);
   std::vector<int64_t> chosen;
   const int64_t theta = n - 2 * c;

@@ -15,6 +15,12 @@ namespace fedrobust::cpu {
 std::vector<double> krum_scores(const double* sq_dist, int64_t n, const std::vector<int64_t>& members,
                                 int64_t c, bool squared);
 
+// Krum scores without each row in turn (the defenses' leave-one-out Krum): out (n, n),
+// row-major, out[i * n + p] = the Krum score of row p among the n - 1 rows other than i,
+// with c (krum_scores on those rows: the same values, summed in the same order), and
+// out[i * n + i] = +Inf. O(n^3) scalar work after one sort of each row's distances.
+void krum_leave_one_out_scores(const double* sq_dist, int64_t n, int64_t c, bool squared, double* out);
+
 // Positions (into `scores`) of the `count` smallest scores, ascending by
 // score, ties to the lower position.
 std::vector<int64_t> smallest_scores(const std::vector<double>& scores, int64_t count);
