@@ -116,21 +116,28 @@ def impacts(U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any],
     return errors[0] - errors[1:], losses[0] - losses[1:]
 
 
+def _by_impact(impact: np.ndarray) -> np.ndarray:
+    """Row indices by impact, largest first, ties to the lower index (NaN last)."""
+    return np.lexsort((np.arange(impact.size), -impact))  # by -impact, then by index
+
+
 def largest(impact: np.ndarray, c: int) -> np.ndarray:
     """The c rows of largest impact, ties to the lower index; ascending."""
-    order = np.lexsort((np.arange(impact.size), -impact))  # by -impact, then by index
-    return np.sort(order[:c])
+    return np.sort(_by_impact(impact)[:c])
 
 
 def decided_by_index(impact: np.ndarray, c: int) -> int:
     """How many of `largest(impact, c)` the tie rule chose: with v the c-th largest impact,
     the rows above v are taken on their impact, and the places left go to the lowest-indexed
-    rows at v; those count when more rows than places sit at v."""
+    rows at v (NaN impacts count as one value); those count when more rows than places sit
+    at v."""
     if c == 0:
         return 0
-    v = np.sort(impact)[::-1][c - 1]
-    places = c - int((impact > v).sum())
-    return places if int((impact == v).sum()) > places else 0
+    order = _by_impact(impact)
+    v = impact[order[c - 1]]
+    at_v = np.isnan(impact) if np.isnan(v) else impact == v
+    places = int(at_v[order[:c]].sum())
+    return places if int(at_v.sum()) > places else 0
 
 
 def defend(name: str, U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any], c: int,

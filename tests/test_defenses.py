@@ -136,11 +136,14 @@ def test_impacts_are_the_aggregates_evaluated():
     ([5.0, 1.0, 1.0, 1.0, 0.0], 2, 1),   # one on its impact, one of three tied by index
     ([5.0, 1.0, 1.0, 0.0], 3, 0),        # the tied rows fill the places exactly
     ([1.0, 2.0], 0, 0),
+    ([np.nan, 2.0, np.nan, 1.0], 3, 1),   # NaN ranks last (as in largest): one of two NaNs by index
 ])
 def test_the_removals_the_tie_rule_decided_are_counted(impact, c, expected):
     impact = np.array(impact)
     assert defenses.decided_by_index(impact, c) == expected
     assert defenses.largest(impact, c).size == c
+    if c == 3 and np.isnan(impact).any():
+        np.testing.assert_array_equal(defenses.largest(impact, c), [0, 1, 3])
 
 
 def test_a_round_with_all_error_impacts_tied_says_err_chose_by_index():
