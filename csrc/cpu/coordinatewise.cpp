@@ -136,32 +136,30 @@ void store_streaming(const T* src, int64_t w, T* dst) {
   std::memcpy(dst, src, static_cast<size_t>(w) * sizeof(T));
 }
 
-// Find, for every column t < w of a canonical tile, the values at ranks r1 <= r2.
+// Find, for every column t < w of a canonical tile, the values at a few ascending ranks.
 // On the network path the tile is permuted in place; on the scalar path it is
 // left as it is and `column` (n values) is used as scratch.
 template <class T>
 struct RankFinder {
-  int64_t n, r1, r2;
+  int64_t n;
   bool use_network;
+  std::vector<int64_t> ranks;  // ascending, distinct
   std::vector<Comparator> net;
-  std::vector<int64_t> ranks;  // find_ranks' ranks (empty for find's r1, r2)
 
-  RankFinder(int64_t n_, int64_t r1_, int64_t r2_, bool all_ranks = false)
-      : n(n_), r1(r1_), r2(r2_), use_network(n_ <= kNetworkMaxRows) {
+  // The ranks r1 <= r2 (find); with all_ranks the network sorts every rank (sort_network).
+  RankFinder(int64_t n_, int64_t r1, int64_t r2, bool all_ranks = false)
+      : RankFinder(n_, r1 == r2 ? std::vector<int64_t>{r1} : std::vector<int64_t>{r1, r2}, all_ranks) {}
+
+  // The ascending, distinct `ranks_` (find_ranks).
+  explicit RankFinder(int64_t n_, const std::vector<int64_t>& ranks_, bool all_ranks = false)
+      : n(n_), use_network(n_ <= kNetworkMaxRows), ranks(ranks_) {
     if (!use_network) return;
-    std::vector<int64_t> wanted;
+    std::vector<int64_t> wanted = ranks;
     if (all_ranks) {
+      wanted.clear();
       for (int64_t r = 0; r < n; ++r) wanted.push_back(r);
-    } else {
-      wanted = {r1, r2};
     }
     net = selection_network(n, wanted, kPresorted);
-  }
-
-  // A finder of the ascending, distinct `ranks` (find_ranks).
-  explicit RankFinder(int64_t n_, const std::vector<int64_t>& ranks_)
-      : n(n_), r1(ranks_.front()), r2(ranks_.back()), use_network(n_ <= kNetworkMaxRows), ranks(ranks_) {
-    if (use_network) net = selection_network(n, ranks, kPresorted);
   }
 
   // The whole network on a tile of kNetworkWidth<T> columns, in place.
@@ -174,33 +172,13 @@ struct RankFinder {
     return use_network ? kNetworkWidth<T> : tile_width<T>(n, 64 * 1024, 16, 256);
   }
 
-  void find(T* tile, int64_t w, int64_t width, T* column, T* lo, T* hi) const {
-    if (use_network) {
-      sort_network(tile);
-      for (int64_t t = 0; t < w; ++t) {
-        lo[t] = tile[r1 * width + t];
-        hi[t] = tile[r2 * width + t];
-      }
-      return;
-    }
-    for (int64_t t = 0; t < w; ++t) {
-      for (int64_t i = 0; i < n; ++i) column[i] = tile[i * width + t];
-      std::nth_element(column, column + r1, column + n);
-      lo[t] = column[r1];
-      if (r2 > r1) {
-        std::nth_element(column + r1 + 1, column + r2, column + n);
-      }
-      hi[t] = column[r2];
-    }
-  }
-
-  // values[k * 256 + t] = the value of rank ranks[k] of column t < w (like find).
-  void find_ranks(T* tile, int64_t w, int64_t width, T* column, T* values) const {
+  // values[k][t] = the value of rank ranks[k] of column t < w.
+  void find_ranks(T* tile, int64_t w, int64_t width, T* column, T* const* values) const {
     const int64_t k_ranks = static_cast<int64_t>(ranks.size());
     if (use_network) {
       sort_network(tile);
       for (int64_t k = 0; k < k_ranks; ++k)
-        for (int64_t t = 0; t < w; ++t) values[k * 256 + t] = tile[ranks[k] * width + t];
+        for (int64_t t = 0; t < w; ++t) values[k][t] = tile[ranks[k] * width + t];
       return;
     }
     for (int64_t t = 0; t < w; ++t) {
@@ -208,13 +186,19 @@ struct RankFinder {
       int64_t done = 0;  // column[0 .. done) holds the values below the next rank
       for (int64_t k = 0; k < k_ranks; ++k) {
         std::nth_element(column + done, column + ranks[k], column + n);
-        values[k * 256 + t] = column[ranks[k]];
+        values[k][t] = column[ranks[k]];
         done = ranks[k] + 1;
       }
     }
   }
-};
 
+  // lo[t], hi[t] = the values of ranks r1, r2 of column t < w (the first constructor).
+  void find(T* tile, int64_t w, int64_t width, T* column, T* lo, T* hi) const {
+    T* const values[2] = {lo, hi};
+    find_ranks(tile, w, width, column, values);
+    if (ranks.size() == 1) std::copy(lo, lo + w, hi);
+  }
+};
 }  // namespace
 
 template <class T>
@@ -288,11 +272,9 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
   for_each_tile(u, width, work + m, finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
     T* work_tile = tile + m * wd;
     T* column = work_tile + work;
-    alignas(64) T v[3 * 256];
-    finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, column, v);
-    const T* __restrict vp = v;
-    const T* __restrict vp1 = v + 256;
-    const T* __restrict vp2 = v + 512;
+    alignas(64) T vp[256], vp1[256], vp2[256];
+    T* const values[3] = {vp, vp1, vp2};
+    finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, column, values);
     alignas(64) T row[256];
     for (int64_t i = 0; i < m; ++i) {  // order.h's leave_one_out_median_value, the parity hoisted
       const T* __restrict x = tile + i * wd;

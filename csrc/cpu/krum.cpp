@@ -55,6 +55,21 @@ Nearest nearest_rows(const double* sq_dist, int64_t n, bool squared) {
   return nearest;
 }
 
+// The Krum score of a row within a subset: the sum, in ascending order, of the first k
+// entries of its nearest list whose row is in the subset (left_out(j) false).
+template <class LeftOut>
+double score_within(const std::vector<std::pair<double, int64_t>>& nearest, int64_t k, LeftOut left_out) {
+  double score = 0.0;
+  int64_t taken = 0;
+  for (const auto& [d, j] : nearest) {
+    if (taken == k) break;
+    if (left_out(j)) continue;
+    score += d;
+    ++taken;
+  }
+  return score;
+}
+
 }  // namespace
 
 void krum_leave_one_out_scores(const double* sq_dist, int64_t n, int64_t c, bool squared, double* out) {
@@ -66,22 +81,13 @@ void krum_leave_one_out_scores(const double* sq_dist, int64_t n, int64_t c, bool
         out[i * n + p] = INFINITY;
         continue;
       }
-      double score = 0.0;
-      int64_t taken = 0;
-      for (const auto& [d, j] : nearest[p]) {
-        if (taken == k) break;
-        if (j == i) continue;
-        score += d;
-        ++taken;
-      }
-      out[i * n + p] = score;
+      out[i * n + p] = score_within(nearest[p], k, [i](int64_t j) { return j == i; });
     }
   }
 }
 
 std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared) {
-  // A Krum score within the rows not chosen yet: the first k entries of the row's
-  // nearest list that are still present, O(n) per row and round.
+  // A Krum score within the rows not chosen yet: O(n) per row and round (score_within).
   const Nearest nearest = nearest_rows(sq_dist, n, squared);
   std::vector<char> chosen_flag(n, 0);
   std::vector<int64_t> chosen;
@@ -92,14 +98,7 @@ std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, 
     double best_score = 0.0;
     for (int64_t i = 0; i < n; ++i) {
       if (chosen_flag[i]) continue;
-      double score = 0.0;
-      int64_t taken = 0;
-      for (const auto& [d, j] : nearest[i]) {
-        if (taken == k) break;
-        if (chosen_flag[j]) continue;
-        score += d;
-        ++taken;
-      }
+      const double score = score_within(nearest[i], k, [&](int64_t j) { return chosen_flag[j] != 0; });
       if (best < 0 || score < best_score) {
         best = i;
         best_score = score;
