@@ -1,14 +1,16 @@
-"""pytest-benchmark suite: the defenses' leave-one-out aggregation against one aggregation.
+"""pytest-benchmark suite: the defenses' leave-one-out aggregation (median, trimmed mean)
+against one aggregation.
 
     pytest bench --benchmark-enable -k leave_one_out               # U: (100, 100_000) float32
     FEDROBUST_BENCH_FULL=1 pytest bench --benchmark-enable -k leave_one_out   # U: (100, 1_000_000)
 
-One group over one seeded U: "median" (one median, the unit of the ratios), "all m
-leave-one-out medians" (the (m, d) result into a new array, as the defenses call it), the same
-"into a reused array" (without the page faults of a new 4 m d byte array), "m medians over
-row lists" (the rule recomputed m times, what the one pass replaces; (100, 100_000) only) and
-"write (m, d) once" (filling an (m, d) array: the result's own memory traffic). The target
-(issue 12): all m leave-one-out medians at (100, 1e6) cost at most 3 medians.
+One group per rule over one seeded U (the trimmed mean with beta = 20): "one aggregation"
+(the unit of the ratios), "all m leave-one-out" (the (m, d) result into a new array, as the
+defenses call it), the same "into a reused array" (without the page faults of a new 4 m d
+byte array), "m aggregations over row lists" (the rule recomputed m times, what the one pass
+replaces; (100, 100_000) only) and "write (m, d) once" (filling an (m, d) array: the result's
+own memory traffic). The target: all m leave-one-out medians and trimmed means at (100, 1e6)
+cost at most 3 aggregations.
 """
 from __future__ import annotations
 
@@ -25,42 +27,59 @@ from fedrobust.dispatch import CPU
 FULL = os.environ.get("FEDROBUST_BENCH_FULL") == "1"
 M, D = (100, 1_000_000) if FULL else (100, 100_000)
 ROUNDS = 3 if FULL else 5
-IMPLS = ("median", "all m leave-one-out medians", "into a reused array", "m medians over row lists",
+IMPLS = ("one aggregation", "all m leave-one-out", "into a reused array", "m aggregations over row lists",
          "write (m, d) once")
+RULES = ("median", "trimmed_mean")
+PARAMS = [(rule, impl) for rule in RULES for impl in IMPLS]
 
 
 @pytest.fixture(scope="session")
 def loo_cases():
+    """{(rule, impl): zero-argument callable or None} over one seeded (M, D) float32 U; the
+    trimmed mean with beta = c = M // 5 (on the m - 1 rows for the leave-one-out calls)."""
     set_threads(fedrobust.backend_info()["cpu"]["threads"])
     U = inputs.make_updates(M, D)
     out = np.empty((M, D), np.float32)
+    beta = inputs.byzantine_count(M)
     everyone = list(range(M))
-    return {
-        "median": lambda: CPU.median(U),
-        "all m leave-one-out medians": lambda: CPU.leave_one_out_median(U),
-        "into a reused array": lambda: CPU.native.leave_one_out_median(U, out),
-        "m medians over row lists": None if FULL else (
-            lambda: [CPU.median(U, everyone[:i] + everyone[i + 1:]) for i in range(M)]),
-        "write (m, d) once": lambda: out.fill(1.0),
-    }
+    without = [everyone[:i] + everyone[i + 1:] for i in range(M)]
+    one = {"median": lambda rows=None: CPU.median(U, rows),
+           "trimmed_mean": lambda rows=None: CPU.trimmed_mean(U, beta, rows)}
+    loo = {"median": lambda: CPU.leave_one_out_median(U),
+           "trimmed_mean": lambda: CPU.leave_one_out_trimmed_mean(U, beta)}
+    into = {"median": lambda: CPU.native.leave_one_out_median(U, out),
+            "trimmed_mean": lambda: CPU.native.leave_one_out_trimmed_mean(U, beta, out)}
+    table = {}
+    for rule in RULES:
+        table[(rule, "one aggregation")] = one[rule]
+        table[(rule, "all m leave-one-out")] = loo[rule]
+        table[(rule, "into a reused array")] = into[rule]
+        table[(rule, "m aggregations over row lists")] = None if FULL else (
+            lambda f=one[rule]: [f(rows) for rows in without])
+        table[(rule, "write (m, d) once")] = lambda: out.fill(1.0)
+    return table
 
 
-@pytest.mark.parametrize("impl", IMPLS, ids=[i.replace(" ", "-") for i in IMPLS])
-def test_leave_one_out_speed(benchmark, loo_cases, impl):
-    fn = loo_cases[impl]
+@pytest.mark.parametrize("rule,impl", PARAMS, ids=[f"{r}-{i.replace(' ', '-')}" for r, i in PARAMS])
+def test_leave_one_out_speed(benchmark, loo_cases, rule, impl):
+    fn = loo_cases[(rule, impl)]
     if fn is None:
         pytest.skip("the m recomputations take minutes at this size")
-    benchmark.group = f"leave-one-out median, U ({M}, {D}) float32"
-    benchmark.extra_info.update(impl=impl, m=M, d=D)
+    benchmark.group = f"leave-one-out {rule}, U ({M}, {D}) float32"
+    benchmark.extra_info.update(rule=rule, impl=impl, m=M, d=D)
     benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1, iterations=1)
 
 
 def test_the_benchmarked_calls_agree():
     """On a small U the one pass, the reused array and the recomputation give the same bits."""
     U = inputs.make_updates(9, 301)
-    out = np.empty_like(U)
-    CPU.native.leave_one_out_median(U, out)
-    B = CPU.leave_one_out_median(U)
-    np.testing.assert_array_equal(B, out)
-    for i in range(9):
-        np.testing.assert_array_equal(B[i], CPU.median(U, [j for j in range(9) if j != i]))
+    for loo, native, one in ((CPU.leave_one_out_median, CPU.native.leave_one_out_median, CPU.median),
+                             (lambda A: CPU.leave_one_out_trimmed_mean(A, 2),
+                              lambda A, o: CPU.native.leave_one_out_trimmed_mean(A, 2, o),
+                              lambda A, rows: CPU.trimmed_mean(A, 2, rows))):
+        out = np.empty_like(U)
+        native(U, out)
+        B = loo(U)
+        np.testing.assert_array_equal(B, out)
+        for i in range(9):
+            np.testing.assert_array_equal(B[i], one(U, [j for j in range(9) if j != i]))

@@ -59,9 +59,10 @@ def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[t
     rows without row i, its parameters clamped for m - 1 rows. U: the round's (m, d) torch
     tensor (any device).
 
-    Median: one native pass (`leave_one_out_median`: each column's values at the middle ranks,
-    then every row's result from where its value sits). Trimmed mean: the kernel on each list
-    of m - 1 rows, read in place (no copy).
+    Median and trimmed mean: one native pass (`leave_one_out_median`,
+    `leave_one_out_trimmed_mean`): each column's values at the ranks around the middle (or the
+    trim thresholds), then every row's result from where its value sits, with the rule's bits
+    (the trimmed mean's middle rows take their row-order sums without their own row).
     Krum: every leave-one-out choice from the one (m, m) distance matrix (O(m^3) scalar
     work, nothing more over d); the rule on m - 1 rows computes the same distances up to
     their last bits (its column chunks depend on the row count), so only a near-tie of scores
@@ -73,14 +74,10 @@ def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[t
     kept = entry.clamped(m - 1, **params)
     if rule == "krum":
         return A, _krum_leave_one_out(U, **kept)
-    if rule == "median":  # one pass: every column's middle ranks, then each row's result
+    if rule in ("median", "trimmed_mean"):  # one native pass over the sorted neighbourhoods
         V, backend, wrap = dispatch.matrix(U)
-        return A, torch.as_tensor(wrap(backend.leave_one_out_median(V)), device=U.device)
-    if rule == "trimmed_mean":  # the kernel on each list of m - 1 rows, read in place (no copy)
-        V, backend, wrap = dispatch.matrix(U)
-        everyone = list(range(m))
-        B = [backend.trimmed_mean(V, kept["beta"], everyone[:i] + everyone[i + 1:]) for i in range(m)]
-        return A, torch.stack([torch.as_tensor(wrap(b), device=U.device) for b in B])
+        B = backend.leave_one_out_median(V) if rule == "median" else backend.leave_one_out_trimmed_mean(V, kept["beta"])
+        return A, torch.as_tensor(wrap(B), device=U.device)
     without = entry.bind(**kept)
     rows = torch.arange(m, device=U.device)
     B = torch.stack([without(U[rows != i]) for i in range(m)])

@@ -216,6 +216,12 @@ class Backend:
         """(m, d): row i the median of the rows of A other than row i (m >= 2)."""
         return self._into(A, lambda u, out: self.native.leave_one_out_median(u, out), shape=tuple(A.shape))
 
+    def leave_one_out_trimmed_mean(self, A: Any, beta: int) -> Any:
+        """(m, d): row i the trimmed mean (beta trimmed, 2 beta < m - 1) of the rows of A other
+        than row i, with the rule's bits."""
+        return self._into(A, lambda u, out: self.native.leave_one_out_trimmed_mean(u, beta, out),
+                          shape=tuple(A.shape))
+
     def coordinate_stats(self, A: Any, rows: Optional[List[int]] = None) -> Tuple[Any, ...]:
         """(mean, population std, min, max), each (d,), over `rows`; NaN counts as +Inf."""
         return self._into(A, lambda u, *out: self.native.coordinate_stats(u, rows, *out), count=4)

@@ -39,6 +39,10 @@ def leave_one_out_median(U, out):
     _host(out)[:] = _emulation.column_rule_scalar(_host(U), "leave_one_out_median")
 
 
+def leave_one_out_trimmed_mean(U, beta, out):
+    _host(out)[:] = _emulation.column_rule_scalar(_host(U), "leave_one_out_trimmed_mean", beta)
+
+
 def mean(U, rows, out):
     rows = [] if rows is None else sorted(rows)
     _host(out)[:] = _emulation.column_rule_scalar(_host(U), "mean", rows=rows)
@@ -61,11 +65,11 @@ def krum_craft(direction, lam, eps, seed, round, out_ids, out):
     _emulation.krum_craft_scalar(_host(direction), lam, eps, seed, round, out_ids, _host(out))
 
 
-EMULATED = {f.__name__: f for f in (median, trimmed_mean, leave_one_out_median, mean, coordinate_stats, bulyan,
-                                    krum_craft)}
+EMULATED = {f.__name__: f for f in (median, trimmed_mean, leave_one_out_median, leave_one_out_trimmed_mean, mean,
+                                    coordinate_stats, bulyan, krum_craft)}
 SHARED = ["median", "trimmed_mean", "mean", "coordinate_stats", "pairwise_distances", "sq_distances",
-          "krum_select", "bulyan", "nonfinite_rows", "leave_one_out_median", "craft_coordinates", "norms_and_dots",
-          "krum_craft",
+          "krum_select", "bulyan", "nonfinite_rows", "leave_one_out_median", "leave_one_out_trimmed_mean",
+          "craft_coordinates", "norms_and_dots", "krum_craft",
           "check_krum", "check_multi_krum", "check_trimmed_mean", "check_bulyan"]
 HostKernels = types.SimpleNamespace(**{name: EMULATED.get(name, getattr(cpu, name)) for name in SHARED})
 

@@ -1,5 +1,5 @@
-"""The leave-one-out kernels (the defenses' B_i) against the float64 twin that recomputes the
-rule m times (reference.leave_one_out), bit for bit: every shape around the kernels' path
+"""The leave-one-out kernels (the defenses' B_i: median and trimmed mean) against the float64
+twin that recomputes the rule m times (reference.leave_one_out), bit for bit: every shape around the kernels' path
 switches, both dtypes, every memory layout, ties, duplicates, signed zeros, NaN / Inf rows,
 SIMD levels and thread counts; the CUDA kernels' per-column code (column.h) through
 _emulation; inputs never written; bad arguments named."""
@@ -37,6 +37,16 @@ def _expected(kind: str, m: int, d: int, dtype_name: str) -> np.ndarray:
     return ref.leave_one_out(cached_case(kind, m, d, dtype_name), "median").astype(dtype_name)
 
 
+@functools.lru_cache(maxsize=512)
+def _expected_trimmed(kind: str, m: int, d: int, dtype_name: str, beta: int) -> np.ndarray:
+    return ref.leave_one_out(cached_case(kind, m, d, dtype_name), "trimmed_mean", beta=beta).astype(dtype_name)
+
+
+def _betas(m: int):
+    """Trim counts valid on m - 1 rows: none, one, a quarter, the largest."""
+    return sorted({b for b in (0, 1, (m - 1) // 4, (m - 2) // 2) if 2 * b < m - 1})
+
+
 def _grid():
     cases = [("normal", m, d, dt, lay) for m in (2, 3, 4, 7, 16, 17, 100, 129, 257) for d in (1, 7, 300)
              for dt in ("float32", "float64") for lay in LAYOUTS]
@@ -53,6 +63,17 @@ def test_leave_one_out_median_is_the_median_recomputed_m_times(kind, m, d, dtype
     assert_unchanged(snap, "U")
 
 
+@pytest.mark.parametrize("kind,m,d,dtype_name,layout", _grid())
+def test_leave_one_out_trimmed_mean_is_the_trimmed_mean_recomputed_m_times(kind, m, d, dtype_name, layout):
+    d = 60 if d == 300 and m > 100 else d  # the twin recomputes up to 257 trimmed means per beta
+    U = as_layout(cached_case(kind, m, d, dtype_name), layout)
+    snap = snapshot(U)
+    for beta in _betas(m):
+        assert_identical(CPU.leave_one_out_trimmed_mean(U, beta), _expected_trimmed(kind, m, d, dtype_name, beta),
+                         f"leave-one-out trimmed mean beta={beta}")
+    assert_unchanged(snap, "U")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m", [2, 3, 10, 11, 64])
 def test_leave_one_out_median_with_nonfinite_rows(m, dtype):
@@ -62,14 +83,27 @@ def test_leave_one_out_median_with_nonfinite_rows(m, dtype):
     assert_identical(CPU.leave_one_out_median(U), ref.leave_one_out(U, "median").astype(dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [3, 10, 11, 64])
+def test_leave_one_out_trimmed_mean_with_nonfinite_rows(m, dtype):
+    base = cached_case("normal", m, 40, np.dtype(dtype).name)
+    kinds = {0: "nan", m - 1: "mixed"} if m < 4 else {0: "nan", 1: "inf", 2: "-inf", m - 1: "mixed"}
+    U = with_nonfinite_rows(base, kinds)
+    for beta in _betas(m):
+        assert_identical(CPU.leave_one_out_trimmed_mean(U, beta),
+                         ref.leave_one_out(U, "trimmed_mean", beta=beta).astype(dtype), f"beta={beta}")
+
+
 @pytest.mark.parametrize("m", [16385, 16386])
-def test_leave_one_out_median_beyond_the_network_takes_the_selection_path(m):
+def test_leave_one_out_beyond_the_network_takes_the_selection_path(m):
     """More rows than the comparator network takes (16384): nth_element per column. Checked on
     sampled rows (the twin recomputes a 16k-row median per row)."""
     U = np.random.default_rng(m).integers(-50, 50, size=(m, 3)).astype(np.float32)  # many ties
     B = CPU.leave_one_out_median(U)
+    T = CPU.leave_one_out_trimmed_mean(U, 4000)
     for i in (0, 1, m // 2, m - 1, int(np.argmax(U[:, 0])), int(np.argmin(U[:, 1]))):
         assert_identical(B[i], ref.median(np.delete(U, i, axis=0)).astype(np.float32), f"row {i}")
+        assert_identical(T[i], ref.trimmed_mean(np.delete(U, i, axis=0), 4000).astype(np.float32), f"row {i}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -83,19 +117,39 @@ def test_the_cuda_per_column_code_gives_the_same_bits(m, dtype):
                                                                                               np.dtype(dtype).name))
     V = with_nonfinite_rows(cached_case("normal", m, 30, np.dtype(dtype).name), {0: "nan", m - 1: "mixed"})
     assert_identical(_emulation.column_rule_scalar(V, "leave_one_out_median"), CPU.leave_one_out_median(V))
+    for beta in _betas(m):
+        for W in (cached_case("ties", m, 30, np.dtype(dtype).name), V):
+            assert_identical(_emulation.column_rule_scalar(W, "leave_one_out_trimmed_mean", beta),
+                             CPU.leave_one_out_trimmed_mean(W, beta), f"beta={beta}")
+        assert_identical(_emulation.column_rule_scalar(W, "leave_one_out_trimmed_mean", beta),
+                         ref.leave_one_out(W, "trimmed_mean", beta=beta).astype(dtype), f"beta={beta}")
 
 
 @pytest.mark.skipif(not HAVE_AVX2, reason="needs AVX2 for a second SIMD level")
-def test_leave_one_out_median_is_the_same_at_every_simd_level(restore_simd):
+def test_leave_one_out_is_the_same_at_every_simd_level(restore_simd):
     U = cached_case("ties", 100, 1000, "float32")
-    generic = run_with_simd("generic", CPU.leave_one_out_median, U)
-    assert_identical(run_with_simd("avx2", CPU.leave_one_out_median, U), generic)
+    for fn, args in ((CPU.leave_one_out_median, ()), (CPU.leave_one_out_trimmed_mean, (20,))):
+        generic = run_with_simd("generic", fn, U, *args)
+        assert_identical(run_with_simd("avx2", fn, U, *args), generic)
 
 
-def test_leave_one_out_median_is_the_same_for_every_thread_count(restore_threads):
+def test_leave_one_out_is_the_same_for_every_thread_count(restore_threads):
     U = cached_case("normal", 33, 70001, "float64")
-    one = run_with_threads(1, CPU.leave_one_out_median, U)
-    assert_identical(run_with_threads(restore_threads, CPU.leave_one_out_median, U), one)
+    for fn, args in ((CPU.leave_one_out_median, ()), (CPU.leave_one_out_trimmed_mean, (8,))):
+        one = run_with_threads(1, fn, U, *args)
+        assert_identical(run_with_threads(restore_threads, fn, U, *args), one)
+
+
+def test_leave_one_out_trimmed_mean_refuses_a_beta_invalid_on_m_minus_1_rows():
+    U = np.zeros((5, 3))
+    with pytest.raises(ValueError, match="trimmed mean needs 2\\*beta < m: got beta = 2, m = 4"):
+        CPU.leave_one_out_trimmed_mean(U, 2)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        CPU.leave_one_out_trimmed_mean(U, -1)
+    with pytest.raises(ValueError, match="leave-one-out aggregation needs at least 2 rows"):
+        CPU.leave_one_out_trimmed_mean(np.zeros((1, 3)), 0)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        _emulation.column_rule_scalar(U, "leave_one_out_trimmed_mean", -1)
 
 
 def test_leave_one_out_median_refuses_one_row_and_a_wrong_output():

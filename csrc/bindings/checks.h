@@ -93,6 +93,12 @@ inline void check_leave_one_out(int64_t m) {
     throw py::value_error("leave-one-out aggregation needs at least 2 rows, got m = " + std::to_string(m));
 }
 
+// Leave-one-out trimmed means: m >= 2 rows, and the rule valid on m - 1 of them.
+inline void check_leave_one_out_trimmed_mean(int64_t m, int64_t beta) {
+  check_leave_one_out(m);
+  check_trimmed_mean(m - 1, beta);
+}
+
 // Bulyan: c >= 0 and m >= 4c + 3.
 inline void check_bulyan(int64_t m, int64_t c) {
   check_count("c", c);

@@ -179,6 +179,18 @@ void leave_one_out_median(const py::object& U, const py::object& out) {
   });
 }
 
+void leave_one_out_trimmed_mean(const py::object& U, int64_t beta, const py::object& out) {
+  const Array u = host_matrix(U);
+  check_leave_one_out_trimmed_mean(u.shape[0], beta);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = host_dense<T>(out, "out", {u.shape[0], u.shape[1]}, true);
+    Rows<T> r = rows_of<T>(u);
+    py::gil_scoped_release nogil;
+    cpu::leave_one_out_trimmed_mean<T>(r.view, beta, o.as<T>());
+  });
+}
+
 // A host (n, n) float64 matrix of squared distances, read in place.
 Array square_distances_in(const py::object& sq_distances) {
   const Array sq = array_of(sq_distances, "sq_distances");
@@ -224,7 +236,7 @@ py::array_t<double> krum_leave_one_out_scores(const py::object& sq_distances, in
 void bind_aggregation(py::module_& m) {
   def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
                                           &sq_distances, &krum_select, &bulyan, &nonfinite_rows,
-                                          &leave_one_out_median});  // signatures.h
+                                          &leave_one_out_median, &leave_one_out_trimmed_mean});  // signatures.h
   // Host-only: the attacks' searches and the defenses score subsets of a distance matrix already computed.
   m.def("krum_scores_from_distances", &krum_scores_from_distances, py::arg("sq_distances"), py::arg("c"),
         py::arg("squared"),

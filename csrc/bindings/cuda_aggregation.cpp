@@ -231,10 +231,21 @@ void leave_one_out_median(const py::object& U, const py::object& out) {
   });
 }
 
+void leave_one_out_trimmed_mean(const py::object& U, int64_t beta, const py::object& out) {
+  const Array u = device_matrix(U);
+  check_leave_one_out_trimmed_mean(u.shape[0], beta);
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = device_dense<T>(out, "out", {u.shape[0], u.shape[1]}, true);
+    py::gil_scoped_release nogil;
+    fc::leave_one_out_trimmed_mean<T>(matrix<T>(u), beta, o.as<T>(), stream_of(u));
+  });
+}
+
 }  // namespace
 
 void bind_aggregation(py::module_& m) {
   def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
                                           &sq_distances, &krum_select, &bulyan, &nonfinite_rows,
-                                          &leave_one_out_median});  // signatures.h
+                                          &leave_one_out_median, &leave_one_out_trimmed_mean});  // signatures.h
 }

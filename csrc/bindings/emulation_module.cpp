@@ -151,13 +151,23 @@ py::object column_rule_scalar(const py::object& U, const std::string& rule, int6
       throw py::value_error("bulyan needs 1 <= gamma <= n <= 128 listed rows");
     if (network && (m > kColumnMaxRows || (rule != "median" && rule != "trimmed_mean")))
       throw py::value_error("the network path takes the median or the trimmed mean of at most 128 rows");
-    if (rule == "leave_one_out_median") {  // (m, d): row i the median without row i
-      check_leave_one_out(m);
+    if (rule == "leave_one_out_median" || rule == "leave_one_out_trimmed_mean") {  // (m, d): row i without row i
+      const bool median = rule == "leave_one_out_median";
+      if (median) {
+        check_leave_one_out(m);
+      } else {
+        check_leave_one_out_trimmed_mean(m, beta);
+      }
       py::array_t<T> out({m, d});
       std::vector<T> column(static_cast<size_t>(m));
       for (int64_t j = 0; j < d; ++j) {
         for (int64_t i = 0; i < m; ++i) column[i] = r.view.at(i, j);
-        fedrobust::column_leave_one_out_median<T, kColumnMaxRows>(column.data(), 1, m, out.mutable_data() + j, d);
+        T* o = out.mutable_data() + j;
+        if (median) {
+          fedrobust::column_leave_one_out_median<T, kColumnMaxRows>(column.data(), 1, m, o, d);
+        } else {
+          fedrobust::column_leave_one_out_trimmed_mean<T, kColumnMaxRows>(column.data(), 1, m, beta, o, d);
+        }
       }
       return std::move(out);
     }
@@ -183,8 +193,8 @@ py::object column_rule_scalar(const py::object& U, const std::string& rule, int6
         fedrobust::column_stats(x, 1, listed, n, out, outs[1].mutable_data() + j, outs[2].mutable_data() + j,
                                 outs[3].mutable_data() + j);
       } else {
-        throw py::value_error("rule must be 'median', 'trimmed_mean', 'mean', 'bulyan', 'stats' or "
-                              "'leave_one_out_median', got '" + rule + "'");
+        throw py::value_error("rule must be 'median', 'trimmed_mean', 'mean', 'bulyan', 'stats', "
+                              "'leave_one_out_median' or 'leave_one_out_trimmed_mean', got '" + rule + "'");
       }
     }
     if (n_out == 1) return std::move(outs[0]);
@@ -227,6 +237,6 @@ PYBIND11_MODULE(_emulation, m) {
         py::arg("rows") = std::vector<int64_t>{}, py::arg("gamma") = 0, py::arg("network") = false,
         "The CUDA kernels' per-column code (fedrobust/column.h) on the CPU, for tests: rule 'median', "
         "'trimmed_mean', 'mean', 'bulyan' (gamma), 'stats' (a (mean, std, min, max) tuple) or "
-        "'leave_one_out_median' ((m, d)); `network` "
+        "'leave_one_out_median' / 'leave_one_out_trimmed_mean' (beta for m - 1 rows; (m, d)); `network` "
         "takes the register path (Batcher's network) of the median / trimmed mean.");
 }

@@ -34,6 +34,7 @@ struct AggregationFunctions {
   py::array_t<int64_t> (*bulyan)(Object U, int64_t c, bool squared, Object out);
   py::array_t<bool> (*nonfinite_rows)(Object U);
   void (*leave_one_out_median)(Object U, Object out);
+  void (*leave_one_out_trimmed_mean)(Object U, int64_t beta, Object out);
 };
 
 struct AttackFunctions {
@@ -67,6 +68,9 @@ inline void def_aggregation(py::module_& m, const AggregationFunctions& f) {
   m.def("nonfinite_rows", f.nonfinite_rows, py::arg("U"), "(m,) host bool: the rows of U that hold a NaN or an Inf.");
   m.def("leave_one_out_median", f.leave_one_out_median, py::arg("U"), py::arg("out"),
         "Leave-one-out medians of U (m >= 2 rows) into out (m, d): row i is the median of the rows other than i.");
+  m.def("leave_one_out_trimmed_mean", f.leave_one_out_trimmed_mean, py::arg("U"), py::arg("beta"), py::arg("out"),
+        "Leave-one-out trimmed means of U (m >= 2 rows) into out (m, d): row i is the trimmed mean (beta "
+        "removed at each end, 2 beta < m - 1) of the rows other than i, summed in ascending row order.");
 }
 
 inline void def_attacks(py::module_& m, const AttackFunctions& f) {

@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "fedrobust/column.h"
 #include "fedrobust/order.h"
 #include "fedrobust/sorting_network.h"
 #include "coordinatewise.h"
@@ -112,7 +113,7 @@ void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twic
   }
 }
 
-// dst[0 .. w) = src[0 .. w), bypassing the caches where dst is 16-byte aligned: the
+// dst[0 .. w) = src[0 .. w) (src any alignment), bypassing the caches where dst is 16-byte aligned: the
 // leave-one-out kernel writes an (m, d) result that is never read back while it runs, and
 // ordinary stores would first read every line they write. The caller ends its parallel
 // region before anyone reads dst, after an sfence in the thread that stored.
@@ -124,9 +125,9 @@ void store_streaming(const T* src, int64_t w, T* dst) {
     int64_t t = 0;
     for (; t + L <= w; t += L) {
       if constexpr (sizeof(T) == 4) {
-        _mm_stream_ps(reinterpret_cast<float*>(dst + t), _mm_load_ps(reinterpret_cast<const float*>(src + t)));
+        _mm_stream_ps(reinterpret_cast<float*>(dst + t), _mm_loadu_ps(reinterpret_cast<const float*>(src + t)));
       } else {
-        _mm_stream_pd(reinterpret_cast<double*>(dst + t), _mm_load_pd(reinterpret_cast<const double*>(src + t)));
+        _mm_stream_pd(reinterpret_cast<double*>(dst + t), _mm_loadu_pd(reinterpret_cast<const double*>(src + t)));
       }
     }
     for (; t < w; ++t) dst[t] = src[t];
@@ -292,6 +293,70 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
 }
 
 template <class T>
+void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
+  const int64_t m = u.n_rows, d = u.cols;
+  // The ranks column.h's LeaveOneOutTrim reads, a0 a1 z1 z0, found once each.
+  const int64_t wanted[4] = {b, b + 1, m - 2 - b, m - 1 - b};
+  std::vector<int64_t> ranks(wanted, wanted + 4);  // b + 1 > m - 2 - b where 2b = m - 2
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+  int slot[4];
+  for (int k = 0; k < 4; ++k)
+    slot[k] = static_cast<int>(std::lower_bound(ranks.begin(), ranks.end(), wanted[k]) - ranks.begin());
+  const RankFinder<T> finder(m, ranks);
+  const int64_t width = finder.width();
+  // scratch: tile | work copy of the tile (network path) | column | the (m, width) results
+  const int64_t work = finder.use_network ? m * width : 0;
+  for_each_tile(u, width, work + m + m * width, finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+    T* work_tile = tile + m * wd;
+    T* column = work_tile + work;
+    T* results = column + m;
+    alignas(64) T v[4][256];
+    T* const values[4] = {v[0], v[1], v[2], v[3]};
+    finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, column, values);
+    // Per column: column.h's pass, then the values in (a0, z0) in row order (y) and, for
+    // each, their row-order sum without it (chain[k]: the prefix before k, then y[k+1],
+    // y[k+2], ... added in order), built for every k at once, one vector add over k per
+    // y[j]: each chain by the same additions as column.h's direct loop.
+    thread_local std::vector<double> y, chain;
+    thread_local std::vector<int64_t> position;
+    y.resize(m);
+    chain.resize(m);
+    position.resize(m);
+    for (int64_t t = 0; t < w; ++t) {
+      const T* x = tile + t;
+      const LeaveOneOutTrim<T> c = leave_one_out_trim_pass(x, wd, m, v[slot[0]][t], v[slot[1]][t],
+                                                           v[slot[2]][t], v[slot[3]][t]);
+      int64_t n_mid = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        const T xi = x[i * wd];
+        if (c.a0 < xi && xi < c.z0) {
+          position[i] = n_mid;
+          y[n_mid++] = static_cast<double>(xi);
+        }
+      }
+      double* __restrict ch = chain.data();
+      double prefix = 0.0;
+      for (int64_t j = 0; j < n_mid; ++j) {
+        const double yj = y[j];
+        for (int64_t k = 0; k < j; ++k) ch[k] += yj;
+        ch[j] = prefix;
+        prefix += yj;
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        const T xi = x[i * wd];
+        const double skip_sum = leave_one_out_trim_skips(xi, c) ? ch[position[i]] : 0.0;
+        results[i * wd + t] = leave_one_out_trim_value(xi, c, skip_sum, m, b);
+      }
+    }
+    for (int64_t i = 0; i < m; ++i) store_streaming(results + i * wd, w, out + i * d + j0);
+#if defined(__x86_64__)
+    _mm_sfence();  // this thread's streaming stores before any later access to out
+#endif
+  });
+}
+
+template <class T>
 void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
   const int64_t n = u.n_rows;
   const RankFinder<T> sorter(n, 0, n - 1, /*all_ranks=*/true);
@@ -317,6 +382,8 @@ template void trimmed_mean<float>(const RowsView<float>&, int64_t, float*);
 template void trimmed_mean<double>(const RowsView<double>&, int64_t, double*);
 template void leave_one_out_median<float>(const RowsView<float>&, float*);
 template void leave_one_out_median<double>(const RowsView<double>&, double*);
+template void leave_one_out_trimmed_mean<float>(const RowsView<float>&, int64_t, float*);
+template void leave_one_out_trimmed_mean<double>(const RowsView<double>&, int64_t, double*);
 template void closest_to_median_mean<float>(const RowsView<float>&, int64_t, float*);
 template void closest_to_median_mean<double>(const RowsView<double>&, int64_t, double*);
 

@@ -14,12 +14,14 @@ template <class T> void median(const RowsView<T>& u, T* out);
 template <class T> void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out);
 template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out);
 template <class T> void leave_one_out_median(const RowsView<T>& u, T* out);
+template <class T> void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out);
 }  // namespace generic
 namespace avx2 {
 template <class T> void median(const RowsView<T>& u, T* out);
 template <class T> void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out);
 template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out);
 template <class T> void leave_one_out_median(const RowsView<T>& u, T* out);
+template <class T> void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out);
 }  // namespace avx2
 
 // out (cols,): coordinate-wise median (even n: lo/2 + hi/2, see order.h).
@@ -60,6 +62,18 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
   if (avx2_in_use()) return avx2::leave_one_out_median(u, out);
 #endif
   generic::leave_one_out_median(u, out);
+}
+
+// out (n_rows, cols), row-major: row i is the trimmed mean (b trimmed at each end, 2b <
+// n_rows - 1) of the rows other than row i, with the rule's bits (column.h's
+// LeaveOneOutTrim): one selection per column, one row-order pass, and the middle rows'
+// skipping sums built together, O(m^2 / 2) vector adds per column.
+template <class T>
+void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
+#ifdef FR_HAVE_AVX2_VARIANT
+  if (avx2_in_use()) return avx2::leave_one_out_trimmed_mean(u, b, out);
+#endif
+  generic::leave_one_out_trimmed_mean(u, b, out);
 }
 
 }  // namespace fedrobust::cpu

@@ -50,6 +50,14 @@ __global__ void leave_one_out_median_kernel(Matrix<T> u, T* out) {
     column_leave_one_out_median<T, kMaxRows>(u.data + j * u.col_stride, u.row_stride, u.rows, out + j, u.cols);
 }
 
+template <class T>
+__global__ void leave_one_out_trimmed_mean_kernel(Matrix<T> u, int64_t b, T* out) {
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < u.cols;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    column_leave_one_out_trimmed_mean<T, kMaxRows>(u.data + j * u.col_stride, u.row_stride, u.rows, b, out + j,
+                                                   u.cols);
+}
+
 // Register path: Batcher's network on N wires.
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) median_network_kernel(Matrix<T> u, T* out) {
@@ -185,6 +193,14 @@ void leave_one_out_median(const Matrix<T>& u, T* out, cudaStream_t stream) {
   check(cudaGetLastError(), "leave-one-out median kernel");
 }
 
+template <class T>
+void leave_one_out_trimmed_mean(const Matrix<T>& u, int64_t b, T* out, cudaStream_t stream) {
+  leave_one_out_trimmed_mean_kernel<T><<<grid_blocks(u.cols, kThreads), kThreads, 0, stream>>>(u, b, out);
+  check(cudaGetLastError(), "leave-one-out trimmed mean kernel");
+}
+
+template void leave_one_out_trimmed_mean<float>(const Matrix<float>&, int64_t, float*, cudaStream_t);
+template void leave_one_out_trimmed_mean<double>(const Matrix<double>&, int64_t, double*, cudaStream_t);
 template void leave_one_out_median<float>(const Matrix<float>&, float*, cudaStream_t);
 template void leave_one_out_median<double>(const Matrix<double>&, double*, cudaStream_t);
 template void median<float>(const Matrix<float>&, float*, cudaStream_t);

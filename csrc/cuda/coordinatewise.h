@@ -29,4 +29,10 @@ void trimmed_mean(const Matrix<T>& u, int64_t beta, T* out, cudaStream_t stream)
 template <class T>
 void leave_one_out_median(const Matrix<T>& u, T* out, cudaStream_t stream);
 
+// out (rows, cols), row-major, on the device: row i is the trimmed mean (b trimmed at each
+// end) of the rows other than row i, one thread per column
+// (column.h's column_leave_one_out_trimmed_mean).
+template <class T>
+void leave_one_out_trimmed_mean(const Matrix<T>& u, int64_t b, T* out, cudaStream_t stream);
+
 }  // namespace fedrobust::cuda

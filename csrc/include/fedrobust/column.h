@@ -155,6 +155,102 @@ FR_HD void column_leave_one_out_median(const T* x, int64_t stride, int64_t m, T*
     out[i * out_stride] = leave_one_out_median_value(canonical(x[i * stride]), vp, vp1, vp2, m);
 }
 
+// Leave-one-out trimmed means of a column of m >= 2 values, each the trimmed mean of the
+// other m - 1 with b values trimmed at each end (2b < m - 1), exactly as the rule computes
+// it on those m - 1 rows (order.h's trimmed_mean_from_pass, its mid sum in row order).
+// From the sorted column v: a0 = v[b], a1 = v[b+1], z1 = v[m-2-b], z0 = v[m-1-b]. Without
+// a value x (its lowest rank decides, as for the median) the m - 1 values' thresholds are
+//   x <= a0:        (a1, z0)   and x is not strictly between them
+//   a0 < x <= z1:   (a0, z0)   x is between them unless x == z0
+//   x > z1:         (a0, z1)   and x is not strictly between them
+// so the first and last cases take one row-order sum of the whole column each (s_low,
+// s_high), and only the middle one a sum that skips x's row (s_mid when x == z0).
+template <class T>
+struct LeaveOneOutTrim {
+  T a0, a1, z1, z0;
+  double s_low, s_high;    // row-order sums of the values in (a1, z0) and in (a0, z1)
+  double s_mid;            // and in (a0, z0)
+  int64_t le_a0, le_a1;    // #{values <= a0}, #{values <= a1}
+  int64_t ge_z1, ge_z0;    // #{values >= z1}, #{values >= z0}
+};
+
+// The sums and counts of LeaveOneOutTrim from one pass over the column in row order.
+template <class T>
+FR_HD LeaveOneOutTrim<T> leave_one_out_trim_pass(const T* x, int64_t stride, int64_t m, T a0, T a1, T z1, T z0) {
+  LeaveOneOutTrim<T> c{a0, a1, z1, z0, 0.0, 0.0, 0.0, 0, 0, 0, 0};
+  // Adding 0.0 for a value outside a range leaves the sum's bits as they are (a sum that
+  // starts at +0.0 and adds canonical values is never -0.0), so the selects below are the
+  // rule's "add the values strictly between", without branches.
+  for (int64_t i = 0; i < m; ++i) {
+    const T v = canonical(x[i * stride]);
+    const double dv = static_cast<double>(v);
+    c.s_low += a1 < v && v < z0 ? dv : 0.0;
+    c.s_high += a0 < v && v < z1 ? dv : 0.0;
+    c.s_mid += a0 < v && v < z0 ? dv : 0.0;
+    c.le_a0 += v <= a0;
+    c.le_a1 += v <= a1;
+    c.ge_z1 += v >= z1;
+    c.ge_z0 += v >= z0;
+  }
+  return c;
+}
+
+// Whether value x's leave-one-out result needs the row-order sum of the values in (a0, z0)
+// without x's row (the middle case, x strictly between a0 and z0).
+template <class T>
+FR_HD bool leave_one_out_trim_skips(T x, const LeaveOneOutTrim<T>& c) {
+  return x > c.a0 && !(x > c.z1) && x < c.z0;
+}
+
+// The trimmed mean of the m - 1 values other than x (canonical); skip_sum is the row-order
+// sum of the values in (a0, z0) without x's row, read only where leave_one_out_trim_skips.
+// Written as selects (the three cases share one trimmed_mean_from_pass), and x is taken off
+// the counts of the m - 1 values wherever it sits at or beyond a threshold.
+template <class T>
+FR_HD T leave_one_out_trim_value(T x, const LeaveOneOutTrim<T>& c, double skip_sum, int64_t m, int64_t b) {
+  const bool low = !(x > c.a0), high = x > c.z1;
+  const T lo = low ? c.a1 : c.a0;
+  const T hi = high ? c.z1 : c.z0;
+  const double mid = low ? c.s_low : high ? c.s_high : leave_one_out_trim_skips(x, c) ? skip_sum : c.s_mid;
+  const int64_t n_le = (low ? c.le_a1 : c.le_a0) - (x <= lo);
+  const int64_t n_ge = (high ? c.ge_z1 : c.ge_z0) - (x >= hi);
+  return trimmed_mean_from_pass(lo, hi, mid, n_le, n_ge, m - 1, b);
+}
+
+// out[i * out_stride] = the trimmed mean (b trimmed) of the column without value i, for all
+// i: ranks b, b+1, m-2-b, m-1-b from a local insertion sort (m <= kMax) or radix selections,
+// one pass for the sums and counts, and each middle-case row's skipping sum in row order.
+template <class T, int kMax>
+FR_HD void column_leave_one_out_trimmed_mean(const T* x, int64_t stride, int64_t m, int64_t b, T* out,
+                                             int64_t out_stride) {
+  T a0, a1, z1, z0;
+  if (m > kMax) {
+    a0 = column_select_radix(x, stride, m, b);
+    a1 = column_select_radix(x, stride, m, b + 1);
+    z1 = column_select_radix(x, stride, m, m - 2 - b);
+    z0 = column_select_radix(x, stride, m, m - 1 - b);
+  } else {
+    T v[kMax];
+    column_sorted(x, stride, m, v);
+    a0 = v[b];
+    a1 = v[b + 1];
+    z1 = v[m - 2 - b];
+    z0 = v[m - 1 - b];
+  }
+  const LeaveOneOutTrim<T> c = leave_one_out_trim_pass(x, stride, m, a0, a1, z1, z0);
+  for (int64_t i = 0; i < m; ++i) {
+    const T xi = canonical(x[i * stride]);
+    double skip_sum = 0.0;
+    if (leave_one_out_trim_skips(xi, c)) {
+      for (int64_t j = 0; j < m; ++j) {
+        const T v = canonical(x[j * stride]);
+        skip_sum += j != i && a0 < v && v < z0 ? static_cast<double>(v) : 0.0;  // as in the pass
+      }
+    }
+    out[i * out_stride] = leave_one_out_trim_value(xi, c, skip_sum, m, b);
+  }
+}
+
 // The trimmed mean of a column from its order statistics lo = v[beta], hi = v[m-beta-1]:
 // one pass in row order (order.h's trimmed_mean_from_pass).
 template <class T>
