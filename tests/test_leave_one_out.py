@@ -94,6 +94,68 @@ def test_leave_one_out_trimmed_mean_with_nonfinite_rows(m, dtype):
                          ref.leave_one_out(U, "trimmed_mean", beta=beta).astype(dtype), f"beta={beta}")
 
 
+def _wide_exponent_columns(m: int, dtype) -> np.ndarray:
+    """Columns of m values with full mantissas, all of one size 2^e but one row, which is
+    2^(e - s) with s from 16 to 30 (column by column), plus columns of zeros and subnormals:
+    float32 sums of such columns need from about 40 to beyond 53 bits, around the spread
+    where the kernel stops taking a middle row's skipping sum as the mid sum minus its value."""
+    rng = np.random.default_rng(m)
+    cols = []
+    for s in range(16, 31):
+        for e in (-30, 0, 20):
+            x = (1 + rng.random(m)) * 2.0 ** e * rng.choice([-1.0, 1.0], m)
+            x[rng.integers(m)] = (1 + rng.random()) * 2.0 ** (e - s) * rng.choice([-1.0, 1.0])
+            cols.append(x)
+    zeros = np.zeros(m)
+    zeros[: m // 3] = 1 + rng.random(m // 3)
+    tiny = np.full(m, np.finfo(np.float32).tiny) * rng.integers(-3, 4, m) / 4  # subnormals beside 1
+    tiny[: m // 2] = 1 + rng.random(m // 2)
+    cols += [zeros, tiny]
+    return np.stack(cols, axis=1).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [17, 100, 128, 129])
+def test_leave_one_out_trimmed_mean_where_sums_are_exact_and_where_not(m, dtype):
+    """The kernel takes a middle row's sum without its row as the mid sum minus its value, and
+    the ends' sums from the mid sum, only where every subset sum of the column is exact in
+    double; elsewhere it adds in row order. Both give the rule's bits."""
+    U = _wide_exponent_columns(m, dtype)
+    for beta in _betas(m):
+        assert_identical(CPU.leave_one_out_trimmed_mean(U, beta),
+                         ref.leave_one_out(U, "trimmed_mean", beta=beta).astype(dtype), f"beta={beta}")
+
+
+def _cancelling_columns(n: int) -> np.ndarray:
+    """(8, n) float32 columns -Z, -Z, B, -B, B', t, Z, Z (shuffled) with |t| = 2^-s |B|, s from
+    20 to 31: with one trimmed at each end, a middle row's result is its mid sum without it
+    after P + Q = 0 cancel, so a row-order sum that dropped t's bits shows in the float32 bits."""
+    rng = np.random.default_rng(7)
+    cols = np.empty((8, n))
+    for j in range(n):
+        z = 2.0 ** rng.integers(-3, 3) * (1 + rng.random())
+        big = float(np.float32(z * rng.uniform(0.3, 0.99)))
+        tiny = (1 + rng.random()) * 2.0 ** (np.floor(np.log2(big)) - (20 + j % 12)) * rng.choice([-1, 1])
+        cols[:, j] = rng.permutation([-z, -z, big, -big, z * rng.uniform(0.3, 0.99), tiny, z, z])
+    return cols.astype(np.float32)
+
+
+def test_leave_one_out_trimmed_mean_at_the_edge_of_exact_sums():
+    """Columns where s_mid - x differs from the row-order sum without x in the float32 result
+    (checked here, as the row-order sum recomputed in numpy), around the spread of exponents at
+    which the kernel stops taking the shortcut: the kernel gives the rule's bits on all."""
+    U = _cancelling_columns(600)
+    expected = ref.leave_one_out(U, "trimmed_mean", beta=1).astype(np.float32)
+    s_mid = np.zeros(U.shape[1])
+    lo, hi = np.sort(U, axis=0)[1], np.sort(U, axis=0)[6]
+    for row in U.astype(np.float64):
+        s_mid += np.where((row > lo) & (row < hi), row, 0.0)
+    shortcut = ((((s_mid - U) + (-hi)) + hi) / 5).astype(np.float32)  # P = -hi, Q = hi here
+    middle = (U > lo) & (U < hi)
+    assert np.any(middle & (shortcut != expected)), "no column where the shortcut shows"
+    assert_identical(CPU.leave_one_out_trimmed_mean(U, 1), expected, "beta=1")
+
+
 @pytest.mark.parametrize("m", [16385, 16386])
 def test_leave_one_out_beyond_the_network_takes_the_selection_path(m):
     """More rows than the comparator network takes (16384): nth_element per column. Checked on

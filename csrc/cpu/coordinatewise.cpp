@@ -14,6 +14,7 @@
 // depend on how the thresholds were found, on the thread count, or on the
 // backend.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -292,6 +293,58 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
   });
 }
 
+// The vector of lanes p[t .. t + lanes) (p 64-byte aligned, t a multiple of the lanes).
+template <class W, class P>
+W& lanes(P* p, int64_t t) {
+  return *reinterpret_cast<W*>(p + t);
+}
+template <class W, class P>
+const W& lanes(const P* p, int64_t t) {
+  return *reinterpret_cast<const W*>(p + t);
+}
+
+// Whether every row-order sum of any subset of a column's n mid values (finite, canonical)
+// is exact in double. All of them are integer multiples of q = 2^(ilogb(abs_min) - p + 1),
+// p = T's mantissa digits and abs_min the smallest nonzero |value|; every such sum is at
+// most n * abs_max < 2^(ceil(log2 n) + ilogb(abs_max) + 1) in size (abs_max any bound on the
+// |values|), so a multiple of q below 2^53 q when ilogb(abs_max) - ilogb(abs_min) is at most
+// 53 - p - ceil(log2 n). Then the sum without value i is s - x_i, exactly: the very bits of
+// the row-order sum that skips row i. Never for double values (p = 53).
+template <class T>
+bool subset_sums_exact(T abs_min, T abs_max, int64_t n) {
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  if (abs_min == kInf) return true;  // no nonzero value
+  if (!(abs_max < kInf)) return false;
+  int64_t log2_n = 0;
+  while ((int64_t{1} << log2_n) < n) ++log2_n;
+  const int64_t spread = std::numeric_limits<double>::digits - std::numeric_limits<T>::digits - log2_n;
+  return static_cast<int64_t>(std::ilogb(abs_max)) - std::ilogb(abs_min) <= spread;
+}
+
+// In a column whose subset sums are exact (subset_sums_exact), the row-order sums of the
+// values in (a1, z0) and in (a0, z1) from s_mid, the sum of those in (a0, z0): the first
+// leaves out the n_a1 values in (a0, a1], all equal to a1, the second the n_z1 values in
+// [z1, z0), all equal to z1; each product and difference is itself a subset sum, so exact.
+template <class T>
+void sums_of_ends(T a0, T a1, T z1, T z0, double s_mid, int64_t n_a1, int64_t n_z1, double* s_low,
+                  double* s_high) {
+  *s_low = !(a1 < z0) ? 0.0 : n_a1 == 0 ? s_mid : s_mid - static_cast<double>(n_a1) * static_cast<double>(a1);
+  *s_high = !(a0 < z1) ? 0.0 : n_z1 == 0 ? s_mid : s_mid - static_cast<double>(n_z1) * static_cast<double>(z1);
+}
+
+// The row-order sums of the mid values y[0 .. n) each without one of them, for every k at once:
+// chain[k] = the prefix before y[k], then y[k+1], y[k+2], ... added in order (one vector add
+// over k per y[j]), by the same additions as column.h's direct loop.
+inline void skipping_sums(const double* y, int64_t n, double* __restrict chain) {
+  double prefix = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double yj = y[j];
+    for (int64_t k = 0; k < j; ++k) chain[k] += yj;
+    chain[j] = prefix;
+    prefix += yj;
+  }
+}
+
 template <class T>
 void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
   const int64_t m = u.n_rows, d = u.cols;
@@ -305,51 +358,140 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
     slot[k] = static_cast<int>(std::lower_bound(ranks.begin(), ranks.end(), wanted[k]) - ranks.begin());
   const RankFinder<T> finder(m, ranks);
   const int64_t width = finder.width();
-  // scratch: tile | work copy of the tile (network path) | column | the (m, width) results
+  const double bd = static_cast<double>(b), kept = static_cast<double>(m - 1 - 2 * b);
+  using Vec = simd::V<T>;
+  using Mask = simd::Mask<T>;
+  using Count = typename std::remove_reference<decltype(Mask{}[0])>::type;
+  constexpr int64_t L = simd::Vector<T>::lanes;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  // Whether the sums of the ends' cases come from the mid sum where subset_sums_exact.
+  constexpr bool kEndsFromMid = std::numeric_limits<T>::digits < std::numeric_limits<double>::digits;
+  using DVec = simd::V<double>;
+  using DMask = simd::Mask<double>;
+  constexpr int64_t LD = simd::Vector<double>::lanes;
+  typedef T TL __attribute__((vector_size(LD * sizeof(T))));  // LD values of T
+  // scratch: tile | work copy of the tile (network path) | column
   const int64_t work = finder.use_network ? m * width : 0;
-  for_each_tile(u, width, work + m + m * width, finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, work + m, finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
     T* work_tile = tile + m * wd;
     T* column = work_tile + work;
-    T* results = column + m;
     alignas(64) T v[4][256];
     T* const values[4] = {v[0], v[1], v[2], v[3]};
     finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, column, values);
-    // Per column: column.h's pass, then the values in (a0, z0) in row order (y) and, for
-    // each, their row-order sum without it (chain[k]: the prefix before k, then y[k+1],
-    // y[k+2], ... added in order), built for every k at once, one vector add over k per
-    // y[j]: each chain by the same additions as column.h's direct loop.
-    thread_local std::vector<double> y, chain;
-    thread_local std::vector<int64_t> position;
+    const T *a0 = v[slot[0]], *a1 = v[slot[1]], *z1 = v[slot[2]], *z0 = v[slot[3]];
+    // column.h's leave_one_out_trim_pass for every column at once, lanes = columns: the
+    // four counts, the row-order sum of the mid values (in (a0, z0)) and their smallest
+    // nonzero |value| for subset_sums_exact; for double values, which are never
+    // exact, the sums of the ends' cases too (for float values sums_of_ends gives them).
+    alignas(64) double s_low[256], s_high[256], s_mid[256];
+    alignas(64) Count le_a0[256], le_a1[256], ge_z1[256], ge_z0[256];
+    alignas(64) T abs_min[256], in_low[256], in_high[256], in_mid[256];
+    std::fill(s_low, s_low + wd, 0.0);
+    std::fill(s_high, s_high + wd, 0.0);
+    std::fill(s_mid, s_mid + wd, 0.0);
+    for (Count* n : {le_a0, le_a1, ge_z1, ge_z0}) std::fill(n, n + wd, Count(0));
+    std::fill(abs_min, abs_min + wd, kInf);
+    for (int64_t i = 0; i < m; ++i) {
+      const T* row = tile + i * wd;
+      for (int64_t t = 0; t < wd; t += L) {
+        const Vec x = lanes<Vec>(row, t);
+        const Vec va0 = lanes<Vec>(a0, t), va1 = lanes<Vec>(a1, t), vz1 = lanes<Vec>(z1, t),
+                  vz0 = lanes<Vec>(z0, t);
+        const Mask mid = (va0 < x) & (x < vz0);
+        if constexpr (!kEndsFromMid) {
+          lanes<Vec>(in_low, t) = ((va1 < x) & (x < vz0)) ? x : Vec{};
+          lanes<Vec>(in_high, t) = ((va0 < x) & (x < vz1)) ? x : Vec{};
+        }
+        lanes<Vec>(in_mid, t) = mid ? x : Vec{};
+        lanes<Mask>(le_a0, t) -= x <= va0;
+        lanes<Mask>(le_a1, t) -= x <= va1;
+        lanes<Mask>(ge_z1, t) -= x >= vz1;
+        lanes<Mask>(ge_z0, t) -= x >= vz0;
+        const Vec ax = simd::vmax(x, -x);
+        lanes<Vec>(abs_min, t) = simd::vmin(lanes<Vec>(abs_min, t), (mid & (ax != Vec{})) ? ax : Vec{} + kInf);
+      }
+      if constexpr (!kEndsFromMid) {
+        for (int64_t t = 0; t < wd; ++t) s_low[t] += static_cast<double>(in_low[t]);
+        for (int64_t t = 0; t < wd; ++t) s_high[t] += static_cast<double>(in_high[t]);
+      }
+      for (int64_t t = 0; t < wd; ++t) s_mid[t] += static_cast<double>(in_mid[t]);
+    }
+    // Where a column's subset sums are not all exact, each middle row's skipping sum comes
+    // from skipping_sums over the column's mid values (skip[i * wd + t]).
+    thread_local std::vector<double> skip, y, chain;
+    thread_local std::vector<int64_t> rows_of;
+    skip.resize(static_cast<size_t>(m * wd));
     y.resize(m);
     chain.resize(m);
-    position.resize(m);
-    for (int64_t t = 0; t < w; ++t) {
-      const T* x = tile + t;
-      const LeaveOneOutTrim<T> c = leave_one_out_trim_pass(x, wd, m, v[slot[0]][t], v[slot[1]][t],
-                                                           v[slot[2]][t], v[slot[3]][t]);
+    rows_of.resize(m);
+    alignas(64) bool exact[256];
+    for (int64_t t = 0; t < wd; ++t) {
+      // Every mid value is in (a0, z0), so no larger than the larger of |a0| and |z0|.
+      const T abs_max = std::max(std::abs(a0[t]), std::abs(z0[t]));
+      exact[t] = t >= w || subset_sums_exact(abs_min[t], abs_max, m);
+      if constexpr (kEndsFromMid) {
+        if (exact[t]) {
+          sums_of_ends(a0[t], a1[t], z1[t], z0[t], s_mid[t], le_a1[t] - le_a0[t], ge_z1[t] - ge_z0[t],
+                       &s_low[t], &s_high[t]);
+        } else {
+          const LeaveOneOutTrim<T> c = leave_one_out_trim_pass(tile + t, wd, m, a0[t], a1[t], z1[t], z0[t]);
+          s_low[t] = c.s_low;
+          s_high[t] = c.s_high;
+        }
+      }
+      if (exact[t]) continue;
       int64_t n_mid = 0;
       for (int64_t i = 0; i < m; ++i) {
-        const T xi = x[i * wd];
-        if (c.a0 < xi && xi < c.z0) {
-          position[i] = n_mid;
+        const T xi = tile[i * wd + t];
+        if (a0[t] < xi && xi < z0[t]) {
+          rows_of[n_mid] = i;
           y[n_mid++] = static_cast<double>(xi);
         }
       }
-      double* __restrict ch = chain.data();
-      double prefix = 0.0;
-      for (int64_t j = 0; j < n_mid; ++j) {
-        const double yj = y[j];
-        for (int64_t k = 0; k < j; ++k) ch[k] += yj;
-        ch[j] = prefix;
-        prefix += yj;
-      }
-      for (int64_t i = 0; i < m; ++i) {
-        const T xi = x[i * wd];
-        const double skip_sum = leave_one_out_trim_skips(xi, c) ? ch[position[i]] : 0.0;
-        results[i * wd + t] = leave_one_out_trim_value(xi, c, skip_sum, m, b);
-      }
+      skipping_sums(y.data(), n_mid, chain.data());
+      for (int64_t k = 0; k < n_mid; ++k) skip[rows_of[k] * wd + t] = chain[k];
     }
-    for (int64_t i = 0; i < m; ++i) store_streaming(results + i * wd, w, out + i * d + j0);
+    // Each row's results, lanes = columns. Without a row outside the middle case (x <= a0,
+    // x > z1, or x == z0) a column's result does not depend on the row's value (column.h:
+    // the thresholds, sums and counts are the case's), so column.h's
+    // leave_one_out_trim_value gives it once per column, from the value -Inf, +Inf or z0.
+    // A middle row's result is ((skip_sum + P) + Q) / kept with the column's P = (le_a0 - b) a0
+    // and Q = (ge_z0 - b) z0: the same operations in the same order, in double vectors.
+    alignas(64) T r_low[256], r_high[256], r_top[256];
+    alignas(64) double p_add[256], q_add[256];
+    alignas(64) int64_t exact_lanes[256];  // -1 where exact, else 0: lanes of DMask
+    for (int64_t t = 0; t < wd; ++t) {
+      const LeaveOneOutTrim<T> c{a0[t], a1[t], z1[t], z0[t], s_low[t], s_high[t], s_mid[t],
+                                 le_a0[t], le_a1[t], ge_z1[t], ge_z0[t]};
+      r_low[t] = leave_one_out_trim_value(-kInf, c, 0.0, m, b);
+      r_high[t] = leave_one_out_trim_value(kInf, c, 0.0, m, b);
+      r_top[t] = leave_one_out_trim_value(z0[t], c, 0.0, m, b);
+      p_add[t] = static_cast<double>(le_a0[t] - b) * static_cast<double>(a0[t]);
+      q_add[t] = static_cast<double>(ge_z0[t] - b) * static_cast<double>(z0[t]);
+      exact_lanes[t] = exact[t] ? -1 : 0;
+    }
+    const DVec vkept = DVec{} + kept;
+    const TL qnan = TL{} + std::numeric_limits<T>::quiet_NaN();
+    alignas(64) T row_out[256];
+    for (int64_t i = 0; i < m; ++i) {
+      const T* row = tile + i * wd;
+      const double* skip_row = skip.data() + i * wd;
+      for (int64_t t = 0; t < wd; t += LD) {
+        const TL x = lanes<TL>(row, t);
+        const DVec xd = __builtin_convertvector(x, DVec);
+        DVec skip_t;  // skip is a std::vector's memory: no vector alignment
+        std::memcpy(&skip_t, skip_row + t, sizeof(DVec));
+        const DVec skip_sum = lanes<DMask>(exact_lanes, t) ? lanes<DVec>(s_mid, t) - xd : skip_t;
+        const DVec total = (skip_sum + lanes<DVec>(p_add, t)) + lanes<DVec>(q_add, t);
+        TL middle = __builtin_convertvector(total / vkept, TL);
+        middle = (middle != middle) ? qnan : middle;
+        lanes<TL>(row_out, t) = !(x > lanes<TL>(a0, t)) ? lanes<TL>(r_low, t)
+                                : x > lanes<TL>(z1, t)  ? lanes<TL>(r_high, t)
+                                : x >= lanes<TL>(z0, t) ? lanes<TL>(r_top, t)
+                                                        : middle;
+      }
+      store_streaming(row_out, w, out + i * d + j0);
+    }
 #if defined(__x86_64__)
     _mm_sfence();  // this thread's streaming stores before any later access to out
 #endif
