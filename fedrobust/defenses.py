@@ -63,11 +63,14 @@ def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[t
     `leave_one_out_trimmed_mean`): each column's values at the ranks around the middle (or the
     trim thresholds), then every row's result from where its value sits, with the rule's bits
     (the trimmed mean's middle rows take their row-order sums without their own row).
+    Mean: (S - U_i) / (m - 1) from the one column sum S where that is exact
+    (`_columns_with_exact_sums`), the rule on each m - 1 rows in the other columns.
     Krum: every leave-one-out choice from the one (m, m) distance matrix (O(m^3) scalar
     work, nothing more over d); the rule on m - 1 rows computes the same distances up to
     their last bits (its column chunks depend on the row count), so only a near-tie of scores
-    can choose differently. Mean and Bulyan: the rule on each m - 1 rows. Every B_i but
-    Krum's therefore has the rule's exact bits."""
+    can choose differently. Bulyan likewise: each selection from the one distance matrix,
+    then the rule's second stage over the chosen rows. Every other B_i has the rule's
+    exact bits."""
     entry = aggregators.rule(rule)
     m = U.shape[0]
     A = entry.bind(**params)(U)
@@ -78,10 +81,64 @@ def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[t
         V, backend, wrap = dispatch.matrix(U)
         B = backend.leave_one_out_median(V) if rule == "median" else backend.leave_one_out_trimmed_mean(V, kept["beta"])
         return A, torch.as_tensor(wrap(B), device=U.device)
-    without = entry.bind(**kept)
-    rows = torch.arange(m, device=U.device)
-    B = torch.stack([without(U[rows != i]) for i in range(m)])
-    return A, B
+    if rule == "mean":
+        return A, _mean_leave_one_out(U)
+    if rule == "bulyan":
+        return A, _bulyan_leave_one_out(U, **kept)
+    return A, _recomputed(U, entry.bind(**kept))
+
+
+def _bulyan_leave_one_out(U: torch.Tensor, c: int, squared: bool = True) -> torch.Tensor:
+    """(m, d): row i is Bulyan's aggregate of the rows other than i: its selection from the one
+    (m, m) distance matrix restricted to them (the rule's selection code), then its second
+    stage over the selected rows (the rule's kernel, the rule's bits)."""
+    A, backend, wrap = dispatch.matrix(U)
+    sq = backend.sq_distances(A)
+    m = sq.shape[0]
+    gamma = (m - 1) - 4 * c  # theta - 2c on the m - 1 rows
+    out = []
+    for i in range(m):
+        rows = np.delete(np.arange(m), i)
+        chosen = rows[backend.bulyan_select_from_distances(sq[np.ix_(rows, rows)], c, squared)]
+        out.append(torch.as_tensor(wrap(backend.closest_to_median_mean(A, gamma, chosen.tolist())), device=U.device))
+    return torch.stack(out)
+
+
+def _recomputed(U: torch.Tensor, without: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """(m, d): row i is `without` on the rows of U other than i (m calls)."""
+    rows = torch.arange(U.shape[0], device=U.device)
+    return torch.stack([without(U[rows != i]) for i in range(U.shape[0])])
+
+
+def _columns_with_exact_sums(U: torch.Tensor) -> torch.Tensor:
+    """(d,) bool: the columns of U (m, d) whose sums of any subset of rows, in any order, are
+    exact in double. That holds for finite float32 values whose exponents span at most
+    53 - 24 - ceil(log2 m): all are multiples of q = 2^(e_min - 23) (e_min the exponent of the
+    smallest nonzero |value|) and every sum is below m * 2^(e_max + 1) <= 2^53 q. Never for
+    float64 values."""
+    m, d = U.shape
+    if U.dtype != torch.float32:
+        return torch.zeros(d, dtype=torch.bool, device=U.device)
+    magnitude = U.abs()
+    largest = magnitude.max(0).values
+    smallest = torch.where(magnitude > 0, magnitude, torch.inf).min(0).values
+    spread = torch.frexp(largest).exponent - torch.frexp(smallest).exponent
+    bound = 53 - 24 - int(np.ceil(np.log2(m)))
+    return torch.isfinite(U).all(0) & ((smallest == torch.inf) | (spread <= bound))
+
+
+def _mean_leave_one_out(U: torch.Tensor) -> torch.Tensor:
+    """(m, d): row i the mean of the rows other than i. Where the column sums are exact
+    (`_columns_with_exact_sums`), the rule's row-order sum without row i is S - U_i, exactly,
+    for the one column sum S, so (S - U_i) / (m - 1), rounded once to U's dtype, has the
+    rule's bits; the other columns take the rule on each m - 1 rows."""
+    m = U.shape[0]
+    X = U.double()
+    B = ((X.sum(0) - X) / (m - 1)).to(U.dtype)
+    inexact = torch.nonzero(~_columns_with_exact_sums(U))[:, 0]
+    if len(inexact):
+        B[:, inexact] = _recomputed(U[:, inexact], aggregators.mean)
+    return B
 
 
 def _krum_leave_one_out(U: torch.Tensor, c: int, multi: int = 1, squared: bool = True) -> torch.Tensor:

@@ -256,6 +256,11 @@ class Backend:
         from (n, n) host float64 squared distances; a host computation, on the CPU module."""
         return cpu.krum_leave_one_out_scores(np.ascontiguousarray(sq, dtype=np.float64), c, squared)
 
+    def bulyan_select_from_distances(self, sq: np.ndarray, c: int, squared: bool) -> np.ndarray:
+        """(n - 2c,) host int64: Bulyan's selection, in selection order, from (n, n) host float64
+        squared distances; a host computation, on the CPU module."""
+        return cpu.bulyan_select_from_distances(np.ascontiguousarray(sq, dtype=np.float64), c, squared)
+
     def krum(self, A: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray]:
         """(Krum's aggregate (d,), the `multi` selected rows, host int64 ascending by score):
         the selected row itself, or the mean of the selected rows (Multi-Krum)."""
@@ -269,6 +274,11 @@ class Backend:
         chosen: list = []
         out = self._into(A, lambda u, out: chosen.append(self.native.bulyan(u, c, squared, out)))
         return out, chosen[0]
+
+    def closest_to_median_mean(self, A: Any, gamma: int, rows: List[int]) -> Any:
+        """(d,) Bulyan's second stage over `rows`: per coordinate, the mean of the gamma values
+        closest to their median."""
+        return self._into(A, lambda u, out: self.native.closest_to_median_mean(u, gamma, rows, out))
 
     def nonfinite_rows(self, A: Any) -> np.ndarray:
         """(m,) host bool: the rows that hold a NaN or an Inf."""

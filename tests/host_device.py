@@ -61,15 +61,19 @@ def bulyan(U, c, squared, out):
     return chosen
 
 
+def closest_to_median_mean(U, gamma, rows, out):
+    _host(out)[:] = _emulation.column_rule_scalar(_host(U), "bulyan", rows=sorted(rows), gamma=gamma)
+
+
 def krum_craft(direction, lam, eps, seed, round, out_ids, out):
     _emulation.krum_craft_scalar(_host(direction), lam, eps, seed, round, out_ids, _host(out))
 
 
 EMULATED = {f.__name__: f for f in (median, trimmed_mean, leave_one_out_median, leave_one_out_trimmed_mean, mean,
-                                    coordinate_stats, bulyan, krum_craft)}
+                                    coordinate_stats, bulyan, closest_to_median_mean, krum_craft)}
 SHARED = ["median", "trimmed_mean", "mean", "coordinate_stats", "pairwise_distances", "sq_distances",
           "krum_select", "bulyan", "nonfinite_rows", "leave_one_out_median", "leave_one_out_trimmed_mean",
-          "craft_coordinates", "norms_and_dots", "krum_craft",
+          "closest_to_median_mean", "craft_coordinates", "norms_and_dots", "krum_craft",
           "check_krum", "check_multi_krum", "check_trimmed_mean", "check_bulyan"]
 HostKernels = types.SimpleNamespace(**{name: EMULATED.get(name, getattr(cpu, name)) for name in SHARED})
 

@@ -62,6 +62,31 @@ def test_leave_one_out_with_nonfinite_rows_matches_the_twin(rule, params):
     assert_identical(B, reference.leave_one_out(U, rule, **params), rule)
 
 
+@pytest.mark.parametrize("m", [2, 9, 100, 129])
+def test_the_leave_one_out_mean_from_the_sum_has_the_rule_bits_where_sums_are_exact_and_elsewhere(m):
+    """Float32 columns of one size, of sizes spanning 2^10 to 2^40, zeros and subnormals beside 1
+    (the mean refuses non-finite updates): the mean without row i from the column sum where
+    every subset sum is exact in double, the rule recomputed elsewhere; both give the rule's bits."""
+    rng = np.random.default_rng(m)
+    cols = [rng.standard_normal(m) * 2.0 ** rng.integers(-20, 20, m) for _ in range(12)]
+    cols += [(1 + rng.random(m)) * 2.0 ** (s * (np.arange(m) % 2)) for s in (10, 20, 21, 22, 23, 30, 40)]
+    cols += [np.zeros(m), np.where(np.arange(m) % 2, 1.0, 1e-40)]
+    for s in range(16, 34):  # +-B pairs that cancel beside one value 2^-s B: inexact sums show
+        c = (1 + rng.random(m)) * np.where(np.arange(m) % 2, -1, 1)
+        c[1::2] = -c[0::2][: m // 2]
+        c[-1] = (1 + rng.random()) * 2.0 ** -s
+        cols.append(rng.permutation(c))
+    U = np.stack(cols, axis=1).astype(np.float32)
+    exact = defenses._columns_with_exact_sums(torch.from_numpy(U)).numpy()
+    assert exact.any() and not exact.all()
+    B = defenses.leave_one_out(torch.from_numpy(U), "mean", {})[1].numpy()
+    expected = reference.leave_one_out(U, "mean").astype(np.float32)
+    assert_identical(B, expected, "mean")
+    X = U.astype(np.float64)
+    if m > 2:  # the data can tell: the shortcut taken everywhere would differ somewhere
+        assert np.any(((X.sum(0) - X) / (m - 1)).astype(np.float32) != expected)
+
+
 @pytest.mark.parametrize("rule, params, n, expected", [
     ("trimmed_mean", {"beta": 4}, 9, {"beta": 4}), ("trimmed_mean", {"beta": 4}, 8, {"beta": 3}),
     ("krum", {"c": 3, "squared": True}, 8, {"c": 2, "squared": True}),

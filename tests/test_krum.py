@@ -395,3 +395,37 @@ def test_leave_one_out_scores_are_the_scores_of_each_m_minus_1_rows(m, c, square
         cpu.krum_leave_one_out_scores(sq[:, :-1].copy(), c, squared)
     with pytest.raises(ValueError, match="c must be >= 0"):
         cpu.krum_leave_one_out_scores(sq, -1, squared)
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("m, c", [(3, 0), (7, 1), (19, 4), (40, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bulyan_is_its_selection_from_distances_then_its_second_stage(m, c, squared, dtype):
+    """bulyan == closest_to_median_mean (gamma = m - 4c) over bulyan_select_from_distances of
+    its distance matrix, bit for bit, with the same selection in the same order: the two
+    pieces the defenses' leave-one-out Bulyan is built from."""
+    U = np.random.default_rng(m + c).standard_normal((m, 33)).astype(dtype)
+    U[1] = U[2]  # tied distances
+    expected = np.empty(33, dtype)
+    chosen = cpu.bulyan(U, c, squared, expected)
+    selection = cpu.bulyan_select_from_distances(cpu.sq_distances(U, None), c, squared)
+    np.testing.assert_array_equal(selection, chosen)
+    out = np.empty(33, dtype)
+    cpu.closest_to_median_mean(U, m - 4 * c, selection.tolist(), out)
+    assert_identical(out, expected, "second stage")
+    assert_identical(out, ref.bulyan(U, c, squared).astype(dtype), "twin")
+
+
+def test_closest_to_median_mean_and_the_selection_name_bad_arguments():
+    U = np.zeros((7, 3))
+    out = np.empty(3)
+    with pytest.raises(ValueError, match="needs 1 <= gamma <= the number of rows: got gamma = 4, 3 rows"):
+        cpu.closest_to_median_mean(U, 4, [0, 1, 2], out)
+    with pytest.raises(ValueError, match="got gamma = 0"):
+        cpu.closest_to_median_mean(U, 0, [0, 1, 2], out)
+    with pytest.raises(ValueError, match="rows: expected at least one row index"):
+        cpu.closest_to_median_mean(U, 1, [], out)
+    with pytest.raises(ValueError, match="Bulyan needs m >= 4c \\+ 3 workers: got m = 7, c = 2"):
+        cpu.bulyan_select_from_distances(np.zeros((7, 7)), 2, True)
+    with pytest.raises(ValueError, match="expected a square"):
+        cpu.bulyan_select_from_distances(np.zeros((7, 6)), 1, True)

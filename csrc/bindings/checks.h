@@ -107,6 +107,13 @@ inline void check_bulyan(int64_t m, int64_t c) {
                           std::to_string(c));
 }
 
+// Bulyan's second stage over n listed rows: 1 <= gamma <= n.
+inline void check_closest_to_median(int64_t n, int64_t gamma) {
+  if (gamma < 1 || gamma > n)
+    throw py::value_error("closest_to_median_mean needs 1 <= gamma <= the number of rows: got gamma = " +
+                          std::to_string(gamma) + ", " + std::to_string(n) + " rows");
+}
+
 // ---------------------------------------------------------------------------
 // The attacks.
 // ---------------------------------------------------------------------------

@@ -154,6 +154,14 @@ py::array_t<int64_t> bulyan(const py::object& U, int64_t c, bool squared, const 
   });
 }
 
+void closest_to_median_mean(const py::object& U, int64_t gamma, const std::vector<int64_t>& rows,
+                            const py::object& out) {
+  const Array u = host_matrix(U);
+  const std::vector<int64_t> idx = sorted_rows(rows, u.shape[0]);
+  check_closest_to_median(static_cast<int64_t>(idx.size()), gamma);
+  rows_into(u, idx, out, [gamma](const auto& v, auto* o) { cpu::closest_to_median_mean(v, gamma, o); });
+}
+
 py::array_t<bool> nonfinite_rows(const py::object& U) {
   const Array u = host_matrix(U);
   py::array_t<bool> out(u.shape[0]);
@@ -216,6 +224,20 @@ py::array_t<double> krum_scores_from_distances(const py::object& sq_distances, i
   return to_array<double>(scores);
 }
 
+// Bulyan's selection (the rows, in selection order) from an (n, n) float64 matrix of squared
+// distances: the selection the bulyan binding makes after its distance pass, the same code.
+py::array_t<int64_t> bulyan_select_from_distances(const py::object& sq_distances, int64_t c, bool squared) {
+  const Array sq = square_distances_in(sq_distances);
+  const int64_t n = sq.shape[0];
+  check_bulyan(n, c);
+  std::vector<int64_t> chosen;
+  {
+    py::gil_scoped_release nogil;
+    chosen = cpu::bulyan_select(sq.as<const double>(), n, c, squared);
+  }
+  return index_array(chosen);
+}
+
 // (n, n) float64: row i the Krum scores of the rows without row i (+Inf at i), from (n, n)
 // float64 squared distances: krum_scores_from_distances on each n - 1 rows, in one call.
 py::array_t<double> krum_leave_one_out_scores(const py::object& sq_distances, int64_t c, bool squared) {
@@ -236,12 +258,16 @@ py::array_t<double> krum_leave_one_out_scores(const py::object& sq_distances, in
 void bind_aggregation(py::module_& m) {
   def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
                                           &sq_distances, &krum_select, &bulyan, &nonfinite_rows,
-                                          &leave_one_out_median, &leave_one_out_trimmed_mean});  // signatures.h
+                                          &leave_one_out_median, &leave_one_out_trimmed_mean,
+                                          &closest_to_median_mean});  // signatures.h
   // Host-only: the attacks' searches and the defenses score subsets of a distance matrix already computed.
   m.def("krum_scores_from_distances", &krum_scores_from_distances, py::arg("sq_distances"), py::arg("c"),
         py::arg("squared"),
         "(n,) float64 Krum scores from (n, n) float64 squared distances: each row's n - c - 2 smallest "
         "distances to the other rows (clamped at 0 neighbours), summed in ascending order.");
+  m.def("bulyan_select_from_distances", &bulyan_select_from_distances, py::arg("sq_distances"), py::arg("c"),
+        py::arg("squared"),
+        "(n - 2c,) int64: Bulyan's selection, in selection order, from (n, n) float64 squared distances.");
   m.def("krum_leave_one_out_scores", &krum_leave_one_out_scores, py::arg("sq_distances"), py::arg("c"),
         py::arg("squared"),
         "(n, n) float64: row i the Krum scores (krum_scores_from_distances) of the n - 1 rows other than i, "

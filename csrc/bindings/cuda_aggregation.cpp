@@ -203,6 +203,25 @@ py::array_t<int64_t> bulyan(const py::object& U, int64_t c, bool squared, const 
   return to_array<int64_t>(chosen);
 }
 
+void closest_to_median_mean(const py::object& U, int64_t gamma, const std::vector<int64_t>& rows,
+                            const py::object& out) {
+  const Array u = device_matrix(U);
+  const std::vector<int64_t> idx = sorted_rows(rows);
+  const int64_t n = static_cast<int64_t>(idx.size());
+  check_closest_to_median(n, gamma);
+  if (n > fc::kMaxRows)
+    throw py::value_error("closest_to_median_mean on CUDA takes at most " + std::to_string(fc::kMaxRows) +
+                          " rows, got " + std::to_string(n) + "; pass a CPU array");
+  dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
+    const cudaStream_t s = stream_of(u);
+    DeviceRows r(idx, u.shape[0], s);
+    py::gil_scoped_release nogil;
+    fc::closest_to_median_mean<T>(matrix<T>(u), r.data(), r.n, gamma, o.as<T>(), s);
+  });
+}
+
 py::array_t<bool> nonfinite_rows(const py::object& U) {
   const Array u = device_matrix(U);
   const int64_t m = u.shape[0];
@@ -247,5 +266,6 @@ void leave_one_out_trimmed_mean(const py::object& U, int64_t beta, const py::obj
 void bind_aggregation(py::module_& m) {
   def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
                                           &sq_distances, &krum_select, &bulyan, &nonfinite_rows,
-                                          &leave_one_out_median, &leave_one_out_trimmed_mean});  // signatures.h
+                                          &leave_one_out_median, &leave_one_out_trimmed_mean,
+                                          &closest_to_median_mean});  // signatures.h
 }

@@ -35,6 +35,7 @@ struct AggregationFunctions {
   py::array_t<bool> (*nonfinite_rows)(Object U);
   void (*leave_one_out_median)(Object U, Object out);
   void (*leave_one_out_trimmed_mean)(Object U, int64_t beta, Object out);
+  void (*closest_to_median_mean)(Object U, int64_t gamma, Ids rows, Object out);
 };
 
 struct AttackFunctions {
@@ -71,6 +72,10 @@ inline void def_aggregation(py::module_& m, const AggregationFunctions& f) {
   m.def("leave_one_out_trimmed_mean", f.leave_one_out_trimmed_mean, py::arg("U"), py::arg("beta"), py::arg("out"),
         "Leave-one-out trimmed means of U (m >= 2 rows) into out (m, d): row i is the trimmed mean (beta "
         "removed at each end, 2 beta < m - 1) of the rows other than i, summed in ascending row order.");
+  m.def("closest_to_median_mean", f.closest_to_median_mean, py::arg("U"), py::arg("gamma"), py::arg("rows"),
+        py::arg("out"),
+        "Bulyan's second stage over the listed rows of U into out (d,): per coordinate, the mean of the gamma "
+        "values closest to their median (summed in ascending order in double).");
 }
 
 inline void def_attacks(py::module_& m, const AttackFunctions& f) {
