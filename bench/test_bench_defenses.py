@@ -83,3 +83,33 @@ def test_the_benchmarked_calls_agree():
         np.testing.assert_array_equal(B, out)
         for i in range(9):
             np.testing.assert_array_equal(B[i], one(U, [j for j in range(9) if j != i]))
+
+
+# The other rules' leave-one-out at the defended round's size (MNIST LR: d = 7850), as
+# defenses.leave_one_out computes it against the rule recomputed on each m - 1 rows.
+SMALL_D = 7850
+OTHER_RULES = {"mean": {}, "bulyan": {"c": 20}, "krum": {"c": 20}}
+OTHER_IMPLS = ("defenses.leave_one_out", "the rule on each m - 1 rows")
+OTHER = [(rule, impl) for rule in OTHER_RULES for impl in OTHER_IMPLS]
+
+
+@pytest.fixture(scope="session")
+def defended_round_updates():
+    import torch
+
+    set_threads(fedrobust.backend_info()["cpu"]["threads"])
+    return torch.from_numpy(inputs.make_updates(M, SMALL_D))
+
+
+@pytest.mark.parametrize("rule,impl", OTHER, ids=[f"{r}-{i.replace(' ', '-')}" for r, i in OTHER])
+def test_leave_one_out_of_the_other_rules_speed(benchmark, defended_round_updates, rule, impl):
+    from fedrobust import aggregators, defenses
+
+    U, params = defended_round_updates, OTHER_RULES[rule]
+    if impl == "defenses.leave_one_out":
+        fn = lambda: defenses.leave_one_out(U, rule, params)  # noqa: E731
+    else:
+        fn = lambda: defenses._recomputed(U, aggregators.get(rule, **params))  # noqa: E731
+    benchmark.group = f"leave-one-out {rule}, U ({M}, {SMALL_D}) float32"
+    benchmark.extra_info.update(rule=rule, impl=impl, m=M, d=SMALL_D)
+    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1, iterations=1)
