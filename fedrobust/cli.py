@@ -226,7 +226,7 @@ RUN_FLAGS = (
     ("--attack-fraction", "attack_fraction", float, "fraction of rounds attacked, drawn per round (default 1)"),
     ("--epsilon", "epsilon", float, "Krum attack: supporters within this distance (default 0.01)"),
     ("--goal", "goal", str, "directed (default) or deviation (the paper's Appendix B)"),
-    ("--direction", "direction", str, "full knowledge: rule (default), mean (benign) or sum (all m)"),
+    ("--direction", "direction", str, "full knowledge: sum of all m updates (default), rule (the rule's output) or mean (benign)"),
     ("--on-failure", "on_failure", str, "Krum attack without a lambda: last (default) or benign"),
     ("--trim-reference", "trim_reference", str, "trim attack b-interval on model (default) or update values"),
     ("--trim-b", "trim_b", float, "trim attack, full knowledge: interval factor b (default 2)"),

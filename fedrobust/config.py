@@ -28,7 +28,7 @@ class Config:
     attack_fraction: float = 1.0  # fraction of rounds attacked, drawn at random per round (Figure 5c)
     epsilon: float = 0.01  # Krum attack: supporters within this distance of the crafted model
     goal: str = "directed"  # "directed" (SPEC 4) or "deviation" (Appendix B)
-    direction: str = "rule"  # full knowledge: sign of the assumed rule's output, "mean" (benign) or "sum"
+    direction: str = "sum"  # full knowledge: sign of the sum of all m updates, "rule" (the rule's output) or "mean"
     on_failure: str = "last"  # Krum attack without a lambda: send the "last" crafted model or "benign"
     trim_reference: str = "model"  # trim attack b-interval on "model" values (paper) or "update" values
     trim_b: float = 2.0  # trim attack, full knowledge: the interval factor b

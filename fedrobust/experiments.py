@@ -12,8 +12,9 @@ batch 32, beta = c, Krum with plain Euclidean distances as in the paper's text):
                 label flipping, partial and full knowledge). The partial / full columns run
                 the attack on the row's rule: the Krum attack against Krum, the trim attack
                 against trimmed mean, median and mean (as the paper's Tables 3 and 5). The
-                last column is the full-knowledge attack with the direction of the public
-                reference codes (sign of the sum of all updates, SPEC 13 item 4).
+                full column uses the default direction (sign of the sum of all updates, SPEC
+                13 item 4); the last column the paper's literal one (sign of the rule's
+                before-attack output).
 * ``transfer``  the paper's Table 4: partial-knowledge attacks crafted for one rule (rows:
                 none, the Krum attack, the trim attack assuming trimmed mean) against the
                 rule the server runs (columns: Krum, trimmed mean, median).
@@ -50,7 +51,7 @@ def attacks_grid() -> List[Cell]:
                    ("labelflip", dict(attack="labelflip")),
                    ("partial", dict(attack=RULE_ATTACK[rule], knowledge="partial")),
                    ("full", dict(attack=RULE_ATTACK[rule], knowledge="full")),
-                   ("full, direction sum", dict(attack=RULE_ATTACK[rule], knowledge="full", direction="sum"))]
+                   ("full, direction rule", dict(attack=RULE_ATTACK[rule], knowledge="full", direction="rule"))]
         for column, settings in columns:
             if rule == "mean" and column in ("gaussian", "labelflip"):
                 continue  # the paper's mean row (Table 5) has the model-poisoning attacks only

@@ -215,9 +215,9 @@ def test_golden_full_knowledge_case_m7_c2():
     (the first in the sequence for which a brute-force Krum over the pool picks a copy)."""
     rng = np.random.default_rng(7)
     U = (0.05 * rng.standard_normal((7, 6)) + 0.02).astype(np.float64)
-    ctx = context(U, 2, rule="krum", krum_squared=False, epsilon=0.0)
+    ctx = context(U, 2, rule="krum", krum_squared=False, epsilon=0.0, direction="rule")
     benign = np.arange(2, 7)
-    s = np.sign(reference.krum(U, 2, squared=False)).astype(np.int8)  # direction: Krum's output
+    s = np.sign(reference.krum(U, 2, squared=False)).astype(np.int8)  # direction "rule": Krum's output
     # Theorem 1 with plain distances: m - c - 2 = 3 benign neighbours, m - 2c - 1 = 2.
     D = np.sqrt(reference.pairwise_sq_distances(U[benign]))
     nearest = [np.sort(np.delete(D[i], i))[:3].sum() for i in range(5)]
@@ -282,8 +282,8 @@ def test_on_failure_sends_the_genuine_updates_or_the_last_crafted_model(on_failu
     if on_failure == "benign":
         np.testing.assert_array_equal(rows, U[:3])
         assert ctx.metrics["sent"] == "benign"
-    else:
-        s = np.sign(aggregators.krum(U, 3)).astype(np.float32)
+    else:  # the default direction: the sign of the sum of all m updates
+        s = np.sign(U.astype(np.float64).sum(0)).astype(np.float32)
         np.testing.assert_array_equal(rows, np.tile(np.float32(-ctx.metrics["lambda"]) * s, (3, 1)))
 
 
@@ -297,14 +297,19 @@ def test_deviation_goal_subtracts_lambda_from_every_coordinate():
 # ---------------------------------------------------------------------------
 # The trim attack and Gaussian
 # ---------------------------------------------------------------------------
+@pytest.mark.parametrize("direction", ["sum", "rule"])
 @pytest.mark.parametrize("reference_point", ["model", "update"])
 @pytest.mark.parametrize("rule", ["median", "trimmed_mean"])
-def test_full_trim_values_lie_beyond_the_benign_extremes_inside_the_b_interval(rule, reference_point):
+def test_full_trim_values_lie_beyond_the_benign_extremes_inside_the_b_interval(rule, reference_point, direction):
+    """The default direction is the sign of the sum of all m updates; "rule" is the sign of the
+    rule's before-attack output (SPEC 13 item 4)."""
     U = updates(40, 3000, dtype=np.float64)
     U[:, :50] = 0.0  # coordinates that do not move: s = 0
-    ctx = context(U, 8, rule=rule, trim_reference=reference_point)
+    options = {} if direction == "sum" else {"direction": direction}
+    ctx = context(U, 8, rule=rule, trim_reference=reference_point, **options)
     rows = trim_attack(ctx)
-    s = np.sign(aggregators.get(rule, **ctx.rule_params)(U)).astype(np.int8)
+    moved = U.sum(0) if direction == "sum" else aggregators.get(rule, **ctx.rule_params)(U)
+    s = np.sign(moved).astype(np.int8)
     offset = ctx.global_model if reference_point == "model" else np.zeros(3000)
     benign = U[8:]
     mx, mn = benign.max(0) + offset, benign.min(0) + offset

@@ -21,9 +21,10 @@ class AttackOptions:
 
     epsilon:        Krum attack: the supporters lie within this distance of the crafted model.
     goal:           "directed" (the paper's directed deviation, SPEC 4) or "deviation" (Appendix B).
-    direction:      full knowledge: s = sign of the assumed rule's before-attack output ("rule",
-                    the paper's definition), of the benign mean ("mean", NDSS21 and others) or of
-                    the sum of all m updates ("sum", the FLTrust-derived codes). SPEC 13 item 4.
+    direction:      full knowledge: s = sign of the sum of all m before-attack updates ("sum", the
+                    default: the public code of the authors' group), of the assumed rule's
+                    before-attack output ("rule", the paper's literal definition) or of the
+                    benign mean ("mean", NDSS21-style ports). SPEC 13 item 4.
     on_failure:     Krum attack when no lambda >= threshold makes Krum pick the crafted model:
                     send the last crafted model ("last") or the genuine updates ("benign").
     trim_reference: trim attack, full knowledge: the b-interval scales model values ("model",
@@ -36,7 +37,7 @@ class AttackOptions:
 
     epsilon: float = 0.01
     goal: str = "directed"
-    direction: str = "rule"
+    direction: str = "sum"
     on_failure: str = "last"
     trim_reference: str = "model"
     b: float = 2.0

@@ -11,8 +11,9 @@ from fedrobust.attacks.context import AttackContext
 
 def full_knowledge(ctx: AttackContext):
     """s from all m updates, as options.direction says:
-    "rule": sign(A(U)) with A the assumed rule (the paper's definition);
-    "mean": sign of the benign updates' mean; "sum": sign of the sum of all m updates."""
+    "sum" (the default): sign of the sum of all m updates (the mean's sign);
+    "rule": sign(A(U)) with A the assumed rule (the paper's literal definition);
+    "mean": sign of the benign updates' mean."""
     U, backend = ctx.updates, ctx.backend
     how = ctx.options.direction
     if how == "rule":
