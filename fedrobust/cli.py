@@ -2,7 +2,8 @@
 
     fedrobust run [flags] [--config TOML] [--resume DIR]
     fedrobust plot DIR [DIR ...] [--output PNG]
-    fedrobust reproduce {attacks,transfer,table6} [--data-dir DIR] [--out DIR] [--rounds N] [--seed N]
+    fedrobust reproduce NAME [--trials N] [--shard I/N] [--quick] ...   (fedrobust reproduce --list)
+    fedrobust sweep GRID.toml [--trials N] [--shard I/N] ...
     fedrobust info [--json]
     fedrobust bench [--quick] [--json PATH] [--repeats N] [--threads N] [--memory | --no-memory]
     fedrobust bench --simulation [--quick] [--json PATH] [--threads N] [--data-dir DIR]
@@ -19,7 +20,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 
 # ---------------------------------------------------------------------------
@@ -226,7 +227,8 @@ RUN_FLAGS = (
     ("--attack-fraction", "attack_fraction", float, "fraction of rounds attacked, drawn per round (default 1)"),
     ("--epsilon", "epsilon", float, "Krum attack: supporters within this distance (default 0.01)"),
     ("--goal", "goal", str, "directed (default) or deviation (the paper's Appendix B)"),
-    ("--direction", "direction", str, "full knowledge: sum of all m updates (default), rule (the rule's output) or mean (benign)"),
+    ("--direction", "direction", str,
+     "full knowledge: sum of all m updates (default), rule (the rule's output) or mean (benign)"),
     ("--on-failure", "on_failure", str, "Krum attack without a lambda: last (default) or benign"),
     ("--trim-reference", "trim_reference", str, "trim attack b-interval on model (default) or update values"),
     ("--trim-b", "trim_b", float, "trim attack, full knowledge: interval factor b (default 2)"),
@@ -304,17 +306,12 @@ def _run_config(args: argparse.Namespace):
 
 
 def _read_toml(path: str) -> dict:
+    from fedrobust.config import read_toml
+
     try:
-        import tomllib
-    except ImportError:  # Python < 3.11: the same parser, installed with fedrobust there
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"--config {path}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"--config {path}: not valid TOML: {e}") from None
+        table = read_toml(path)
+    except ValueError as e:
+        raise ValueError(f"--config {e}") from None
     return {key.replace("-", "_"): value for key, value in table.items()}
 
 
@@ -385,52 +382,152 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
-# fedrobust reproduce
+# fedrobust reproduce / fedrobust sweep: grids of runs (fedrobust.sweep)
 # ---------------------------------------------------------------------------
-def _add_reproduce(subparsers: Any) -> None:
-    from fedrobust.experiments import GRIDS
+QUICK = dict(dataset="digits", rounds=3, eval_every=3)  # --quick: the pipeline, not the numbers
 
-    p = subparsers.add_parser(
-        "reproduce", help="run one of the paper's experiment grids and print its table",
-        description="Run every cell of a grid of fedrobust.experiments (MNIST, LR, the paper's defaults), "
-                    "one results directory per cell under --out (cells already finished are read back, "
-                    "interrupted ones resume), then print the table of final test errors and write "
-                    "table.csv and table.json.")
-    p.add_argument("grid", choices=sorted(GRIDS),
-                   help="attacks: rules x attacks; transfer: Table 4; table6: Table 6 (defenses)")
-    p.add_argument("--data-dir", help="directory with the MNIST IDX files (or set FEDROBUST_DATA)")
-    p.add_argument("--out", help="results directory (default: results/<grid>)")
-    p.add_argument("--rounds", type=positive_int, help="global rounds per cell (default 500, the paper's)")
-    p.add_argument("--seed", type=int, help="seed of every cell (default 0)")
+
+def _add_grid_flags(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--out", help=f"results directory (default: {default_out})")
+    p.add_argument("--data-dir", help="directory with the dataset's files (or set FEDROBUST_DATA)")
+    p.add_argument("--rounds", type=positive_int, help="global rounds of every cell (default: the grid's)")
+    p.add_argument("--trials", type=positive_int, help="seeds 0 .. N-1 per cell (default: the grid's)")
+    p.add_argument("--seeds", help="the seeds of every cell, comma-separated (instead of --trials)")
+    p.add_argument("--shard", metavar="I/N", help="run only every N-th cell, starting at cell I (1 <= I <= N), "
+                                                  "to split a grid over processes or machines")
+    p.add_argument("--collect", action="store_true", help="run nothing: the table of the cells finished so far")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK['rounds']} rounds on the digits data that ships with scikit-learn, one seed: "
+                        "checks the pipeline and the outputs, not the numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--threads", metavar="N", type=positive_int,
                    help="threads for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the CPUs)")
+
+
+def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespace) -> int:
+    """Shared body of `reproduce` and `sweep`: the flags applied to `grid`, the estimate, the
+    runs, the table printed."""
+    from fedrobust import sweep
+    from fedrobust._native import set_threads
+
+    try:
+        if args.threads:
+            set_threads(args.threads)
+        if args.seeds is not None and args.trials is not None:
+            raise ValueError("give --trials or --seeds, not both")
+        if args.seeds is not None:
+            grid = grid.with_seeds(sweep.seeds_from(_int_list(args.seeds, "--seeds"), "--seeds"))
+        elif args.trials is not None:
+            grid = grid.with_seeds(range(args.trials))
+        overrides: Dict[str, Any] = {}
+        if args.quick:
+            overrides.update(QUICK)
+            grid = grid.with_seeds(grid.seeds[:1])
+        if args.rounds is not None:
+            overrides["rounds"] = args.rounds
+        if args.data_dir is not None:
+            overrides["data_dir"] = args.data_dir
+        shard = _shard(args.shard)
+        if not args.collect:
+            print(f"{command}: {grid.name}, {len(grid.cells)} cells x {len(grid.seeds)} seeds "
+                  f"({', '.join(map(str, grid.seeds))}) into {out}", file=sys.stderr)
+            estimate = _estimate(grid, overrides)
+            if estimate:
+                print(estimate, file=sys.stderr)
+        table = sweep.run_grid(grid, out, overrides=overrides, shard=shard, collect=args.collect,
+                               progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"fedrobust {command}: error: {e}", file=sys.stderr)
+        return 2
+    print(sweep.format_table(table))
+    print(f"\nfinal test error, mean ± std over the seeds; results, table.csv, table.json and table.md in {out}")
+    return 0
+
+
+def _estimate(grid: Any, overrides: Dict[str, Any]) -> str:
+    from fedrobust import experiments
+
+    if any(dict(grid.base, **c.settings, **overrides).get("model", "lr") != "lr" for c in grid.cells):
+        return ""
+    minutes = experiments.estimated_seconds(grid, overrides.get("rounds", 0)) / 60
+    return f"estimated {minutes:.0f} min on a 2-core CPU (cells already finished are read back)"
+
+
+def _int_list(text: str, flag: str) -> List[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def _shard(text: Optional[str]) -> Tuple[int, int]:
+    if text is None:
+        return (1, 1)
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
+        raise ValueError(f"--shard: expected I/N with 1 <= I <= N, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _add_reproduce(subparsers: Any) -> None:
+    from fedrobust.experiments import ALIASES, PRESETS
+
+    p = subparsers.add_parser(
+        "reproduce", help="run one of the paper's experiments (a preset grid) and print its table",
+        description="Run every cell of a preset of fedrobust.experiments for its seeds, one results "
+                    "directory per cell and seed under --out (finished ones are read back, interrupted ones "
+                    "resume), then print the table (mean ± std over the seeds, the paper's value beside ours "
+                    "where known) and write table.csv, table.json and table.md. --list shows the presets.")
+    p.add_argument("grid", nargs="?", metavar="NAME", help=f"one of: {', '.join(list(PRESETS) + list(ALIASES))}")
+    p.add_argument("--list", action="store_true", help="list the presets with their size and estimated time")
+    _add_grid_flags(p, "results/<NAME>")
     p.set_defaults(func=cmd_reproduce)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from fedrobust import experiments
-    from fedrobust._native import set_threads
 
-    if args.threads:
-        set_threads(args.threads)
-    overrides = {k: v for k, v in (("rounds", args.rounds), ("seed", args.seed)) if v is not None}
-    out = args.out or os.path.join("results", args.grid)
+    if args.list:
+        print(experiments.describe_presets())
+        return 0
+    if args.grid is None:
+        print("fedrobust reproduce: error: name a preset (fedrobust reproduce --list shows them)", file=sys.stderr)
+        return 2
     try:
-        table = experiments.run_grid(args.grid, out, data_dir=args.data_dir, overrides=overrides,
-                                     progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as e:
+        grid = experiments.preset(args.grid)
+    except ValueError as e:
         print(f"fedrobust reproduce: error: {e}", file=sys.stderr)
         return 2
-    print(experiments.format_table(table))
-    print(f"\nfinal test error of each cell; results, table.csv and table.json in {out}")
-    return 0
+    return _run_grid_command("reproduce", grid, args.out or os.path.join("results", grid.name), args)
+
+
+def _add_sweep(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "sweep", help="run a grid of settings (GRID.toml) for several seeds and print its table",
+        description="Run the cells of GRID.toml (lists of values expand into cells; seeds = N or a list; "
+                    "see fedrobust.sweep) for every seed, one results directory per cell and seed, then "
+                    "print the table of final test errors (mean ± std) and write table.csv, table.json and "
+                    "table.md.")
+    p.add_argument("grid_file", metavar="GRID.toml")
+    _add_grid_flags(p, "results/<grid name>")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from fedrobust import sweep
+
+    try:
+        grid = sweep.read_grid(args.grid_file)
+    except ValueError as e:
+        print(f"fedrobust sweep: error: {e}", file=sys.stderr)
+        return 2
+    return _run_grid_command("sweep", grid, args.out or os.path.join("results", grid.name), args)
 
 
 # ---------------------------------------------------------------------------
 # Parser and entry point
 # ---------------------------------------------------------------------------
-SUBCOMMANDS = (_add_run, _add_plot, _add_reproduce, _add_info, _add_bench)
+SUBCOMMANDS = (_add_run, _add_plot, _add_reproduce, _add_sweep, _add_info, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

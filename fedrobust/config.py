@@ -213,6 +213,21 @@ class Config:
 DEFAULT_LR: Dict[str, float] = {"mnist": 0.1, "fashion_mnist": 0.1, "digits": 0.5}
 
 
+def read_toml(path: str) -> Dict[str, Any]:
+    """The table of a TOML file; ValueError naming the file when it is missing or not TOML."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: the same parser, installed with fedrobust there
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML: {e}") from None
+
+
 def _check_simd_environment() -> None:
     """FEDROBUST_SIMD, when set, names a SIMD level this machine has (the kernels read it at
     their first call, deep inside a run)."""

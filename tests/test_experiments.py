@@ -1,55 +1,63 @@
-"""The experiment grids and `fedrobust reproduce`: every cell validated before any runs,
-one results directory per cell, finished cells read back, the table written."""
+"""The paper's presets (fedrobust.experiments) and `fedrobust reproduce`: every preset's cells
+valid, each preset run in --quick mode with its table, CSV and JSON agreeing, the listing,
+and the command's errors."""
+import csv
 import json
-import os
 
 import pytest
 
-from fedrobust import cli, experiments
-
-SMALL = dict(dataset="digits", workers=20, compromised=4, rounds=2, eval_every=1, lr=0.5, batch_size=8)
+from fedrobust import cli, experiments, sweep
 
 
-def test_grids_cover_the_papers_rows_and_columns():
-    cells = experiments.attacks_grid()
-    assert {(r, c) for r, c, _ in cells} >= {("krum", "partial"), ("median", "full"), ("mean", "full")}
-    assert all(s["attack"] in ("krum", "trim") for r, c, s in cells if c in ("partial", "full"))
-    assert {s["attack"] for r, c, s in cells if r == "krum" and c == "full"} == {"krum"}
-    transfer = experiments.transfer_grid()
-    assert len(transfer) == 9 and {s["rule"] for _, _, s in transfer} == {"krum", "trimmed_mean", "median"}
+def test_presets_cover_the_papers_rows_and_columns():
+    cells = {(c.row, c.column): c.settings for c in experiments.attacks().cells}
+    assert {("krum", "partial"), ("median", "full"), ("mean", "full")} <= set(cells)
+    assert all(s["attack"] in ("krum", "trim") for (r, c), s in cells.items() if c in ("partial", "full"))
+    assert cells[("krum", "full")]["attack"] == "krum" and "direction" not in cells[("krum", "full")]
+    assert cells[("median", "full, direction rule")]["direction"] == "rule"
+    table4 = experiments.preset("transfer")
+    assert table4.name == "table4" and len(table4.cells) == 9 and len(table4.paper) == 9
+    assert {c.settings["rule"] for c in table4.cells} == {"krum", "trimmed_mean", "median"}
+    assert {c.settings["defense"] for c in experiments.table6().cells} == {"none", "err", "lfr", "union"}
+    assert {c.settings["goal"] for c in experiments.table8().cells} == {"directed", "deviation"}
 
 
-def test_run_grid_writes_one_directory_per_cell_and_reads_finished_cells_back(tmp_path, monkeypatch):
-    cells = [("median", "none", dict(rule="median", attack="none")),
-             ("median", "partial", dict(rule="median", attack="trim", knowledge="partial"))]
-    monkeypatch.setitem(experiments.GRIDS, "tiny", lambda: cells)
-    logged = []
-    table = experiments.run_grid("tiny", str(tmp_path), overrides=SMALL, progress=False, log=logged.append)
-    assert table["rows"] == ["median"] and table["columns"] == ["none", "partial"]
-    for cell in table["cells"]:
-        assert os.path.exists(os.path.join(cell["out"], "summary.json"))
-        assert 0.0 <= cell["final_test_error"] <= 1.0
-    assert json.load(open(tmp_path / "table.json"))["cells"][1]["attack"]["rounds_attacked"] == 2
-    assert (tmp_path / "table.csv").read_text().splitlines()[0].startswith("row,column,final_test_error")
-    again = experiments.run_grid("tiny", str(tmp_path), overrides=SMALL, progress=False, log=logged.append)
-    assert sum("done before" in line for line in logged) == 2
-    assert [c["final_test_error"] for c in again["cells"]] == [c["final_test_error"] for c in table["cells"]]
-    text = experiments.format_table(table)
-    assert text.splitlines()[0] == "| | none | partial |" and text.count("\n") == 2
+@pytest.mark.parametrize("name", list(experiments.PRESETS))
+def test_every_preset_runs_in_quick_mode_and_its_files_match_the_printed_table(name, tmp_path, capsys):
+    out = tmp_path / name
+    assert cli.main(["reproduce", name, "--quick", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    grid = experiments.preset(name)
+    table = json.loads((out / "table.json").read_text())
+    assert table["rows"] == grid.rows() and table["columns"] == grid.columns() and table["seeds"] == [0]
+    assert sweep.format_table(table) in printed and (out / "table.md").read_text().strip() in printed
+    rows = list(csv.DictReader(open(out / "table.csv")))
+    assert len(rows) == len(grid.cells) == len(table["cells"])
+    for row, cell in zip(rows, table["cells"]):
+        assert cell["trials"] == 1 and cell["settings"]["rounds"] == cli.QUICK["rounds"]
+        assert float(row["final_test_error_mean"]) == cell["final_test_error"]["mean"]
+        assert f"{cell['final_test_error']['mean']:.3f}" in printed
+        assert (row["row"], row["column"]) == (cell["row"], cell["column"])
 
 
-def test_a_cell_with_impossible_settings_stops_the_grid_before_anything_runs(tmp_path, monkeypatch):
-    cells = [("median", "none", dict(rule="median")), ("krum", "full", dict(rule="krum", attack="krum"))]
-    monkeypatch.setitem(experiments.GRIDS, "bad", lambda: cells)
-    with pytest.raises(ValueError, match="compromised"):
-        experiments.run_grid("bad", str(tmp_path), overrides=dict(SMALL, workers=10), progress=False)
-    assert not any(tmp_path.iterdir())
+def test_reproduce_lists_the_presets_with_estimates(capsys):
+    assert cli.main(["reproduce", "--list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listing] == list(experiments.PRESETS)
+    assert all("min" in line and "trials" in line for line in listing)
+    assert experiments.estimated_seconds(experiments.table2a()) < 30 * 60  # the default trials fit 30 minutes
 
 
 def test_reproduce_command_errors_are_reported(tmp_path, capsys):
-    status = cli.main(["reproduce", "attacks", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+    status = cli.main(["reproduce", "table4", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
                        "--rounds", "1", "--quiet"])
     assert status == 2
     assert "fedrobust reproduce: error:" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["reproduce", "table9"])
+    assert cli.main(["reproduce", "table9"]) == 2
+    assert "unknown preset 'table9'; available: attacks, table2a" in capsys.readouterr().err
+    assert cli.main(["reproduce"]) == 2
+    assert "name a preset" in capsys.readouterr().err
+    assert cli.main(["reproduce", "table7b", "--trials", "2", "--seeds", "1,2"]) == 2
+    assert "give --trials or --seeds, not both" in capsys.readouterr().err
+    assert cli.main(["reproduce", "table7b", "--shard", "3/2"]) == 2
+    assert "--shard: expected I/N with 1 <= I <= N, got '3/2'" in capsys.readouterr().err
