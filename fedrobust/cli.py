@@ -16,6 +16,7 @@ reproduce), write the pair and list `_add_<name>` in `SUBCOMMANDS`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -397,8 +398,8 @@ def _add_grid_flags(p: argparse.ArgumentParser, default_out: str) -> None:
                                                   "to split a grid over processes or machines")
     p.add_argument("--collect", action="store_true", help="run nothing: the table of the cells finished so far")
     p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK['rounds']} rounds on the digits data that ships with scikit-learn, one seed: "
-                        "checks the pipeline and the outputs, not the numbers")
+                   help=f"{QUICK['rounds']} rounds on the digits data that ships with scikit-learn, one seed "
+                        "(unless --trials / --seeds): checks the pipeline and the outputs, not the numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--threads", metavar="N", type=positive_int,
                    help="threads for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the CPUs)")
@@ -415,14 +416,15 @@ def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespac
             set_threads(args.threads)
         if args.seeds is not None and args.trials is not None:
             raise ValueError("give --trials or --seeds, not both")
+        overrides: Dict[str, Any] = {}
+        if args.quick:  # one seed unless --trials / --seeds say otherwise
+            overrides.update(QUICK)
+            grid = dataclasses.replace(grid.with_seeds(grid.seeds[:1]), description=(
+                f"{grid.description} [--quick: {QUICK['dataset']}, {QUICK['rounds']} rounds]"))
         if args.seeds is not None:
             grid = grid.with_seeds(sweep.seeds_from(_int_list(args.seeds, "--seeds"), "--seeds"))
         elif args.trials is not None:
             grid = grid.with_seeds(range(args.trials))
-        overrides: Dict[str, Any] = {}
-        if args.quick:
-            overrides.update(QUICK)
-            grid = grid.with_seeds(grid.seeds[:1])
         if args.rounds is not None:
             overrides["rounds"] = args.rounds
         if args.data_dir is not None:

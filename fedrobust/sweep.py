@@ -56,9 +56,20 @@ class Cell:
 
 
 @dataclasses.dataclass(frozen=True)
+class Figure:
+    """How a grid is drawn: one line per row, the columns at the x values `x` (by column
+    label), the final test error's mean with its std as error bars."""
+
+    x_label: str
+    x: Dict[str, float]
+    log_x: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Grid:
     """Cells, the settings they share (`base`, under each cell's own) and the seeds each runs
-    for. `paper`: published values by (row, column), shown beside ours."""
+    for. `paper`: published values by (row, column), shown beside ours; `figure`: drawn as
+    OUT/figure.png when set."""
 
     name: str
     cells: Tuple[Cell, ...]
@@ -66,6 +77,7 @@ class Grid:
     seeds: Tuple[int, ...] = (0,)
     paper: Dict[Tuple[str, str], float] = dataclasses.field(default_factory=dict)
     description: str = ""
+    figure: Optional[Figure] = None
 
     def with_seeds(self, seeds: Sequence[int]) -> Grid:
         return dataclasses.replace(self, seeds=tuple(seeds))
@@ -193,6 +205,13 @@ def run_grid(grid: Grid, out: str, overrides: Optional[Dict[str, Any]] = None,
             Simulation(config, progress=progress).run()
     table = collect_table(grid, jobs)
     write_table(out, table)
+    if grid.figure is not None:
+        from fedrobust.plotting import plot_grid
+
+        try:
+            table["figure_png"] = plot_grid(table, os.path.join(out, "figure.png"))
+        except ImportError as e:
+            log(f"no figure: {e}")
     return table
 
 
@@ -215,7 +234,8 @@ def collect_table(grid: Grid, jobs: List[Job]) -> Dict[str, Any]:
             entry[group] = _metric_means([s.get(group) for _, s in done])
         cells.append(entry)
     return {"grid": grid.name, "description": grid.description, "rows": grid.rows(), "columns": grid.columns(),
-            "seeds": list(grid.seeds), "cells": cells}
+            "seeds": list(grid.seeds), "cells": cells,
+            "figure": None if grid.figure is None else dataclasses.asdict(grid.figure)}
 
 
 def format_table(table: Dict[str, Any], key: str = "final_test_error") -> str:

@@ -38,6 +38,10 @@ def test_every_preset_runs_in_quick_mode_and_its_files_match_the_printed_table(n
         assert float(row["final_test_error_mean"]) == cell["final_test_error"]["mean"]
         assert f"{cell['final_test_error']['mean']:.3f}" in printed
         assert (row["row"], row["column"]) == (cell["row"], cell["column"])
+    if grid.figure is not None:  # one line per row, every column at an x value, drawn
+        assert set(table["figure"]["x"]) == set(grid.columns()) and (out / "figure.png").stat().st_size > 10_000
+    else:
+        assert table["figure"] is None and not (out / "figure.png").exists()
 
 
 def test_reproduce_lists_the_presets_with_estimates(capsys):
@@ -54,7 +58,7 @@ def test_reproduce_command_errors_are_reported(tmp_path, capsys):
     assert status == 2
     assert "fedrobust reproduce: error:" in capsys.readouterr().err
     assert cli.main(["reproduce", "table9"]) == 2
-    assert "unknown preset 'table9'; available: attacks, table2a" in capsys.readouterr().err
+    assert "unknown preset 'table9'; available: attacks, fig2a" in capsys.readouterr().err
     assert cli.main(["reproduce"]) == 2
     assert "name a preset" in capsys.readouterr().err
     assert cli.main(["reproduce", "table7b", "--trials", "2", "--seeds", "1,2"]) == 2

@@ -67,16 +67,24 @@ void trimmed_mean(const py::object& U, int64_t beta, const OptionalRows& rows, c
   rows_into(u, rows, out, [beta](const auto& v, auto* o, cudaStream_t s) { fc::trimmed_mean(v, beta, o, s); });
 }
 
-void mean(const py::object& U, const OptionalRows& rows, const py::object& out) {
-  const Array u = device_matrix(U);
-  const std::vector<int64_t> idx = sorted_rows(rows);
+// out (d,) = kernel(U's matrix, the listed rows on the device, their count, out, stream), without
+// the GIL: the shared body of the rules that read a row list on the device.
+template <class Kernel>
+void listed_rows_into(const Array& u, const std::vector<int64_t>& idx, const py::object& out, Kernel kernel) {
   dispatch_float(u, [&](auto tag) {
     using T = decltype(tag);
     const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
     const cudaStream_t s = stream_of(u);
     DeviceRows r(idx, u.shape[0], s);
     py::gil_scoped_release nogil;
-    fc::mean<T>(matrix<T>(u), r.data(), r.n, o.as<T>(), s);
+    kernel(matrix<T>(u), r.data(), r.n, o.as<T>(), s);
+  });
+}
+
+void mean(const py::object& U, const OptionalRows& rows, const py::object& out) {
+  const Array u = device_matrix(U);
+  listed_rows_into(u, sorted_rows(rows), out, [](const auto& v, const int64_t* r, int64_t n, auto* o, cudaStream_t s) {
+    fc::mean(v, r, n, o, s);
   });
 }
 
@@ -212,13 +220,8 @@ void closest_to_median_mean(const py::object& U, int64_t gamma, const std::vecto
   if (n > fc::kMaxRows)
     throw py::value_error("closest_to_median_mean on CUDA takes at most " + std::to_string(fc::kMaxRows) +
                           " rows, got " + std::to_string(n) + "; pass a CPU array");
-  dispatch_float(u, [&](auto tag) {
-    using T = decltype(tag);
-    const Array o = device_dense<T>(out, "out", {u.shape[1]}, true);
-    const cudaStream_t s = stream_of(u);
-    DeviceRows r(idx, u.shape[0], s);
-    py::gil_scoped_release nogil;
-    fc::closest_to_median_mean<T>(matrix<T>(u), r.data(), r.n, gamma, o.as<T>(), s);
+  listed_rows_into(u, idx, out, [gamma](const auto& v, const int64_t* r, int64_t k, auto* o, cudaStream_t s) {
+    fc::closest_to_median_mean(v, r, k, gamma, o, s);
   });
 }
 
