@@ -1,7 +1,7 @@
 """The `fedrobust` command line.
 
     fedrobust run [flags] [--config TOML] [--resume DIR]
-    fedrobust plot DIR [DIR ...] [--output PNG]
+    fedrobust plot DIR [DIR ...] [--mean] [--output PNG]
     fedrobust reproduce NAME [--trials N] [--shard I/N] [--quick] ...   (fedrobust reproduce --list)
     fedrobust sweep GRID.toml [--trials N] [--shard I/N] ...
     fedrobust info [--json]
@@ -364,8 +364,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _add_plot(subparsers: Any) -> None:
     p = subparsers.add_parser("plot", help="plot test error versus round of a results directory",
                               description="Write the test-error-versus-round figure of one or more "
-                                          "results directories as a PNG (needs matplotlib).")
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (with rounds.jsonl)")
+                                          "results directories as a PNG (needs matplotlib). A sweep's cell "
+                                          "directory (OUT/<row>--<column>, holding seed-<k> runs) is drawn as "
+                                          "the mean over its seeds with a band of one std.")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (with rounds.jsonl) or sweep cells")
+    p.add_argument("--mean", action="store_true",
+                   help="the directories are seeds of one setting: draw their mean with a band of one std")
     p.add_argument("--output", metavar="PNG", help="file to write (default: DIR/test_error.png)")
     p.set_defaults(func=cmd_plot)
 
@@ -374,7 +378,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from fedrobust.plotting import plot_test_error
 
     try:
-        path = plot_test_error(args.dirs, args.output)
+        path = plot_test_error(args.dirs, args.output, mean=args.mean)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"fedrobust plot: error: {e}", file=sys.stderr)
         return 2
@@ -431,8 +435,11 @@ def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespac
             overrides["data_dir"] = args.data_dir
         shard = _shard(args.shard)
         if not args.collect:
-            print(f"{command}: {grid.name}, {len(grid.cells)} cells x {len(grid.seeds)} seeds "
-                  f"({', '.join(map(str, grid.seeds))}) into {out}", file=sys.stderr)
+            seeds = list(grid.seeds)
+            shown = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 3 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
+                else ", ".join(map(str, seeds))
+            print(f"{command}: {grid.name}, {len(grid.cells)} cells x {len(seeds)} seeds ({shown}) into {out}",
+                  file=sys.stderr)
             estimate = _estimate(grid, overrides)
             if estimate:
                 print(estimate, file=sys.stderr)

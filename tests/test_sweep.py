@@ -141,3 +141,21 @@ def test_sweep_command_runs_a_toml_grid(tmp_path, capsys):
     assert "bad.toml: unknown setting(s) ['rulez']" in capsys.readouterr().err
     assert cli.main(["sweep", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml: no such file" in capsys.readouterr().err
+
+
+def test_plot_draws_a_cells_seeds_as_mean_and_std(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from fedrobust import plotting
+
+    sweep.run_grid(_grid(seeds=(0, 1)), str(tmp_path), progress=False)
+    cell = tmp_path / "median--none"
+    assert plotting.seed_directories(str(cell)) == [str(cell / "seed-0"), str(cell / "seed-1")]
+    rounds, means, stds = plotting._mean_curve(plotting.seed_directories(str(cell)))
+    curves = [plotting._curve(str(cell / f"seed-{s}")) for s in (0, 1)]
+    assert rounds == [1, 2] and means[1] == pytest.approx((curves[0][2] + curves[1][2]) / 2)
+    assert stds[1] == pytest.approx(abs(curves[0][2] - curves[1][2]) / 2 ** 0.5)
+    assert cli.main(["plot", str(cell), str(tmp_path / "median--gaussian" / "seed-0"),
+                     "--output", str(tmp_path / "a.png")]) == 0
+    assert cli.main(["plot", "--mean", str(cell / "seed-0"), str(cell / "seed-1"),
+                     "--output", str(tmp_path / "b.png")]) == 0
+    assert (tmp_path / "a.png").stat().st_size > 10_000 and (tmp_path / "b.png").stat().st_size > 10_000
