@@ -389,21 +389,26 @@ def cmd_plot(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 # fedrobust reproduce / fedrobust sweep: grids of runs (fedrobust.sweep)
 # ---------------------------------------------------------------------------
-QUICK = dict(dataset="digits", rounds=3, eval_every=3)  # --quick: the pipeline, not the numbers
+# --quick: the pipeline, not the numbers: a few rounds on data that ships with scikit-learn,
+# per model (the DNN needs images of 10 x 10 or more, or feature vectors).
+QUICK = dict(rounds=2, eval_every=1)
+QUICK_DATASET = {"lr": "digits", "dnn": "breast_cancer", "resnet20": "digits"}
 
 
 def _add_grid_flags(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--out", help=f"results directory (default: {default_out})")
     p.add_argument("--data-dir", help="directory with the dataset's files (or set FEDROBUST_DATA)")
     p.add_argument("--rounds", type=positive_int, help="global rounds of every cell (default: the grid's)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="where every cell trains (default: the grid's, cpu)")
     p.add_argument("--trials", type=positive_int, help="seeds 0 .. N-1 per cell (default: the grid's)")
     p.add_argument("--seeds", help="the seeds of every cell, comma-separated (instead of --trials)")
     p.add_argument("--shard", metavar="I/N", help="run only every N-th cell, starting at cell I (1 <= I <= N), "
                                                   "to split a grid over processes or machines")
     p.add_argument("--collect", action="store_true", help="run nothing: the table of the cells finished so far")
     p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK['rounds']} rounds on the digits data that ships with scikit-learn, one seed "
-                        "(unless --trials / --seeds): checks the pipeline and the outputs, not the numbers")
+                   help=f"{QUICK['rounds']} rounds on data that ships with scikit-learn (digits; Breast Cancer "
+                        "for the DNN), one seed (unless --trials / --seeds): checks the pipeline and the "
+                        "outputs, not the numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--threads", metavar="N", type=positive_int,
                    help="threads for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the CPUs)")
@@ -422,15 +427,18 @@ def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespac
             raise ValueError("give --trials or --seeds, not both")
         overrides: Dict[str, Any] = {}
         if args.quick:  # one seed unless --trials / --seeds say otherwise
-            overrides.update(QUICK)
+            dataset = QUICK_DATASET[grid.base.get("model", "lr")]
+            overrides.update(QUICK, dataset=dataset)
             grid = dataclasses.replace(grid.with_seeds(grid.seeds[:1]), description=(
-                f"{grid.description} [--quick: {QUICK['dataset']}, {QUICK['rounds']} rounds]"))
+                f"{grid.description} [--quick: {dataset}, {QUICK['rounds']} rounds]"))
         if args.seeds is not None:
             grid = grid.with_seeds(sweep.seeds_from(_int_list(args.seeds, "--seeds"), "--seeds"))
         elif args.trials is not None:
             grid = grid.with_seeds(range(args.trials))
         if args.rounds is not None:
             overrides["rounds"] = args.rounds
+        if args.device is not None:
+            overrides["device"] = args.device
         if args.data_dir is not None:
             overrides["data_dir"] = args.data_dir
         shard = _shard(args.shard)
@@ -449,17 +457,19 @@ def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespac
         print(f"fedrobust {command}: error: {e}", file=sys.stderr)
         return 2
     print(sweep.format_table(table))
-    print(f"\nfinal test error, mean ± std over the seeds; results, table.csv, table.json and table.md in {out}")
+    shown = table["key"].replace("_", " ")
+    print(f"\n{shown}, mean ± std over the seeds; results, table.csv, table.json and table.md in {out}")
     return 0
 
 
 def _estimate(grid: Any, overrides: Dict[str, Any]) -> str:
     from fedrobust import experiments
 
-    if any(dict(grid.base, **c.settings, **overrides).get("model", "lr") != "lr" for c in grid.cells):
-        return ""
-    minutes = experiments.estimated_seconds(grid, overrides.get("rounds", 0)) / 60
-    return f"estimated {minutes:.0f} min on a 2-core CPU (cells already finished are read back)"
+    seconds = experiments.estimated_seconds(grid, overrides)
+    text = f"estimated {experiments.format_duration(seconds)} on a 2-core CPU (finished runs are read back)"
+    if (seconds is None or seconds > 3600) and overrides.get("device", grid.base.get("device", "cpu")) == "cpu":
+        text += "; consider --device cuda, --shard I/N over processes or machines, or fewer --rounds / --trials"
+    return text
 
 
 def _int_list(text: str, flag: str) -> List[int]:

@@ -51,7 +51,8 @@ no attack beside the partial-knowledge attack (SPEC 8.5); fig2 and fig3 draw eve
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Tuple
+import dataclasses
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fedrobust.sweep import Cell, Figure, Grid
 
@@ -60,13 +61,28 @@ PAPER_DEFAULTS: Dict[str, Any] = dict(dataset="mnist", model="lr", workers=100, 
 
 RULE_ATTACK = {"krum": "krum", "trimmed_mean": "trim", "median": "trim", "mean": "trim", "bulyan": "krum"}
 RULES = ("krum", "trimmed_mean", "median")
+DNN_ROUNDS = 2000
+DNN_SECONDS = 1.1  # MNIST DNN, m = 100, batch 32: 6 rounds took 1.1-1.3 s each
 
-# Seconds per round of one cell on this project's 2-core machine (MNIST LR, m = 100, the
-# paper's defaults; measured: table2a's 75 runs of 500 rounds took 4 min 12 s), scaled by the
-# local rounds and the workers, and the factor a defense adds (m + 1 candidate models per
-# round; Union on the median halves the rounds per second).
-SECONDS_PER_ROUND = {"lr": 0.0067}
+# Seconds per round of one cell on this project's 2-core machine, m = 100, by model (and
+# dataset where it matters), scaled by the local rounds and the workers; a defense multiplies
+# it (m + 1 candidate models per round; Union on the median halves the rounds per second).
+# Measured: MNIST LR, table2a's 75 runs of 500 rounds in 4 min 12 s; the DNN from 6-round runs
+# of the paper's settings. ResNet20 on CH-MNIST is not measured (no CH-MNIST file here): no
+# estimate.
+SECONDS_PER_ROUND: Dict[Tuple[str, str], float] = {
+    ("lr", ""): 0.0067, ("dnn", ""): DNN_SECONDS, ("dnn", "breast_cancer"): 0.14}
 DEFENSE_FACTOR = 2.5
+
+
+def seconds_per_round(settings: Dict[str, Any]) -> Optional[float]:
+    """The estimated seconds per round of a cell of these settings; None where not measured."""
+    model, dataset = settings.get("model", "lr"), settings.get("dataset", "")
+    rate = SECONDS_PER_ROUND.get((model, dataset), SECONDS_PER_ROUND.get((model, "")))
+    if rate is None:
+        return None
+    rate *= settings.get("local_rounds", 1) * settings.get("workers", 100) / 100
+    return rate * (DEFENSE_FACTOR if settings.get("defense", "none") != "none" else 1.0)
 
 
 def _attack_columns(rule: str) -> List[Tuple[str, Dict[str, Any]]]:
@@ -213,9 +229,44 @@ def fig5c() -> Grid:
                    "knowledge)", "fraction of rounds attacked", series, points)
 
 
+# The DNN tables (SPEC 8: 2,000 rounds for the DNNs; batch 64 on Fashion-MNIST; the
+# paper's other defaults). Hours per trial on a CPU: run them with --device cuda or split
+# them with --shard over machines.
+
+
+def _table2(name: str, description: str, **settings: Any) -> Callable[[], Grid]:
+    def grid() -> Grid:
+        base = dict(PAPER_DEFAULTS, rounds=DNN_ROUNDS, **settings)
+        cells = [Cell(rule, column, dict(rule=rule, **s)) for rule in RULES for column, s in _attack_columns(rule)]
+        return Grid(name, tuple(cells), base, seeds=(0,), description=description)
+    return grid
+
+
+TABLE3_PAPER = {(rule, column): value for rule, values in (
+    ("krum", (0.10, 0.10, 0.09, 0.69, 0.70)), ("trimmed_mean", (0.06, 0.06, 0.07, 0.12, 0.18)),
+    ("median", (0.06, 0.06, 0.06, 0.11, 0.32))) for column, value in zip(
+    ("none", "gaussian", "labelflip", "partial", "full"), values)}
+
+
+def table3() -> Grid:
+    """Table 3: table2b's runs (the same cells and settings: give the same --out to read them
+    back) shown with the best global model's test error (the master keeps the best)."""
+    grid = _table2("table3", "", model="dnn")()
+    return dataclasses.replace(grid, paper=TABLE3_PAPER, key="best_test_error",
+                               description="Table 3: MNIST, DNN; the lowest test error of the global model")
+
+
 PRESETS: Dict[str, Callable[[], Grid]] = {
     "table2a": table2a, "attacks": attacks, "table4": table4, "table6": table6, "table7b": table7b,
     "table8": table8,
+    "table2b": _table2("table2b", "Table 2b: MNIST, DNN; rules x attacks", model="dnn"),
+    "table2c": _table2("table2c", "Table 2c: Fashion-MNIST, DNN, batch 64; rules x attacks", model="dnn",
+                       dataset="fashion_mnist", batch_size=64),
+    "table2d": _table2("table2d", "Table 2d: CH-MNIST (hmnist_64_64_L.csv in --data-dir), ResNet20; rules x "
+                       "attacks", model="resnet20", dataset="chmnist"),
+    "table2e": _table2("table2e", "Table 2e: Breast Cancer, DNN; rules x attacks", model="dnn",
+                       dataset="breast_cancer"),
+    "table3": table3,
     **{f"fig2{letter}": _fig2(rule, letter) for rule, letter in zip(RULES, "abc")},
     **{f"fig3{letter}": _fig3(rule, letter) for rule, letter in zip(RULES, "abc")},
     "fig4a": fig4a, "fig4b": fig4b, "fig4c": fig4c, "fig5a": fig5a, "fig5b": fig5b, "fig5c": fig5c}
@@ -231,17 +282,23 @@ def preset(name: str) -> Grid:
     return PRESETS[key]()
 
 
-def estimated_seconds(grid: Grid, rounds: int = 0) -> float:
-    """The preset's estimated wall time on this project's 2-core machine (SECONDS_PER_ROUND)."""
+def estimated_seconds(grid: Grid, overrides: Optional[Dict[str, Any]] = None) -> Optional[float]:
+    """The grid's estimated wall time on this project's 2-core machine (SECONDS_PER_ROUND);
+    None where a cell's rate is not measured."""
     total = 0.0
     for cell in grid.cells:
-        settings = dict(grid.base, **cell.settings)
-        per_round = SECONDS_PER_ROUND.get(settings.get("model", "lr"), SECONDS_PER_ROUND["lr"])
-        per_round *= settings.get("local_rounds", 1) * settings.get("workers", 100) / 100
-        if settings.get("defense", "none") != "none":
-            per_round *= DEFENSE_FACTOR
-        total += per_round * (rounds or settings.get("rounds", 200)) * len(grid.seeds)
+        settings = dict(grid.base, **cell.settings, **(overrides or {}))
+        rate = seconds_per_round(settings)
+        if rate is None:
+            return None
+        total += rate * settings.get("rounds", 200) * len(grid.seeds)
     return total
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "unknown"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def describe_presets() -> str:
@@ -249,7 +306,6 @@ def describe_presets() -> str:
     lines = []
     for name in PRESETS:
         grid = PRESETS[name]()
-        minutes = estimated_seconds(grid) / 60
-        lines.append(f"{name:9s} {len(grid.cells):3d} cells x {len(grid.seeds):2d} trials  ~{minutes:5.0f} min  "
-                     f"{grid.description}")
+        lines.append(f"{name:9s} {len(grid.cells):3d} cells x {len(grid.seeds):2d} trials  "
+                     f"~{format_duration(estimated_seconds(grid)):>7s}  {grid.description}")
     return "\n".join(lines)

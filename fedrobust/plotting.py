@@ -20,15 +20,15 @@ def _pyplot() -> Any:
 
 def plot_grid(table: Dict[str, Any], path: str) -> str:
     """A sweep's table (fedrobust.sweep) with a figure spec as a PNG: one line with markers per
-    row, each column at its x value, the final test error's mean over the seeds with the std
-    as error bars; the legend beside the axes, never over the data. Returns the path."""
+    row, each column at its x value, the mean of the table's key (the final test error) over
+    the seeds with the std as error bars; the legend beside the axes, never over the data. Returns the path."""
     plt = _pyplot()
-    spec = table["figure"]
+    spec, key = table["figure"], table.get("key", "final_test_error")
     fig, ax = plt.subplots(figsize=(7, 4))
     markers = "osD^v<>ph*"
     for k, row in enumerate(table["rows"]):
-        points = sorted((spec["x"][c["column"]], c["final_test_error"]["mean"], c["final_test_error"]["std"])
-                        for c in table["cells"] if c["row"] == row and c["final_test_error"]["mean"] is not None)
+        points = sorted((spec["x"][c["column"]], c[key]["mean"], c[key]["std"])
+                        for c in table["cells"] if c["row"] == row and c[key]["mean"] is not None)
         if not points:
             continue
         xs, ys, es = zip(*points)
@@ -36,7 +36,7 @@ def plot_grid(table: Dict[str, Any], path: str) -> str:
     if spec.get("log_x"):
         ax.set_xscale("log")
     ax.set_xlabel(spec["x_label"])
-    ax.set_ylabel("test error")
+    ax.set_ylabel(key.replace("_", " "))
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     trials = sorted({c["trials"] for c in table["cells"] if c["trials"]})

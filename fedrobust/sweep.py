@@ -78,6 +78,7 @@ class Grid:
     paper: Dict[Tuple[str, str], float] = dataclasses.field(default_factory=dict)
     description: str = ""
     figure: Optional[Figure] = None
+    key: str = "final_test_error"  # what the table shows: "final_test_error" or "best_test_error"
 
     def with_seeds(self, seeds: Sequence[int]) -> Grid:
         return dataclasses.replace(self, seeds=tuple(seeds))
@@ -234,14 +235,16 @@ def collect_table(grid: Grid, jobs: List[Job]) -> Dict[str, Any]:
             entry[group] = _metric_means([s.get(group) for _, s in done])
         cells.append(entry)
     return {"grid": grid.name, "description": grid.description, "rows": grid.rows(), "columns": grid.columns(),
-            "seeds": list(grid.seeds), "cells": cells,
+            "seeds": list(grid.seeds), "cells": cells, "key": grid.key,
             "figure": None if grid.figure is None else dataclasses.asdict(grid.figure)}
 
 
-def format_table(table: Dict[str, Any], key: str = "final_test_error") -> str:
-    """The grid as a markdown table: mean +- std of `key` over the finished seeds, the paper's
-    value in parentheses where known, "n/N" where only n of N seeds are done, blank where
-    the grid has no such cell, "-" where none is done."""
+def format_table(table: Dict[str, Any], key: Optional[str] = None) -> str:
+    """The grid as a markdown table: mean +- std of `key` (default: the table's own, the final
+    test error) over the finished seeds, the paper's value in parentheses where known, "n/N"
+    where only n of N seeds are done, blank where the grid has no such cell, "-" where none is
+    done."""
+    key = key or table.get("key", "final_test_error")
     by_place = {(c["row"], c["column"]): c for c in table["cells"]}
     total = len(table["seeds"])
     lines = ["| | " + " | ".join(table["columns"]) + " |", "|---" * (len(table["columns"]) + 1) + "|"]

@@ -36,7 +36,7 @@ def test_every_preset_runs_in_quick_mode_and_its_files_match_the_printed_table(n
     for row, cell in zip(rows, table["cells"]):
         assert cell["trials"] == 1 and cell["settings"]["rounds"] == cli.QUICK["rounds"]
         assert float(row["final_test_error_mean"]) == cell["final_test_error"]["mean"]
-        assert f"{cell['final_test_error']['mean']:.3f}" in printed
+        assert f"{cell[table['key']]['mean']:.3f}" in printed
         assert (row["row"], row["column"]) == (cell["row"], cell["column"])
     if grid.figure is not None:  # one line per row, every column at an x value, drawn
         assert set(table["figure"]["x"]) == set(grid.columns()) and (out / "figure.png").stat().st_size > 10_000
@@ -44,11 +44,26 @@ def test_every_preset_runs_in_quick_mode_and_its_files_match_the_printed_table(n
         assert table["figure"] is None and not (out / "figure.png").exists()
 
 
+def test_table3_shows_the_best_global_model_of_table2b_runs(tmp_path):
+    table2b, table3 = experiments.preset("table2b"), experiments.preset("table3")
+    assert [(c.row, c.column, c.settings) for c in table3.cells] == [(c.row, c.column, c.settings)
+                                                                      for c in table2b.cells]
+    assert table3.base == table2b.base and table3.key == "best_test_error" and len(table3.paper) == 15
+    assert table2b.base["rounds"] == 2000 and experiments.preset("table2c").base["batch_size"] == 64
+
+
+def test_table2d_without_its_csv_stops_at_once_naming_the_file(tmp_path, capsys):
+    assert cli.main(["reproduce", "table2d", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--quiet"]) == 2
+    assert "hmnist_64_64_L.csv" in capsys.readouterr().err
+
+
 def test_reproduce_lists_the_presets_with_estimates(capsys):
     assert cli.main(["reproduce", "--list"]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listing] == list(experiments.PRESETS)
-    assert all("min" in line and "trials" in line for line in listing)
+    assert all(("min" in line or " h " in line or "unknown" in line) and "trials" in line for line in listing)
+    assert "unknown" in next(line for line in listing if line.startswith("table2d"))  # ResNet20: not measured
     assert experiments.estimated_seconds(experiments.table2a()) < 30 * 60  # the default trials fit 30 minutes
 
 
