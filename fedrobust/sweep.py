@@ -157,6 +157,10 @@ Job = Tuple[int, Cell, int, Config]  # (the cell's index in the grid, the cell, 
 
 def configs(grid: Grid, out: str, overrides: Optional[Dict[str, Any]] = None) -> List[Job]:
     """Every (cell index, cell, seed, Config), validated, in the grid's order (cells, then seeds)."""
+    places = [(c.row, c.column) for c in grid.cells]
+    repeated = sorted({p for p in places if places.count(p) > 1})
+    if repeated:
+        raise ValueError(f"grid {grid.name!r}: two cells share the row and column {repeated[0]}")
     jobs = []
     for number, cell in enumerate(grid.cells):
         for seed in grid.seeds:

@@ -74,6 +74,12 @@ def test_a_cell_that_cannot_run_stops_the_grid_before_anything_runs(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_two_cells_in_one_place_are_refused(tmp_path):
+    cell = sweep.Cell("median", "none", dict(rule="median"))
+    with pytest.raises(ValueError, match="two cells share the row and column \\('median', 'none'\\)"):
+        sweep.run_grid(sweep.Grid("twice", (cell, cell), SMALL), str(tmp_path), progress=False)
+
+
 def test_one_directory_per_cell_and_seed_read_back_when_finished(tmp_path):
     logged = []
     table = sweep.run_grid(_grid(seeds=(0, 1)), str(tmp_path), progress=False, log=logged.append)
