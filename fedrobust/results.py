@@ -334,12 +334,17 @@ def strict_json(value: Any, indent: Optional[int] = None) -> str:
     return json.dumps(_finite_or_none(value), indent=indent, allow_nan=False)
 
 
+def write_text(path: str, text: str) -> None:
+    """text, written atomically (a temporary file beside `path`, then renamed over it)."""
+    tmp = _temporary_name(path)
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def write_json(path: str, value: Any) -> None:
     """Strict JSON, written atomically."""
-    tmp = _temporary_name(path)
-    with open(tmp, "w") as f:
-        f.write(strict_json(value, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, strict_json(value, indent=2) + "\n")
 
 
 def settings_fingerprint(settings: Dict[str, Any]) -> str:

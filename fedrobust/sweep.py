@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import itertools
 import math
 import os
@@ -41,7 +42,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from fedrobust.config import Config
-from fedrobust.results import RunDirectory, write_json
+from fedrobust.results import RunDirectory, write_json, write_text
 
 Log = Callable[[str], None]
 
@@ -262,21 +263,18 @@ def format_table(table: Dict[str, Any], key: Optional[str] = None) -> str:
 
 
 def write_table(out: str, table: Dict[str, Any]) -> None:
+    """OUT/table.json, table.csv and table.md, each written atomically."""
     write_json(os.path.join(out, "table.json"), table)
-    path = os.path.join(out, "table.csv")
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["row", "column", "final_test_error_mean", "final_test_error_std", "best_test_error_mean",
-                         "best_test_error_std", "trials", "seeds", "paper"])
-        for c in table["cells"]:
-            fe, be = c["final_test_error"], c["best_test_error"]
-            writer.writerow([c["row"], c["column"], _csv(fe["mean"]), _csv(fe["std"]), _csv(be["mean"]),
-                             _csv(be["std"]), c["trials"], " ".join(map(str, c["seeds"])), _csv(c["paper"])])
-    os.replace(temporary, path)
-    with open(f"{os.path.join(out, 'table.md')}.tmp-{os.getpid()}", "w") as f:
-        f.write(format_table(table) + "\n")
-    os.replace(f"{os.path.join(out, 'table.md')}.tmp-{os.getpid()}", os.path.join(out, "table.md"))
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(["row", "column", "final_test_error_mean", "final_test_error_std", "best_test_error_mean",
+                     "best_test_error_std", "trials", "seeds", "paper"])
+    for c in table["cells"]:
+        fe, be = c["final_test_error"], c["best_test_error"]
+        writer.writerow([c["row"], c["column"], _csv(fe["mean"]), _csv(fe["std"]), _csv(be["mean"]),
+                         _csv(be["std"]), c["trials"], " ".join(map(str, c["seeds"])), _csv(c["paper"])])
+    write_text(os.path.join(out, "table.csv"), rows.getvalue())
+    write_text(os.path.join(out, "table.md"), format_table(table) + "\n")
 
 
 def _cell_text(cell: Dict[str, Any], key: str, total: int) -> str:

@@ -424,11 +424,11 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
     y.resize(m);
     chain.resize(m);
     rows_of.resize(m);
-    alignas(64) bool exact[256];
+    alignas(64) int64_t exact[256];  // -1 where the subset sums are exact, else 0 (read as DMask lanes)
     for (int64_t t = 0; t < wd; ++t) {
       // Every mid value is in (a0, z0), so no larger than the larger of |a0| and |z0|.
       const T abs_max = std::max(std::abs(a0[t]), std::abs(z0[t]));
-      exact[t] = t >= w || subset_sums_exact(abs_min[t], abs_max, m);
+      exact[t] = (t >= w || subset_sums_exact(abs_min[t], abs_max, m)) ? -1 : 0;
       if constexpr (kEndsFromMid) {
         if (exact[t]) {
           sums_of_ends(a0[t], a1[t], z1[t], z0[t], s_mid[t], le_a1[t] - le_a0[t], ge_z1[t] - ge_z0[t],
@@ -459,7 +459,6 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
     // and Q = (ge_z0 - b) z0: the same operations in the same order, in double vectors.
     alignas(64) T r_low[256], r_high[256], r_top[256];
     alignas(64) double p_add[256], q_add[256];
-    alignas(64) int64_t exact_lanes[256];  // -1 where exact, else 0: lanes of DMask
     for (int64_t t = 0; t < wd; ++t) {
       const LeaveOneOutTrim<T> c{a0[t], a1[t], z1[t], z0[t], s_low[t], s_high[t], s_mid[t],
                                  le_a0[t], le_a1[t], ge_z1[t], ge_z0[t]};
@@ -468,7 +467,6 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
       r_top[t] = leave_one_out_trim_value(z0[t], c, 0.0, m, b);
       p_add[t] = static_cast<double>(le_a0[t] - b) * static_cast<double>(a0[t]);
       q_add[t] = static_cast<double>(ge_z0[t] - b) * static_cast<double>(z0[t]);
-      exact_lanes[t] = exact[t] ? -1 : 0;
     }
     const DVec vkept = DVec{} + kept;
     const TL qnan = TL{} + std::numeric_limits<T>::quiet_NaN();
@@ -481,7 +479,7 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
         const DVec xd = __builtin_convertvector(x, DVec);
         DVec skip_t;  // skip is a std::vector's memory: no vector alignment
         std::memcpy(&skip_t, skip_row + t, sizeof(DVec));
-        const DVec skip_sum = lanes<DMask>(exact_lanes, t) ? lanes<DVec>(s_mid, t) - xd : skip_t;
+        const DVec skip_sum = lanes<DMask>(exact, t) ? lanes<DVec>(s_mid, t) - xd : skip_t;
         const DVec total = (skip_sum + lanes<DVec>(p_add, t)) + lanes<DVec>(q_add, t);
         TL middle = __builtin_convertvector(total / vkept, TL);
         middle = (middle != middle) ? qnan : middle;
