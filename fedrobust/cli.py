@@ -448,9 +448,7 @@ def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespac
                 else ", ".join(map(str, seeds))
             print(f"{command}: {grid.name}, {len(grid.cells)} cells x {len(seeds)} seeds ({shown}) into {out}",
                   file=sys.stderr)
-            estimate = _estimate(grid, overrides)
-            if estimate:
-                print(estimate, file=sys.stderr)
+            print(_estimate(grid, overrides), file=sys.stderr)
         table = sweep.run_grid(grid, out, overrides=overrides, shard=shard, collect=args.collect,
                                progress=not args.quiet)
     except (ValueError, FileNotFoundError) as e:
