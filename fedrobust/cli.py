@@ -238,6 +238,8 @@ RUN_FLAGS = (
     ("--sample", "sample", int, "workers selected per round (default: all)"),
     ("--local-rounds", "local_rounds", int, "local SGD steps per round"),
     ("--q", "q", float, "degree of non-IID in [0, 1] (1/classes = IID)"),
+    ("--train-examples", "train_examples", int,
+     "train on a uniform sample of this many training examples (default: all; Table 5: 6000)"),
     ("--rounds", "rounds", int, "global rounds"),
     ("--lr", "lr", float, "local SGD learning rate on batch-mean gradients (default: per dataset)"),
     ("--batch-size", "batch_size", int, "local minibatch size"),
@@ -393,6 +395,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 # per model (the DNN needs images of 10 x 10 or more, or feature vectors).
 QUICK = dict(rounds=2, eval_every=1)
 QUICK_DATASET = {"lr": "digits", "dnn": "breast_cancer", "resnet20": "digits"}
+QUICK_TRAIN_EXAMPLES = 500  # a grid that samples its training examples (table5) samples this many of digits' 1,437
 
 
 def _add_grid_flags(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -429,6 +432,8 @@ def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespac
         if args.quick:  # one seed unless --trials / --seeds say otherwise
             dataset = QUICK_DATASET[grid.base.get("model", "lr")]
             overrides.update(QUICK, dataset=dataset)
+            if grid.base.get("train_examples") is not None:
+                overrides["train_examples"] = QUICK_TRAIN_EXAMPLES
             grid = dataclasses.replace(grid.with_seeds(grid.seeds[:1]), description=(
                 f"{grid.description} [--quick: {dataset}, {QUICK['rounds']} rounds]"))
         if args.seeds is not None:

@@ -37,6 +37,7 @@ class Config:
     sample: Optional[int] = None  # workers selected per round; None = all
     local_rounds: int = 1
     q: float = 0.5
+    train_examples: Optional[int] = None  # a uniform sample of this many training examples (Table 5: 6000); None = all
     rounds: int = 200
     lr: Optional[float] = None  # None: the preset of DEFAULT_LR for the dataset
     batch_size: int = 32
@@ -61,6 +62,8 @@ class Config:
         m = self.selected_per_round()
         _check(1 <= m <= self.workers, "sample", f"must be in [1, workers = {self.workers}]", self.sample)
         _check(0.0 <= self.q <= 1.0, "q", "(degree of non-IID) must be in [0, 1]", self.q)
+        _check(self.train_examples is None or self.train_examples >= 1, "train_examples",
+               "must be >= 1 (or left out for every training example)", self.train_examples)
         _check(self.rounds >= 1, "rounds", "must be >= 1", self.rounds)
         _check(self.local_rounds >= 1, "local_rounds", "must be >= 1", self.local_rounds)
         _check(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)

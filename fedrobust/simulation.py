@@ -102,9 +102,11 @@ class Simulation:
         if self.directory:  # before any data is loaded: a directory this run cannot use fails now
             self._check_directory()
         # partition, init, training, validation, attack draws
-        seeds = np.random.SeedSequence(config.seed).spawn(5)
-        self.dataset = dataset or data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
-        ds = self.dataset
+        seeds = np.random.SeedSequence(config.seed).spawn(6)  # spawn(6)[:5] == spawn(5): old runs keep theirs
+        ds = dataset or data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
+        if config.train_examples is not None:
+            ds = data.training_subset(ds, config.train_examples, np.random.default_rng(seeds[5]))
+        self.dataset = ds
         if config.workers < ds.num_classes:
             raise ValueError(f"setting 'workers' must be >= the number of classes of {ds.name} ({ds.num_classes}): "
                              f"the non-IID partition gives every class group a worker; got {config.workers}")

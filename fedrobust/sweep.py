@@ -80,6 +80,16 @@ class Grid:
     description: str = ""
     figure: Optional[Figure] = None
     key: str = "final_test_error"  # what the table shows: "final_test_error" or "best_test_error"
+    not_run: Dict[str, str] = dataclasses.field(default_factory=dict)  # column -> why no cell runs it
+    column_order: Tuple[str, ...] = ()  # the columns' order, not_run ones included; () = as the cells give them
+
+    def __post_init__(self) -> None:
+        cells = set(_unique(c.column for c in self.cells))
+        if cells & set(self.not_run):
+            raise ValueError(f"grid {self.name}: not_run columns {sorted(cells & set(self.not_run))} have cells")
+        if self.column_order and set(self.column_order) != cells | set(self.not_run):
+            raise ValueError(f"grid {self.name}: column_order {list(self.column_order)} must list every column "
+                             f"once: {sorted(cells | set(self.not_run))}")
 
     def with_seeds(self, seeds: Sequence[int]) -> Grid:
         return dataclasses.replace(self, seeds=tuple(seeds))
@@ -88,7 +98,9 @@ class Grid:
         return _unique(c.row for c in self.cells)
 
     def columns(self) -> List[str]:
-        return _unique(c.column for c in self.cells)
+        if self.column_order:
+            return list(self.column_order)
+        return _unique(c.column for c in self.cells) + list(self.not_run)
 
 
 def seeds_from(value: Any, where: str = "seeds") -> Tuple[int, ...]:
@@ -240,7 +252,9 @@ def collect_table(grid: Grid, jobs: List[Job]) -> Dict[str, Any]:
             entry[group] = _metric_means([s.get(group) for _, s in done])
         cells.append(entry)
     return {"grid": grid.name, "description": grid.description, "rows": grid.rows(), "columns": grid.columns(),
-            "seeds": list(grid.seeds), "cells": cells, "key": grid.key,
+            "seeds": list(grid.seeds), "cells": cells, "key": grid.key, "not_run": dict(grid.not_run),
+            "paper_not_run": {f"{row} / {column}": value for (row, column), value in grid.paper.items()
+                              if column in grid.not_run},
             "figure": None if grid.figure is None else dataclasses.asdict(grid.figure)}
 
 
@@ -248,17 +262,24 @@ def format_table(table: Dict[str, Any], key: Optional[str] = None) -> str:
     """The grid as a markdown table: mean +- std of `key` (default: the table's own, the final
     test error) over the finished seeds, the paper's value in parentheses where known, "n/N"
     where only n of N seeds are done, blank where the grid has no such cell, "-" where none is
-    done."""
+    done, "not run" in a column the grid does not run (its reason under the table)."""
     key = key or table.get("key", "final_test_error")
     by_place = {(c["row"], c["column"]): c for c in table["cells"]}
+    not_run = table.get("not_run", {})
     total = len(table["seeds"])
     lines = ["| | " + " | ".join(table["columns"]) + " |", "|---" * (len(table["columns"]) + 1) + "|"]
     for row in table["rows"]:
         texts = []
         for column in table["columns"]:
             cell = by_place.get((row, column))
-            texts.append("" if cell is None else _cell_text(cell, key, total))
+            if column in not_run:
+                paper = table.get("paper_not_run", {}).get(f"{row} / {column}")
+                texts.append("not run" if paper is None else f"not run (paper {paper:.2f})")
+            else:
+                texts.append("" if cell is None else _cell_text(cell, key, total))
         lines.append(f"| {row} | " + " | ".join(texts) + " |")
+    for reason in _unique(not_run.values()):
+        lines.append(f"\nNot run ({', '.join(c for c, r in not_run.items() if r == reason)}): {reason}")
     return "\n".join(lines)
 
 

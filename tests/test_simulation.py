@@ -150,6 +150,8 @@ def test_minibatches_come_from_the_workers_own_data(tmp_path):
     (["--attack", "trim", "--attack-rule", "nope"], "attack_rule"),
     (["--attack", "krum", "--knowledge", "partial", "--compromised", "1"], "partial-knowledge Krum"),
     (["--attack", "trim", "--epsilon", "-1"], "epsilon"),
+    (["--train-examples", "0"], "train_examples"),
+    (["--train-examples", "5000"], "must be in [1, 1437] (the training examples of digits)"),
 ])
 def test_bad_settings_fail_before_training_naming_the_setting(flags, message, capsys, tmp_path):
     status = cli.main(["run", "--out", str(tmp_path / "x"), "--quiet", *flags])
@@ -157,6 +159,24 @@ def test_bad_settings_fail_before_training_naming_the_setting(flags, message, ca
     err = capsys.readouterr().err
     assert message in err
     assert not (tmp_path / "x" / "rounds.jsonl").exists()
+
+
+def test_train_examples_is_a_seeded_uniform_sample_of_the_training_set(tmp_path):
+    full_run = Simulation(small_config(tmp_path, out=None), progress=False)
+    full = full_run.dataset
+    runs = {seed: Simulation(small_config(tmp_path, out=None, train_examples=300, seed=seed), progress=False)
+            for seed in (3, 4)}
+    sim = runs[3]
+    assert len(sim.dataset.y_train) == 300 and sum(len(p) for p in sim.parts) == 300
+    assert len(full.y_train) == 1437 and np.array_equal(sim.dataset.x_test, full.x_test)
+    rows = {row.tobytes(): label for row, label in zip(full.x_train, full.y_train)}  # every example is one of them
+    assert all(rows.get(row.tobytes()) == label for row, label in zip(sim.dataset.x_train, sim.dataset.y_train))
+    again = Simulation(small_config(tmp_path, out=None, train_examples=300, seed=3), progress=False)
+    assert np.array_equal(again.dataset.x_train, sim.dataset.x_train)
+    assert not np.array_equal(runs[4].dataset.x_train, sim.dataset.x_train)
+    # every class stays (300 uniform draws of 10 balanced classes); the sample shifts none of the other draws
+    assert set(sim.dataset.y_train.tolist()) == set(range(10))
+    assert np.array_equal(sim._init_seed.generate_state(4), full_run._init_seed.generate_state(4))
 
 
 def test_toml_config_and_flags(tmp_path, capsys):

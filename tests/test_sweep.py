@@ -165,3 +165,20 @@ def test_plot_draws_a_cells_seeds_as_mean_and_std(tmp_path, capsys):
     assert cli.main(["plot", "--mean", str(cell / "seed-0"), str(cell / "seed-1"),
                      "--output", str(tmp_path / "b.png")]) == 0
     assert (tmp_path / "a.png").stat().st_size > 10_000 and (tmp_path / "b.png").stat().st_size > 10_000
+
+
+def test_columns_a_grid_does_not_run_are_shown_with_their_reason_and_the_papers_value(tmp_path):
+    cells = tuple(sweep.Cell(rule, "none", dict(SMALL, rule=rule)) for rule in ("median", "mean"))
+    grid = sweep.Grid("g", cells, seeds=(0,), paper={("median", "bga"): 0.13}, not_run={"bga": "no such attack"},
+                      column_order=("bga", "none"))
+    assert grid.columns() == ["bga", "none"]
+    table = sweep.run_grid(grid, str(tmp_path / "g"), progress=False)
+    lines = sweep.format_table(table).splitlines()
+    assert lines[0] == "| | bga | none |"
+    assert lines[2].startswith("| median | not run (paper 0.13) | 0.") and lines[3].startswith("| mean | not run | 0.")
+    assert lines[-1] == "Not run (bga): no such attack"
+    assert json.loads((tmp_path / "g" / "table.json").read_text())["not_run"] == {"bga": "no such attack"}
+    with pytest.raises(ValueError, match="must list every column once"):
+        sweep.Grid("g", cells, not_run={"bga": "x"}, column_order=("none",))
+    with pytest.raises(ValueError, match="not_run columns \\['none'\\] have cells"):
+        sweep.Grid("g", cells, not_run={"none": "x"})

@@ -6,6 +6,7 @@ nothing is downloaded.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,18 @@ class Dataset:
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
                 f"num_classes={self.num_classes}, input_shape={self.input_shape}, notes={self.notes!r})")
+
+
+def training_subset(ds: Dataset, n: int, rng: np.random.Generator) -> Dataset:
+    """`ds` with a uniform sample of n of its training examples (without replacement, kept in
+    their order); the test split unchanged. SPEC 7, 9.4: Table 5 trains on 6,000 MNIST examples."""
+    if not 1 <= n <= len(ds.y_train):
+        raise ValueError(f"setting 'train_examples' must be in [1, {len(ds.y_train)}] (the training examples of "
+                         f"{ds.name}); got {n!r}")
+    keep = np.sort(rng.choice(len(ds.y_train), size=n, replace=False))
+    notes = f"{ds.notes}; " if ds.notes else ""
+    return dataclasses.replace(ds, x_train=ds.x_train[keep], y_train=ds.y_train[keep],
+                               notes=f"{notes}a uniform sample of {n} of the {len(ds.y_train)} training examples")
 
 
 # ---------------------------------------------------------------------------
