@@ -414,18 +414,36 @@ def _add_grid_flags(p: argparse.ArgumentParser, default_out: str) -> None:
                         "outputs, not the numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--threads", metavar="N", type=positive_int,
-                   help="threads for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the CPUs)")
+                   help="threads per run for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the "
+                        "CPUs; 1 with --jobs or --ray, where Ray reserves N CPUs per run)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--jobs", metavar="N", type=positive_int,
+                       help="run N cells at a time in a local pool of processes")
+    where.add_argument("--ray", metavar="ADDRESS", nargs="?", const="local",
+                       help="run the cells as Ray tasks: on the cluster at ADDRESS (for example auto, or "
+                            "ray://host:10001), or on a Ray started here when no ADDRESS is given; every node "
+                            "must see --out and --data-dir at the same paths")
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """Where the grid's runs go: --jobs (a local pool), --ray (Ray tasks) or this process."""
+    from fedrobust import executors
+
+    if args.jobs is not None:
+        return executors.Pool(args.jobs, threads=args.threads or 1)
+    if args.ray is not None:
+        return executors.Ray(None if args.ray == "local" else args.ray, threads=args.threads or 1)
+    return executors.Serial(progress=not args.quiet, threads=args.threads)
 
 
 def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespace) -> int:
     """Shared body of `reproduce` and `sweep`: the flags applied to `grid`, the estimate, the
     runs, the table printed."""
     from fedrobust import sweep
-    from fedrobust._native import set_threads
+    from fedrobust.executors import RunsFailed
 
     try:
-        if args.threads:
-            set_threads(args.threads)
+        executor = _executor(args)
         if args.seeds is not None and args.trials is not None:
             raise ValueError("give --trials or --seeds, not both")
         overrides: Dict[str, Any] = {}
@@ -455,14 +473,24 @@ def _run_grid_command(command: str, grid: Any, out: str, args: argparse.Namespac
                   file=sys.stderr)
             print(_estimate(grid, overrides), file=sys.stderr)
         table = sweep.run_grid(grid, out, overrides=overrides, shard=shard, collect=args.collect,
-                               progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as e:
+                               progress=not args.quiet, executor=executor)
+    except RunsFailed as e:  # the others ran: their table, then the failures
+        _print_table(e.table, out)
+        print(f"fedrobust {command}: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"fedrobust {command}: error: {e}", file=sys.stderr)
         return 2
+    _print_table(table, out)
+    return 0
+
+
+def _print_table(table: Dict[str, Any], out: str) -> None:
+    from fedrobust import sweep
+
     print(sweep.format_table(table))
     shown = table["key"].replace("_", " ")
     print(f"\n{shown}, mean ± std over the seeds; results, table.csv, table.json and table.md in {out}")
-    return 0
 
 
 def _estimate(grid: Any, overrides: Dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from fedrobust.config import Config
+from fedrobust.executors import Executor, Run, RunsFailed, Serial, execute
 from fedrobust.results import RunDirectory, write_json, write_text
 
 Log = Callable[[str], None]
@@ -200,27 +201,32 @@ def finished_summary(config: Config) -> Optional[Dict[str, Any]]:
 
 def run_grid(grid: Grid, out: str, overrides: Optional[Dict[str, Any]] = None,
              shard: Tuple[int, int] = (1, 1), collect: bool = False, progress: bool = True,
-             log: Log = lambda s: print(s, file=sys.stderr)) -> Dict[str, Any]:
+             log: Log = lambda s: print(s, file=sys.stderr), executor: Optional[Executor] = None) -> Dict[str, Any]:
     """Run (or read back) the grid's cells of this shard for every seed, then write the table
     of every cell finished so far (OUT/table.json, table.csv, table.md) and return it.
-    `collect`: run nothing, only gather. Every cell's settings are checked before any runs."""
-    from fedrobust.simulation import Simulation
-
+    `collect`: run nothing, only gather. Every cell's settings are checked before any runs.
+    `executor`: where the runs go (fedrobust.executors: Serial, the default, Pool or Ray). A
+    run that fails does not stop the others: RunsFailed lists them once the table is written."""
     index, count = shard
     if not (1 <= index <= count):
         raise ValueError(f"shard: expected i/n with 1 <= i <= n, got {index}/{count}")
     jobs = configs(grid, out, overrides)
     os.makedirs(out, exist_ok=True)
     mine = [job for job in jobs if job[0] % count == index - 1]
+    failed: Optional[RunsFailed] = None
     if not collect:
+        runs = []
         for k, (_, cell, seed, config) in enumerate(mine, 1):
             where = f"[{k}/{len(mine)}] {cell.row} / {cell.column}, seed {seed}"
             summary = finished_summary(config)
             if summary is not None:
                 log(f"{where}: done before, final test error {summary['final_test_error']:.4f}")
-                continue
-            log(where)
-            Simulation(config, progress=progress).run()
+            else:
+                runs.append(Run(where, dataclasses.asdict(config)))
+        try:
+            execute(runs, executor or Serial(progress), log)
+        except RunsFailed as e:  # the table of what finished is still written
+            failed = e
     table = collect_table(grid, jobs)
     write_table(out, table)
     if grid.figure is not None:
@@ -230,6 +236,9 @@ def run_grid(grid: Grid, out: str, overrides: Optional[Dict[str, Any]] = None,
             table["figure_png"] = plot_grid(table, os.path.join(out, "figure.png"))
         except ImportError as e:
             log(f"no figure: {e}")
+    if failed is not None:
+        failed.table = table
+        raise failed
     return table
 
 

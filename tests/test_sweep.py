@@ -8,7 +8,7 @@ import os
 import pytest
 
 from fedrobust import cli, sweep
-from fedrobust.results import RunDirectoryError
+from fedrobust.executors import RunsFailed
 
 SMALL = dict(dataset="digits", workers=20, compromised=4, rounds=2, eval_every=1, lr=0.5, batch_size=8)
 GRID_TOML = """
@@ -106,13 +106,13 @@ def test_a_finished_cell_of_fewer_rounds_is_extended_not_reused(tmp_path):
     assert not any("done before" in line for line in logged)
     summary = json.load(open(tmp_path / "median--none" / "seed-0" / "summary.json"))
     assert summary["rounds"] == 3 and table["cells"][0]["settings"]["rounds"] == 3
-    with pytest.raises(RunDirectoryError, match="has 3 rounds done, more than rounds = 2"):
+    with pytest.raises(RunsFailed, match="has 3 rounds done, more than rounds = 2"):
         sweep.run_grid(_grid(), str(tmp_path), progress=False)
 
 
 def test_a_cell_directory_of_other_settings_is_refused_naming_them(tmp_path):
     sweep.run_grid(_grid(), str(tmp_path), progress=False)
-    with pytest.raises(RunDirectoryError, match="q = 0.5 there, 0.1 here"):
+    with pytest.raises(RunsFailed, match="q = 0.5 there, 0.1 here"):
         sweep.run_grid(_grid(), str(tmp_path), overrides={"q": 0.1}, progress=False)
 
 
