@@ -269,7 +269,7 @@ def _add_run(subparsers: Any) -> None:
     p.add_argument("--threads", metavar="N", type=positive_int,
                    help="threads for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the CPUs); "
                         "the results do not depend on it, except the DNN / ResNet training (see README)")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, needs=SIMULATOR)
 
 
 def _run_config(args: argparse.Namespace):
@@ -531,7 +531,7 @@ def _add_reproduce(subparsers: Any) -> None:
     p.add_argument("grid", nargs="?", metavar="NAME", help=f"one of: {', '.join(list(PRESETS) + list(ALIASES))}")
     p.add_argument("--list", action="store_true", help="list the presets with their size and estimated time")
     _add_grid_flags(p, "results/<NAME>")
-    p.set_defaults(func=cmd_reproduce)
+    p.set_defaults(func=cmd_reproduce, needs=SIMULATOR)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -560,7 +560,7 @@ def _add_sweep(subparsers: Any) -> None:
                     "table.md.")
     p.add_argument("grid_file", metavar="GRID.toml")
     _add_grid_flags(p, "results/<grid name>")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_sweep, needs=SIMULATOR)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -607,10 +607,34 @@ def _join_negative_values(argv: List[str]) -> List[str]:
     return out
 
 
+# The packages of each extra (pyproject.toml): a command that needs a missing one says which
+# extra installs it.
+EXTRAS = {"torch": "sim", "sklearn": "sim", "ray": "dist", "flwr": "flower", "matplotlib": "plot"}
+SIMULATOR = ("torch", "sklearn")  # fedrobust run / reproduce / sweep / bench --simulation
+
+
+def missing_extra(modules: Tuple[str, ...]) -> Optional[str]:
+    """None when every module imports; else "needs X: pip install 'fedrobust[extra]'"."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            package = {"sklearn": "scikit-learn", "flwr": "flwr"}.get(name, name)
+            return f"needs {package}, which is not installed: pip install 'fedrobust[{EXTRAS[name]}]'"
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Parse argv (default sys.argv[1:]) and run the chosen subcommand; returns the exit status."""
     argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
+    needs = getattr(args, "needs", ()) or (SIMULATOR if getattr(args, "simulation", False) else ())
+    missing = missing_extra(needs)
+    if missing:
+        print(f"fedrobust {args.command}: error: this command {missing}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except BrokenPipeError:  # output piped into `head` and the like

@@ -9,7 +9,7 @@ import math
 import os
 from typing import Any, Dict, Optional
 
-from fedrobust import aggregators, attacks, data, defenses, models
+from fedrobust import aggregators, attacks, data, defenses
 from fedrobust.attacks import ATTACKS, AttackOptions
 
 
@@ -81,6 +81,8 @@ class Config:
             self._validate_cuda()
         _check(self.dataset in data.DATASETS, "dataset", f"must be one of {sorted(data.DATASETS)}",
                self.dataset)
+        from fedrobust import models  # torch: the settings can be read (fedrobust reproduce --list) without it
+
         _check(self.model in models.MODELS, "model", f"must be one of {sorted(models.MODELS)}", self.model)
         _check(self.rule in aggregators.available(), "rule",
                f"must be one of {aggregators.available()}", self.rule)

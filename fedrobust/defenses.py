@@ -25,12 +25,11 @@ import dataclasses
 from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
-import torch
 
 from fedrobust import aggregators, dispatch
 
 DEFENSES = ("none", "err", "lfr", "union")
-Evaluate = Callable[[torch.Tensor], Tuple[np.ndarray, np.ndarray]]
+Evaluate = Callable[[Any], Tuple[np.ndarray, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +53,10 @@ class Defended:
     by_index: Dict[str, int]
 
 
-def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+def leave_one_out(U: Any, rule: str, params: Dict[str, Any]) -> Tuple[Any, Any]:
     """(A (d,), B (m, d)): the rule on all m rows of U, and row i of B the rule on the m - 1
-    rows without row i, its parameters clamped for m - 1 rows. U: the round's (m, d) torch
-    tensor (any device).
+    rows without row i, its parameters clamped for m - 1 rows. U: the round's (m, d) array
+    of any kind `dispatch.matrix` takes; A and B come back in U's type and device.
 
     Median and trimmed mean: one native pass (`leave_one_out_median`,
     `leave_one_out_trimmed_mean`): each column's values at the ranks around the middle (or the
@@ -72,100 +71,110 @@ def leave_one_out(U: torch.Tensor, rule: str, params: Dict[str, Any]) -> Tuple[t
     then the rule's second stage over the chosen rows. Every other B_i has the rule's
     exact bits."""
     entry = aggregators.rule(rule)
-    m = U.shape[0]
+    V, backend, wrap = dispatch.matrix(U)
+    m = V.shape[0]
     A = entry.bind(**params)(U)
     kept = entry.clamped(m - 1, **params)
-    if rule == "krum":
-        return A, _krum_leave_one_out(U, **kept)
     if rule in ("median", "trimmed_mean"):  # one native pass over the sorted neighbourhoods
-        V, backend, wrap = dispatch.matrix(U)
         B = backend.leave_one_out_median(V) if rule == "median" else backend.leave_one_out_trimmed_mean(V, kept["beta"])
-        return A, torch.as_tensor(wrap(B), device=U.device)
+        return A, wrap(B)
+    if rule == "krum":
+        return A, wrap(_on_the_host(V, backend, lambda H: _krum_leave_one_out(H, **kept)))
     if rule == "mean":
-        return A, _mean_leave_one_out(U)
+        return A, wrap(_on_the_host(V, backend, _mean_leave_one_out))
     if rule == "bulyan":
-        return A, _bulyan_leave_one_out(U, **kept)
-    return A, _recomputed(U, entry.bind(**kept))
+        return A, wrap(_on_the_host(V, backend, lambda H: _bulyan_leave_one_out(H, **kept)))
+    return A, wrap(_on_the_host(V, backend, lambda H: _recomputed(H, entry.bind(**kept))))
 
 
-def _bulyan_leave_one_out(U: torch.Tensor, c: int, squared: bool = True) -> torch.Tensor:
+def _on_the_host(V: Any, backend: dispatch.Backend, compute: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """compute(V) for a numpy V; for a device array, on a host copy, the result put back on V's
+    device (the selections are host work; the kernels give the same bits on both)."""
+    if isinstance(V, np.ndarray):
+        return compute(V)
+    return backend.lib.from_host(compute(backend.lib.to_host(V)), like=V)
+
+
+def _bulyan_leave_one_out(U: np.ndarray, c: int, squared: bool = True) -> np.ndarray:
     """(m, d): row i is Bulyan's aggregate of the rows other than i: its selection from the one
     (m, m) distance matrix restricted to them (the rule's selection code), then its second
     stage over the selected rows (the rule's kernel, the rule's bits)."""
-    A, backend, wrap = dispatch.matrix(U)
-    sq = backend.sq_distances(A)
+    sq = dispatch.CPU.sq_distances(U)
     m = sq.shape[0]
     gamma = (m - 1) - 4 * c  # theta - 2c on the m - 1 rows
     out = []
     for i in range(m):
         rows = np.delete(np.arange(m), i)
-        chosen = rows[backend.bulyan_select_from_distances(sq[np.ix_(rows, rows)], c, squared)]
-        out.append(torch.as_tensor(wrap(backend.closest_to_median_mean(A, gamma, chosen.tolist())), device=U.device))
-    return torch.stack(out)
+        chosen = rows[dispatch.CPU.bulyan_select_from_distances(sq[np.ix_(rows, rows)], c, squared)]
+        out.append(dispatch.CPU.closest_to_median_mean(U, gamma, chosen.tolist()))
+    return np.stack(out)
 
 
-def _recomputed(U: torch.Tensor, without: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _recomputed(U: np.ndarray, without: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """(m, d): row i is `without` on the rows of U other than i (m calls)."""
-    rows = torch.arange(U.shape[0], device=U.device)
-    return torch.stack([without(U[rows != i]) for i in range(U.shape[0])])
+    rows = np.arange(U.shape[0])
+    return np.stack([without(U[rows != i]) for i in range(U.shape[0])])
 
 
-def _columns_with_exact_sums(U: torch.Tensor) -> torch.Tensor:
+def _columns_with_exact_sums(U: np.ndarray) -> np.ndarray:
     """(d,) bool: the columns of U (m, d) whose sums of any subset of rows, in any order, are
     exact in double. That holds for finite float32 values whose exponents span at most
     53 - 24 - ceil(log2 m): all are multiples of q = 2^(e_min - 23) (e_min the exponent of the
     smallest nonzero |value|) and every sum is below m * 2^(e_max + 1) <= 2^53 q. Never for
     float64 values."""
     m, d = U.shape
-    if U.dtype != torch.float32:
-        return torch.zeros(d, dtype=torch.bool, device=U.device)
-    magnitude = U.abs()
-    largest = magnitude.max(0).values
-    smallest = torch.where(magnitude > 0, magnitude, torch.inf).min(0).values
-    spread = torch.frexp(largest).exponent - torch.frexp(smallest).exponent
+    if U.dtype != np.float32:
+        return np.zeros(d, dtype=bool)
+    magnitude = np.abs(U)
+    finite = np.isfinite(U).all(0)
+    largest = np.where(finite, magnitude.max(0), 0)
+    smallest = np.where(magnitude > 0, magnitude, np.inf).min(0)
+    spread = np.frexp(largest)[1] - np.frexp(np.where(smallest < np.inf, smallest, 1))[1]
     bound = 53 - 24 - int(np.ceil(np.log2(m)))
-    return torch.isfinite(U).all(0) & ((smallest == torch.inf) | (spread <= bound))
+    return finite & ((smallest == np.inf) | (spread <= bound))
 
 
-def _mean_leave_one_out(U: torch.Tensor) -> torch.Tensor:
+def _mean_leave_one_out(U: np.ndarray) -> np.ndarray:
     """(m, d): row i the mean of the rows other than i. Where the column sums are exact
     (`_columns_with_exact_sums`), the rule's row-order sum without row i is S - U_i, exactly,
     for the one column sum S, so (S - U_i) / (m - 1), rounded once to U's dtype, has the
     rule's bits; the other columns take the rule on each m - 1 rows."""
     m = U.shape[0]
-    X = U.double()
-    B = ((X.sum(0) - X) / (m - 1)).to(U.dtype)
-    inexact = torch.nonzero(~_columns_with_exact_sums(U))[:, 0]
+    X = U.astype(np.float64)
+    B = ((X.sum(0) - X) / (m - 1)).astype(U.dtype)
+    inexact = np.flatnonzero(~_columns_with_exact_sums(U))
     if len(inexact):
         B[:, inexact] = _recomputed(U[:, inexact], aggregators.mean)
     return B
 
 
-def _krum_leave_one_out(U: torch.Tensor, c: int, multi: int = 1, squared: bool = True) -> torch.Tensor:
+def _krum_leave_one_out(U: np.ndarray, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
     """(m, d): row i is (Multi-)Krum's aggregate of the rows other than i, chosen from the
     scores of the one distance matrix restricted to them (the rule's scoring, its ties)."""
-    A, backend, _ = dispatch.matrix(U)
-    sq = backend.sq_distances(A)
+    sq = dispatch.CPU.sq_distances(U)
     m = sq.shape[0]
-    scores_without = backend.krum_leave_one_out_scores(sq, c, squared)  # (m, m), one native call
+    scores_without = dispatch.CPU.krum_leave_one_out_scores(sq, c, squared)  # (m, m), one native call
     out = []
     for i in range(m):
         rows = np.delete(np.arange(m), i)
         chosen = rows[np.argsort(scores_without[i, rows], kind="stable")[:multi]]
-        out.append(U[int(chosen[0])].clone() if multi == 1 else aggregators.mean(U[torch.as_tensor(
-            np.sort(chosen), device=U.device)]))
-    return torch.stack(out)
+        out.append(U[int(chosen[0])].copy() if multi == 1 else aggregators.mean(U[np.sort(chosen)]))
+    return np.stack(out)
 
 
-def impacts(U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any],
+def impacts(U: Any, w: Any, rule: str, params: Dict[str, Any],
             evaluate: Evaluate) -> Tuple[np.ndarray, np.ndarray]:
-    """(error impacts (m,), loss impacts (m,)) of the rows of U (module docstring)."""
-    A, B = leave_one_out(U, rule, params)
-    models = torch.empty((B.shape[0] + 1, B.shape[1]), dtype=torch.result_type(w, B), device=B.device)
+    """(error impacts (m,), loss impacts (m,)) of the rows of U (module docstring). U (m, d)
+    and w (d,) of one kind (w: the global model, of U's dtype); `evaluate` gets the candidate
+    models in U's type and device."""
+    V, backend, wrap = dispatch.matrix(U)
+    A, B = leave_one_out(V, rule, params)
+    w = dispatch.matrix(w.reshape(1, -1), "w")[0][0]
+    models = backend.lib.empty((B.shape[0] + 1, B.shape[1]), B)
     # models = [w + A; w + B_1; ...; w + B_m], written in place (no concatenated copy)
-    torch.add(w, A, out=models[0])
-    torch.add(B, w, out=models[1:])
-    errors, losses = evaluate(models)
+    models[0] = w + A
+    models[1:] = B + w
+    errors, losses = evaluate(wrap(models))
     errors, losses = np.asarray(errors, dtype=np.float64), np.asarray(losses, dtype=np.float64)
     return errors[0] - errors[1:], losses[0] - losses[1:]
 
@@ -194,7 +203,7 @@ def decided_by_index(impact: np.ndarray, c: int) -> int:
     return places if int(at_v.sum()) > places else 0
 
 
-def defend(name: str, U: torch.Tensor, w: torch.Tensor, rule: str, params: Dict[str, Any], c: int,
+def defend(name: str, U: Any, w: Any, rule: str, params: Dict[str, Any], c: int,
            evaluate: Evaluate) -> Defended:
     """Defense `name` ("err", "lfr" or "union") on the round's updates U (m, d) around the
     global model w (d,): which rows to keep (module docstring)."""

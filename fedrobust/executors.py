@@ -6,7 +6,8 @@ runs share nothing, so every executor gives the same results bit for bit for the
 threads per run (each run has its own seeds and fedrobust's kernels are deterministic at any
 thread count; torch's float32 matrix products, the model's forward pass, may round the last
 bits differently with another thread count). A run that fails is reported with its error and
-does not stop the others; the failures are listed together at the end (`RunsFailed`).
+does not stop the others; the failures are listed together at the end (`RunsFailed`). A
+missing data file (FileNotFoundError) stops the sweep at once: every run would fail on it.
 
     runs = [Run("median / none, seed 0", config_dict), ...]
     failures = execute(runs, Pool(jobs=2), log=print)
@@ -133,6 +134,8 @@ def _serial(runs: Sequence[Run], executor: Serial, log: Log) -> List[Tuple[str, 
         log(f"{run.label}: running")
         try:
             result = run_settings(run.settings, executor.threads, progress=executor.progress)
+        except FileNotFoundError:
+            raise
         except Exception as e:  # reported with the others; an interrupt still stops the sweep
             failures.append((run.label, _error_text(e)))
             progress.finished(run.label, _error_text(e), None, 0)
@@ -157,6 +160,8 @@ def _pool(runs: Sequence[Run], executor: Pool, log: Log) -> List[Tuple[str, str]
                 for future in done:
                     run = pending.pop(future)
                     running = min(len(pending), executor.jobs)
+                    if isinstance(future.exception(), FileNotFoundError):
+                        raise future.exception()
                     error = _error_text(future.exception())
                     if error is not None:
                         failures.append((run.label, error))
@@ -188,6 +193,8 @@ def _ray(runs: Sequence[Run], executor: Ray, log: Log) -> List[Tuple[str, str]]:
             try:
                 result, error = ray.get(done[0]), None
             except ray.exceptions.RayTaskError as e:  # the run's own exception, raised in the task
+                if isinstance(e.cause, FileNotFoundError):
+                    raise e.cause from None
                 result, error = None, _error_text(e.cause if e.cause is not None else e)
             if error is not None:
                 failures.append((run.label, error))
