@@ -609,7 +609,7 @@ def _join_negative_values(argv: List[str]) -> List[str]:
 
 # The packages of each extra (pyproject.toml): a command that needs a missing one says which
 # extra installs it.
-EXTRAS = {"torch": "sim", "sklearn": "sim", "ray": "dist", "flwr": "flower", "matplotlib": "plot"}
+EXTRAS = {"torch": "sim", "sklearn": "sim", "ray": "dist", "matplotlib": "plot"}
 SIMULATOR = ("torch", "sklearn")  # fedrobust run / reproduce / sweep / bench --simulation
 
 
@@ -621,7 +621,7 @@ def missing_extra(modules: Tuple[str, ...]) -> Optional[str]:
         try:
             importlib.import_module(name)
         except ImportError:
-            package = {"sklearn": "scikit-learn", "flwr": "flwr"}.get(name, name)
+            package = {"sklearn": "scikit-learn"}.get(name, name)
             return f"needs {package}, which is not installed: pip install 'fedrobust[{EXTRAS[name]}]'"
     return None
 

@@ -91,8 +91,8 @@ def run_settings(settings: Dict[str, Any], threads: Optional[int] = None, progre
 class _Progress:
     """`done / running / failed / left` and an ETA from the mean time of a run so far."""
 
-    def __init__(self, total: int, parallel: int, log: Log):
-        self.total, self.parallel, self.log = total, max(parallel, 1), log
+    def __init__(self, total: int, log: Log):
+        self.total, self.log = total, log
         self.done = self.failed = 0
         self.start = time.monotonic()
 
@@ -129,7 +129,7 @@ def execute(runs: Sequence[Run], executor: Executor, log: Log = lambda s: print(
 
 
 def _serial(runs: Sequence[Run], executor: Serial, log: Log) -> List[Tuple[str, str]]:
-    progress, failures = _Progress(len(runs), 1, log), []
+    progress, failures = _Progress(len(runs), log), []
     for run in runs:
         log(f"{run.label}: running")
         try:
@@ -137,8 +137,9 @@ def _serial(runs: Sequence[Run], executor: Serial, log: Log) -> List[Tuple[str, 
         except FileNotFoundError:
             raise
         except Exception as e:  # reported with the others; an interrupt still stops the sweep
-            failures.append((run.label, _error_text(e)))
-            progress.finished(run.label, _error_text(e), None, 0)
+            error = _error_text(e)
+            failures.append((run.label, error))
+            progress.finished(run.label, error, None, 0)
             continue
         progress.finished(run.label, None, result, 0)
     return failures
@@ -150,7 +151,7 @@ def _pool(runs: Sequence[Run], executor: Pool, log: Log) -> List[Tuple[str, str]
 
     if executor.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {executor.jobs}")
-    progress, failures = _Progress(len(runs), executor.jobs, log), []
+    progress, failures = _Progress(len(runs), log), []
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=executor.jobs, mp_context=context) as pool:
         pending = {pool.submit(run_settings, run.settings, executor.threads): run for run in runs}
@@ -160,9 +161,10 @@ def _pool(runs: Sequence[Run], executor: Pool, log: Log) -> List[Tuple[str, str]
                 for future in done:
                     run = pending.pop(future)
                     running = min(len(pending), executor.jobs)
-                    if isinstance(future.exception(), FileNotFoundError):
-                        raise future.exception()
-                    error = _error_text(future.exception())
+                    exception = future.exception()
+                    if isinstance(exception, FileNotFoundError):
+                        raise exception
+                    error = _error_text(exception)
                     if error is not None:
                         failures.append((run.label, error))
                     progress.finished(run.label, error, None if error else future.result(), running)
@@ -183,7 +185,7 @@ def _ray(runs: Sequence[Run], executor: Ray, log: Log) -> List[Tuple[str, str]]:
             options["num_cpus"] = executor.cpus
         ray.init(address=executor.address, **options)
     slots = max(int(ray.cluster_resources().get("CPU", 1)) // executor.threads, 1)
-    progress, failures = _Progress(len(runs), slots, log), []
+    progress, failures = _Progress(len(runs), log), []
     task = ray.remote(num_cpus=executor.threads)(run_settings)
     pending = {task.remote(run.settings, executor.threads): run for run in runs}
     try:
