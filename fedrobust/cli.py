@@ -268,7 +268,14 @@ def _add_run(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", metavar="N", type=positive_int,
                    help="threads for fedrobust's kernels and torch (default: OMP_NUM_THREADS, else the CPUs); "
-                        "the results do not depend on it, except the DNN / ResNet training (see README)")
+                        "the results do not depend on it, except the DNN / ResNet training (see README); "
+                        "with --ray: threads (and CPUs) per actor, default 1")
+    p.add_argument("--ray", metavar="ADDRESS", nargs="?", const="local",
+                   help="train the workers on Ray actors (the same results): on the cluster at ADDRESS (for "
+                        "example auto), or on a Ray started here when no ADDRESS is given; each actor holds "
+                        "its block of workers' data")
+    p.add_argument("--actors", metavar="N", type=positive_int,
+                   help="with --ray: the number of actors (default: the cluster's CPUs / --threads)")
     p.set_defaults(func=cmd_run, needs=SIMULATOR)
 
 
@@ -325,6 +332,23 @@ def _with_flags(message: str) -> str:
                                                               else ""), message)
 
 
+def _on_ray(args: argparse.Namespace) -> Any:
+    """fedrobust.distributed.OnRay for --ray (None without it); --actors without --ray is refused."""
+    if args.ray is None:
+        if args.actors is not None:
+            raise ValueError("--actors needs --ray")
+        return None
+    from fedrobust.distributed import OnRay, check_cluster_fits
+    from fedrobust.executors import connect_ray
+
+    address = None if args.ray == "local" else args.ray
+    threads = args.threads or 1
+    ray = connect_ray(address)
+    actors = args.actors or max(int(ray.cluster_resources().get("CPU", 1)) // threads, 1)  # default: all CPUs
+    check_cluster_fits(ray, actors, threads)  # before a results directory is made
+    return OnRay(address, actors, threads)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate every setting and the results directory before training, run, print the final
     test error. Every error a user can cause ends in one line and exit status 2; Ctrl-C in one
@@ -332,11 +356,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fedrobust._native import set_threads
     from fedrobust.simulation import DivergedError, Simulation
 
-    if args.threads:
+    if args.threads and args.ray is None:
         set_threads(args.threads)
     try:
         config = _run_config(args)
-        simulation = Simulation(config, progress=not args.quiet, overwrite=args.overwrite)
+        simulation = Simulation(config, progress=not args.quiet, overwrite=args.overwrite, on_ray=_on_ray(args))
     except KeyboardInterrupt:
         print("\nfedrobust run: interrupted before the first round", file=sys.stderr)
         return 130
@@ -631,6 +655,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     needs = getattr(args, "needs", ()) or (SIMULATOR if getattr(args, "simulation", False) else ())
+    if getattr(args, "ray", None) is not None:
+        needs = (*needs, "ray")
     missing = missing_extra(needs)
     if missing:
         print(f"fedrobust {args.command}: error: this command {missing}", file=sys.stderr)

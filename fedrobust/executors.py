@@ -176,14 +176,9 @@ def _pool(runs: Sequence[Run], executor: Pool, log: Log) -> List[Tuple[str, str]
 
 
 def _ray(runs: Sequence[Run], executor: Ray, log: Log) -> List[Tuple[str, str]]:
-    ray = require_ray()
     if executor.threads < 1:
         raise ValueError(f"threads per Ray task must be >= 1, got {executor.threads}")
-    if not ray.is_initialized():
-        options: Dict[str, Any] = dict(include_dashboard=False, log_to_driver=False)
-        if executor.address is None:
-            options["num_cpus"] = executor.cpus
-        ray.init(address=executor.address, **options)
+    ray = connect_ray(executor.address, executor.cpus)
     slots = max(int(ray.cluster_resources().get("CPU", 1)) // executor.threads, 1)
     progress, failures = _Progress(len(runs), log), []
     task = ray.remote(num_cpus=executor.threads)(run_settings)
@@ -206,6 +201,18 @@ def _ray(runs: Sequence[Run], executor: Ray, log: Log) -> List[Tuple[str, str]]:
             ray.cancel(ref)
         raise
     return failures
+
+
+def connect_ray(address: Optional[str] = None, cpus: Optional[int] = None) -> Any:
+    """The ray module, connected: to the cluster at `address`, or (None) to a Ray started here
+    with `cpus` CPUs (all of this machine's by default); as it is when already initialised."""
+    ray = require_ray()
+    if not ray.is_initialized():
+        options: Dict[str, Any] = dict(include_dashboard=False, log_to_driver=False)
+        if address is None:
+            options["num_cpus"] = cpus
+        ray.init(address=address, **options)
+    return ray
 
 
 def require_ray() -> Any:

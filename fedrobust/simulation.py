@@ -37,6 +37,7 @@ import fedrobust
 from fedrobust import aggregators, attacks, data, defenses, models
 from fedrobust.attacks import ATTACKS, Attack, AttackContext
 from fedrobust.config import Config
+from fedrobust.distributed import OnRay, RayTraining
 from fedrobust.results import (
     CHECKPOINT,
     RunDirectory,
@@ -83,10 +84,17 @@ class Simulation:
 
     def __init__(self, config: Config, attack: Optional[Attack] = None,
                  defense: Optional[Defense] = None, progress: bool = True,
-                 dataset: Optional[data.Dataset] = None, overwrite: bool = False):
+                 dataset: Optional[data.Dataset] = None, overwrite: bool = False,
+                 on_ray: Optional[OnRay] = None):
         """`dataset` replaces the one config.dataset names (a user's own data). `overwrite`:
-        replace a run with other settings in config.out (never done without it)."""
+        replace a run with other settings in config.out (never done without it). `on_ray`:
+        train the workers on Ray actors (fedrobust.distributed; the same results)."""
+        if on_ray is not None and config.device != "cpu":
+            raise ValueError(f"a run on Ray trains on the actors' CPUs; got device {config.device!r}: use device "
+                             "'cpu' (the driver's GPU would not be used)")
         config.validate()
+        self.on_ray = on_ray
+        self.training: Optional[RayTraining] = None  # the actors, while run() runs
         if config.device == "cuda" and (defense is not None or attack is not None):
             raise ValueError("device 'cuda' runs without a custom defense or attack in this build "
                              "(their hooks have not run on a GPU yet); use device 'cpu'")
@@ -184,6 +192,9 @@ class Simulation:
         """(m, d) updates: local SGD from w for every selected worker at once
         (model.sgd_step accumulates U_i -= lr * grad_i, starting from U = 0)."""
         lr = self.learning_rate
+        if self.training is not None:  # the same draws, the training on the actors
+            batches = [self.sample_indices(workers, rng) for _ in range(self.config.local_rounds)]
+            return self.training.updates(w, workers, batches, lr)
         U = None
         for _ in range(self.config.local_rounds):
             U = self.model.sgd_step(w, U, self.x_train, self.y_train, self.sample_indices(workers, rng), lr)
@@ -305,10 +316,22 @@ class Simulation:
         held exclusively for the whole run. RunDirectoryError for a directory the run cannot
         use; DivergedError when the global model stops being finite."""
         out = self.directory
-        if out is None:
-            return self._run(None)
-        with out:
-            return self._run(out)
+        if self.on_ray is not None:
+            self._start_actors()
+        try:
+            if out is None:
+                return self._run(None)
+            with out:
+                return self._run(out)
+        finally:
+            if self.training is not None:
+                self.training.close()
+                self.training = None
+
+    def _start_actors(self) -> None:
+        ds, r = self.dataset, self.on_ray
+        self.training = RayTraining(r.address, r.actors, r.threads, self.config.model, ds.input_shape,
+                                    ds.num_classes, self.parts, ds.x_train, self.y_train.numpy())
 
     def _resume_or_start(self, out: RunDirectory) -> Optional[_State]:
         """The state to continue from in `out` (its files trimmed to it), or None after
