@@ -1,6 +1,6 @@
 """The `fedrobust` command line.
 
-    fedrobust run [flags] [--config TOML] [--resume DIR]
+    fedrobust run [flags] [--config TOML] [--resume DIR] [--ray [ADDRESS] [--actors N]]
     fedrobust plot DIR [DIR ...] [--mean] [--output PNG]
     fedrobust reproduce NAME [--trials N] [--shard I/N] [--quick] ...   (fedrobust reproduce --list)
     fedrobust sweep GRID.toml [--trials N] [--shard I/N] ...

@@ -66,6 +66,9 @@ class ShardTrainer:
         self.x = torch.from_numpy(np.array(x, copy=True))  # the actor's own, writable copy
         self.y = torch.from_numpy(np.array(y, copy=True))
 
+    def ready(self) -> bool:
+        return True
+
     def updates(self, w: np.ndarray, batches: List[np.ndarray], lr: float) -> np.ndarray:
         """(m_k, d) float updates of the block's selected workers: len(batches) local SGD rounds
         from w, batches[l] (m_k, B) global example indices (-1 = empty slot)."""
@@ -101,6 +104,7 @@ class RayTraining:
             examples = examples.astype(np.int64)
             self.actors.append(remote.remote(model, tuple(input_shape), num_classes, examples,
                                              x_train[examples], y_train[examples], threads))
+        self.ray.get([actor.ready.remote() for actor in self.actors])  # started (not counted in the rounds' time)
 
     def updates(self, w: torch.Tensor, workers: np.ndarray, batches: List[np.ndarray], lr: float) -> torch.Tensor:
         """(m, d) updates of the selected `workers` (ascending ids), in their order."""
