@@ -54,3 +54,19 @@ def test_a_command_that_needs_the_simulator_names_the_extra(tmp_path):
         assert "needs torch, which is not installed: pip install 'fedrobust[sim]'" in done.stderr
     done = _python("from fedrobust import cli; sys.exit(cli.main(['info']))", tmp_path)
     assert done.returncode == 0 and "torch" in done.stdout and "not installed" in done.stdout
+
+
+def test_every_file_the_readme_shows_is_in_the_repository():
+    """The README's images and linked repository files exist (a results/ ignore rule once hid one)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    targets = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+    assert targets, "the README shows no image: this test checks nothing"
+    missing = [t for t in targets if not (root / t).is_file()]
+    assert not missing, f"the README shows files that are not in the repository: {missing}"
+    tracked = subprocess.run(["git", "ls-files", *targets], cwd=root, capture_output=True, text=True)
+    if tracked.returncode == 0:  # a git checkout: the files are committed, not only present here
+        assert sorted(tracked.stdout.split()) == sorted(targets), f"not committed: {targets}"
