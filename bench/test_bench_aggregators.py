@@ -79,7 +79,8 @@ def test_alternatives_agree():
         "coordinate_stats": stats.coordinate_stats(U, mask),
     }
     alternatives = rule_cases.alternative_cases(U, c, beta)
-    assert {case.impl for case in alternatives} == ({"numpy", "torch"} if torch else {"numpy"})
+    assert {case.impl for case in alternatives} == ({"numpy", "numpy_sort", "torch"} if torch
+                                                     else {"numpy", "numpy_sort"})
     for case in alternatives:
         got, want = case.fn(), expected[case.rule]
         if case.rule == "median" and case.impl == "torch":

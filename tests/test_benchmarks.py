@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedrobust import aggregators
+from fedrobust import aggregators, reference
 from fedrobust.benchmarks import attacks, cases, inputs, memory
 from fedrobust.benchmarks import baselines as bl
 
@@ -84,3 +84,18 @@ def test_gpu_bench_imports_without_a_gpu_and_formats_a_result():
     assert text.splitlines()[0] == "some GPU"
     assert "speedup, median vs torch.median: 3.0x" in text
     assert text.endswith("10.0 ms/round = 100.0 rounds/s")
+
+
+@pytest.mark.parametrize("m", [21, 40])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_sort_baselines_compute_the_rules(m, dtype):
+    """np.sort(axis=0) baselines: the median (even m: lo/2 + hi/2, as the rule) and the trimmed mean."""
+    U = inputs.make_updates(m, 300, seed=3).astype(dtype)
+    beta = inputs.byzantine_count(m)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(bl.numpy_sort_median(U), aggregators.median(U))
+    else:  # the rule halves in double, the baseline in float32: the last bit may differ
+        np.testing.assert_allclose(bl.numpy_sort_median(U), aggregators.median(U), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(bl.numpy_sort_trimmed_mean(U, beta), reference.trimmed_mean(U, beta),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-6 if dtype == np.float32 else 0)  # numpy sums float32 in float32

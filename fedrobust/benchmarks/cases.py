@@ -20,8 +20,8 @@ from fedrobust.benchmarks.machine import import_torch
 # Which implementations each rule has; the order is the order of the table rows.
 RULE_IMPLS: Dict[str, Tuple[str, ...]] = {
     "mean": ("fedrobust", "numpy", "torch"),
-    "median": ("fedrobust", "numpy", "torch"),
-    "trimmed_mean": ("fedrobust", "numpy", "torch"),
+    "median": ("fedrobust", "numpy", "numpy_sort", "torch"),
+    "trimmed_mean": ("fedrobust", "numpy", "numpy_sort", "torch"),
     "krum": ("fedrobust", "numpy", "torch"),
     "bulyan": ("fedrobust",),
     "pairwise_distances": ("fedrobust", "numpy", "torch"),
@@ -45,7 +45,7 @@ class Case:
     """One timed call: `fn()` computes `rule` with `impl` on the array the case was built for."""
 
     rule: str
-    impl: str  # "fedrobust", "numpy" or "torch"
+    impl: str  # "fedrobust", "numpy", "numpy_sort" (a second numpy way) or "torch"
     label: str  # how the rule is computed, for the table
     fn: Callable[[], Any]
 
@@ -95,7 +95,10 @@ def alternative_cases(U: np.ndarray, c: int, beta: int) -> List[Case]:
     cases = [
         Case("mean", "numpy", "U.mean(axis=0)", lambda: bl.numpy_mean(U)),
         Case("median", "numpy", "np.median(axis=0)", lambda: bl.numpy_median(U)),
+        Case("median", "numpy_sort", "np.sort(axis=0), middle", lambda: bl.numpy_sort_median(U)),
         Case("trimmed_mean", "numpy", "np.partition + mean", lambda: bl.numpy_trimmed_mean(U, beta)),
+        Case("trimmed_mean", "numpy_sort", "np.sort(axis=0), slice, mean",
+             lambda: bl.numpy_sort_trimmed_mean(U, beta)),
         Case("krum", "numpy", "Gram (inexact) + partition", lambda: bl.numpy_krum(U, c)),
         Case("pairwise_distances", "numpy", "Gram matrix", lambda: bl.numpy_pairwise_sq(U)),
         Case("coordinate_stats", "numpy", "U[mask] mean/std/min/max",

@@ -52,7 +52,7 @@ def _format_shape(shape: dict, settings: dict) -> List[str]:
         f"read-once (column sum): {read} -> reference {_fmt_seconds(shape['read_once']['best'])} s",
     ]
     memory = settings["memory"]
-    header = f"{'rule':<17}{'impl':<10}{'how':<32}{'seconds':>9}{'x read':>8}{'speedup':>9}"
+    header = f"{'rule':<17}{'impl':<12}{'how':<32}{'seconds':>9}{'x read':>8}{'speedup':>9}"
     if memory:
         header += f"{'peak extra MiB':>16}"
     lines += [header, "-" * len(header)]
@@ -61,7 +61,7 @@ def _format_shape(shape: dict, settings: dict) -> List[str]:
         rule = row["rule"] if row["rule"] != previous else ""
         previous = row["rule"]
         speedup = f"{row['speedup']:.1f}x" if "speedup" in row else ""
-        line = (f"{rule:<17}{row['impl']:<10}{row['label']:<32}{_fmt_seconds(row['seconds']):>9}"
+        line = (f"{rule:<17}{row['impl']:<12}{row['label']:<32}{_fmt_seconds(row['seconds']):>9}"
                 f"{row['x_read_once']:>8.1f}{speedup:>9}")
         if memory and "peak_extra_mib" in row:
             line += f"{row['peak_extra_mib']:>16.1f}"
