@@ -633,7 +633,7 @@ def _join_negative_values(argv: List[str]) -> List[str]:
 
 # The packages of each extra (pyproject.toml): a command that needs a missing one says which
 # extra installs it.
-EXTRAS = {"torch": "sim", "sklearn": "sim", "ray": "dist", "matplotlib": "plot"}
+EXTRAS = {"torch": "sim", "sklearn": "sim", "ray": "dist", "matplotlib": "plot", "flwr": "flower"}
 SIMULATOR = ("torch", "sklearn")  # fedrobust run / reproduce / sweep / bench --simulation
 
 
