@@ -104,7 +104,7 @@ def run(quick: bool = False, repeats: Optional[int] = None, threads: Optional[in
     if threads is None:
         threads = fedrobust.backend_info()["cpu"]["threads"]
     set_threads(threads)
-    info = fedrobust.backend_info()
+    info = dict(fedrobust.backend_info(), flwr=_version_of("flwr"))
     clock = start_clock()
     results = []
     for m, d in shapes:
@@ -117,3 +117,13 @@ def run(quick: bool = False, repeats: Optional[int] = None, threads: Optional[in
         "backend_info": info,
         "shapes": results,
     }
+
+
+def _version_of(package: str) -> Optional[str]:
+    """The installed version of `package`, or None."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None

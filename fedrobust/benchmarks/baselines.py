@@ -3,7 +3,9 @@
 These are the only baselines of the benchmarks: ``fedrobust bench``, the pytest-benchmark
 suites and bench/gpu_bench.py all time these. The torch versions take a float tensor on any
 device (CPU or CUDA) and compute on that device; numpy's arguments are numpy arrays. torch is
-imported by the torch versions only.
+imported by the torch versions only. The Flower versions call Flower's own aggregation
+functions (flwr.server.strategy.aggregate, when Flower is installed) on U as one layer per
+client, as a Flower server would.
 """
 from __future__ import annotations
 
@@ -131,3 +133,35 @@ def torch_coordinate_stats(T: Any, mask: np.ndarray) -> Tuple[Any, ...]:
     S = T[torch.as_tensor(mask, device=T.device)]
     std, mean = torch.std_mean(S, dim=0, correction=0)
     return mean, std, torch.amin(S, dim=0), torch.amax(S, dim=0)
+
+
+# ---------------------------------------------------------------------------
+# Flower's aggregation functions (flwr.server.strategy.aggregate)
+# ---------------------------------------------------------------------------
+def flower_results(U: np.ndarray) -> list:
+    """U as Flower's fit results: one ([row], 1) per client (a view of each row, no copy)."""
+    return [([U[i]], 1) for i in range(U.shape[0])]
+
+
+def flower_median(results: list) -> np.ndarray:
+    """Flower's aggregate_median (np.median over each layer)."""
+    from flwr.server.strategy.aggregate import aggregate_median
+
+    return aggregate_median(results)[0]
+
+
+def flower_trimmed_mean(results: list, beta: int) -> np.ndarray:
+    """Flower's aggregate_trimmed_avg with proportiontocut = beta / m, which cuts
+    int(proportiontocut * m) = beta values at each end (np.partition)."""
+    from flwr.server.strategy.aggregate import aggregate_trimmed_avg
+
+    m = len(results)
+    return aggregate_trimmed_avg(results, (beta + 0.5) / m)[0]
+
+
+def flower_krum(results: list, c: int) -> np.ndarray:
+    """Flower's aggregate_krum (squared distances from np.linalg.norm of each pair's
+    difference, m^2 of them; the m - c - 2 nearest)."""
+    from flwr.server.strategy.aggregate import aggregate_krum
+
+    return aggregate_krum(results, c, 0)[0]

@@ -17,16 +17,19 @@ from fedrobust.benchmarks import baselines as bl
 from fedrobust.benchmarks.inputs import first_rows_mask
 from fedrobust.benchmarks.machine import import_torch
 
-# Which implementations each rule has; the order is the order of the table rows.
+# Which implementations each rule has; the order is the order of the table rows. torch and
+# flower rows exist where those packages are installed; Flower's Krum only where it takes
+# under about FLOWER_KRUM_MAX_WORK multiply-adds (m^2 d: it loops over all pairs in Python).
 RULE_IMPLS: Dict[str, Tuple[str, ...]] = {
     "mean": ("fedrobust", "numpy", "torch"),
-    "median": ("fedrobust", "numpy", "numpy_sort", "torch"),
-    "trimmed_mean": ("fedrobust", "numpy", "numpy_sort", "torch"),
-    "krum": ("fedrobust", "numpy", "torch"),
+    "median": ("fedrobust", "numpy", "numpy_sort", "torch", "flower"),
+    "trimmed_mean": ("fedrobust", "numpy", "numpy_sort", "torch", "flower"),
+    "krum": ("fedrobust", "numpy", "torch", "flower"),
     "bulyan": ("fedrobust",),
     "pairwise_distances": ("fedrobust", "numpy", "torch"),
     "coordinate_stats": ("fedrobust", "numpy", "torch"),
 }
+FLOWER_KRUM_MAX_WORK = 2e9
 # The rules of the `run` table (pairwise distances are part of Krum; pytest times them alone).
 TABLE_RULES: Tuple[str, ...] = ("mean", "median", "trimmed_mean", "krum", "bulyan", "coordinate_stats")
 
@@ -45,7 +48,7 @@ class Case:
     """One timed call: `fn()` computes `rule` with `impl` on the array the case was built for."""
 
     rule: str
-    impl: str  # "fedrobust", "numpy", "numpy_sort" (a second numpy way) or "torch"
+    impl: str  # "fedrobust", "numpy", "numpy_sort" (a second numpy way), "torch" or "flower"
     label: str  # how the rule is computed, for the table
     fn: Callable[[], Any]
 
@@ -116,6 +119,24 @@ def alternative_cases(U: np.ndarray, c: int, beta: int) -> List[Case]:
             Case("coordinate_stats", "torch", "T[mask] std_mean/amin/amax",
                  lambda: bl.torch_coordinate_stats(T, mask)),
         ]
+    return cases + flower_cases(U, c, beta)
+
+
+def flower_cases(U: np.ndarray, c: int, beta: int) -> List[Case]:
+    """Flower's aggregation functions on U (one layer per client); none without Flower.
+    Krum only where m^2 d <= FLOWER_KRUM_MAX_WORK."""
+    try:
+        import flwr.server.strategy.aggregate  # noqa: F401
+    except ImportError:
+        return []
+    results = bl.flower_results(U)
+    cases = [
+        Case("median", "flower", "aggregate_median", lambda: bl.flower_median(results)),
+        Case("trimmed_mean", "flower", "aggregate_trimmed_avg", lambda: bl.flower_trimmed_mean(results, beta)),
+    ]
+    m, d = U.shape
+    if m * m * d <= FLOWER_KRUM_MAX_WORK:
+        cases.append(Case("krum", "flower", "aggregate_krum (pairwise norms)", lambda: bl.flower_krum(results, c)))
     return cases
 
 
