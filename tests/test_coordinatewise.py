@@ -515,3 +515,22 @@ def test_median_and_trimmed_mean_for_large_m_are_bit_identical_to_reference(m, d
     assert_identical(agg.median(U), ref.median(U).astype(dtype), f"median m={m}")
     beta = m // 5
     assert_identical(agg.trimmed_mean(U, beta), ref.trimmed_mean(U, beta).astype(dtype), f"trimmed m={m}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ("C", "F", "col_strided", "row_reversed", "col_reversed"))
+@pytest.mark.parametrize("d", (1, 7, 8, 9, 33, 1000))
+def test_nonfinite_workers_find_one_bad_value_anywhere_in_a_row(dtype, layout, d):
+    """One NaN, +Inf or -Inf at a random column of some rows (vector bodies and tails, every
+    layout): nonfinite_workers names exactly those rows, as the reference does, and leaves U."""
+    g = np.random.default_rng(d)
+    U = g.standard_normal((12, d)).astype(dtype)
+    for row, value in zip((0, 5, 11), (np.nan, np.inf, -np.inf)):
+        U[row, g.integers(d)] = value
+    U[7, d - 1] = np.nan  # the last column: the tail of a vector loop
+    X = as_layout(U, layout)
+    before = snapshot(X)
+    got = agg.nonfinite_workers(X)
+    np.testing.assert_array_equal(got, np.flatnonzero(ref.nonfinite_rows(U)))
+    np.testing.assert_array_equal(got, [0, 5, 7, 11])
+    assert_unchanged(before, "nonfinite_workers")
