@@ -99,3 +99,14 @@ def test_the_sort_baselines_compute_the_rules(m, dtype):
     np.testing.assert_allclose(bl.numpy_sort_trimmed_mean(U, beta), reference.trimmed_mean(U, beta),
                                rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-6 if dtype == np.float32 else 0)  # numpy sums float32 in float32
+
+
+def test_the_round_split_times_each_part_and_the_rest():
+    from fedrobust.benchmarks import simulation as simbench
+    from fedrobust.simulation import Config, Simulation
+
+    sim = Simulation(Config(dataset="digits", workers=20, compromised=4, out=None), progress=False)
+    split = simbench.round_split(sim, sim.initial_state(), rounds=2)
+    assert list(split) == ["round", "sample", "train", "check", "aggregate", "other"]
+    assert all(split[k] > 0 for k in ("round", "sample", "train", "check", "aggregate"))
+    assert abs(split["round"] - sum(split[k] for k in ("sample", "train", "check", "aggregate", "other"))) < 1e-12

@@ -113,7 +113,16 @@ def format_simulation_report(result: dict) -> str:
     for row in result["scaling"]:
         lines.append(f"{row['workers']:>8} {row['seconds_per_round']:>10.4f} {row['rounds_per_second']:>9.1f} "
                      f"{row['seconds_per_round'] / row['workers'] * 1000:>25.4f}")
+    lines += ["", "the split of a round (ms; each part timed alone, other = the round less the parts):",
+              f"{'case':<22}" + "".join(f"{k:>10}" for k in SPLIT_PARTS)]
+    cases = [(f"{loop['dataset']}, m = 100", loop["split"])] + [
+        (f"synthetic, m = {row['workers']}", row["split"]) for row in result["scaling"]]
+    for name, split in cases:
+        lines.append(f"{name:<22}" + "".join(f"{split[k] * 1e3:>10.2f}" for k in SPLIT_PARTS))
     return "\n".join(lines)
+
+
+SPLIT_PARTS = ("round", "sample", "train", "check", "aggregate", "other")
 
 
 def write_json(result: dict, path: str) -> None:
