@@ -157,7 +157,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.threads:
             set_threads(args.threads)
         workers = [100, 300, 1000] if args.quick else [100, 1000, 3000, 10000]
-        result = simulation.run(args.data_dir, workers, log=log)
+        result = simulation.run(args.data_dir, workers, log=log, dnn_workers=20 if args.quick else 100)
         print(report.format_simulation_report(result))
         if args.json:
             with open(args.json, "w") as f:

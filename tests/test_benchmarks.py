@@ -110,3 +110,17 @@ def test_the_round_split_times_each_part_and_the_rest():
     assert list(split) == ["round", "sample", "train", "check", "aggregate", "other"]
     assert all(split[k] > 0 for k in ("round", "sample", "train", "check", "aggregate"))
     assert abs(split["round"] - sum(split[k] for k in ("sample", "train", "check", "aggregate", "other"))) < 1e-12
+
+
+def test_the_dnn_per_worker_loop_computes_the_batched_step():
+    """The DNN loop baseline trains the same models: its updates equal the batched step's."""
+    from fedrobust.benchmarks import simulation as simbench
+
+    sim = simbench.dnn_simulation(None, workers=10)
+    w = sim.initial_state().w
+    batches = sim.sample_indices(np.arange(10), np.random.default_rng(1))
+    batched = sim.model.sgd_step(w, None, sim.x_train, sim.y_train, batches, sim.learning_rate)
+    looped = simbench.per_worker_dnn_updates(sim, w, batches)
+    assert looped.shape == batched.shape == (10, sim.model.d)
+    torch.testing.assert_close(looped, batched, rtol=1e-4, atol=1e-6)
+    assert looped.abs().max() > 0

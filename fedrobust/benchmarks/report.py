@@ -107,6 +107,9 @@ def format_simulation_report(result: dict) -> str:
         (f"{loop['dataset']}, m = 100: batched {loop['batched_seconds'] * 1e3:.1f} ms/round "
         f"({loop['batched_rounds_per_second']:.0f} rounds/s), per-worker loop "
         f"{loop['loop_seconds'] * 1e3:.1f} ms/round: {loop['speedup']:.1f}x"),
+        (f"DNN, one local step, {result['dnn_loop']['dataset']}, m = {result['dnn_loop']['workers']}: batched "
+         f"{result['dnn_loop']['batched_seconds']:.3f} s, per-worker loop of torch models "
+         f"{result['dnn_loop']['loop_seconds']:.3f} s: {result['dnn_loop']['speedup']:.2f}x"),
         "synthetic (60,000 x 784, 10 classes):",
         f"{'workers':>8} {'s/round':>10} {'rounds/s':>9} {'s/round per 1000 workers':>25}",
     ]

@@ -45,6 +45,61 @@ def per_worker_loop_round(sim: Simulation, w: torch.Tensor, rng: np.random.Gener
     return w + torch.from_numpy(np.asarray(sim.rule(U)))
 
 
+def per_worker_dnn_updates(sim: Simulation, w: torch.Tensor, batches: np.ndarray) -> torch.Tensor:
+    """(m, d) updates of one SGD step per worker, the way common FL simulators train the paper's
+    DNN: one torch.nn model (conv30-relu-pool-conv50-relu-pool-fc200-relu-fcC, the layout of
+    fedrobust.models.PaperDNN) and one optimizer per worker, in a Python loop over the workers.
+    batches: (m, B) example indices (-1 = empty slot), as sim.sample_indices draws them."""
+    model, nn = sim.model, torch.nn
+    c_in, k, pool = model.image_shape[0], model.kernel, model.pool
+    params = [p[0] for p in model.unflatten(w.unsqueeze(0)).values()]  # layout order = Sequential order
+    flat = params[4].shape[1]
+    updates = []
+    for chosen in batches:
+        net = nn.Sequential(nn.Conv2d(c_in, model.CONV1, k), nn.ReLU(), nn.MaxPool2d(pool),
+                            nn.Conv2d(model.CONV1, model.CONV2, k), nn.ReLU(), nn.MaxPool2d(pool), nn.Flatten(),
+                            nn.Linear(flat, model.HIDDEN), nn.ReLU(), nn.Linear(model.HIDDEN, model.num_classes))
+        with torch.no_grad():
+            for param, value in zip(net.parameters(), params):
+                param.copy_(value)
+        opt = torch.optim.SGD(net.parameters(), lr=sim.learning_rate)
+        idx = torch.from_numpy(chosen[chosen >= 0])
+        x = sim.x_train[idx].reshape(-1, *model.image_shape)
+        loss = torch.nn.functional.cross_entropy(net(x), sim.y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        updates.append(torch.cat([p.detach().flatten() for p in net.parameters()]) - w)
+    return torch.stack(updates)
+
+
+def compare_dnn_with_loop(data_dir: Optional[str], workers: int, rounds: int) -> Dict[str, Any]:
+    """One local SGD step of the paper's DNN for `workers` workers, batch 32, on MNIST (without
+    data_dir: Gaussian data of MNIST's shape, 1 x 28 x 28): the batched step against
+    `per_worker_dnn_updates` on the same minibatches."""
+    sim = dnn_simulation(data_dir, workers)
+    w = sim.initial_state().w
+    batches = sim.sample_indices(np.arange(workers), np.random.default_rng(0))
+    batched = median_time(lambda: sim.model.sgd_step(w, None, sim.x_train, sim.y_train, batches,
+                                                     sim.learning_rate), rounds)
+    loop = median_time(lambda: per_worker_dnn_updates(sim, w, batches), rounds)
+    return {"dataset": sim.dataset.name, "workers": workers, "batched_seconds": batched, "loop_seconds": loop,
+            "speedup": loop / batched}
+
+
+def dnn_simulation(data_dir: Optional[str], workers: int) -> Simulation:
+    """The paper's DNN on MNIST (data_dir) or on Gaussian data of MNIST's shape (1, 28, 28)."""
+    config = Config(dataset="mnist" if data_dir else "synthetic", data_dir=data_dir, model="dnn", workers=workers,
+                    compromised=0, out=None)
+    if data_dir:
+        return Simulation(config, progress=False)
+    flat = data.synthetic(n_train=10_000, n_test=100)
+    images = data.Dataset("synthetic", flat.x_train.reshape(-1, 1, 28, 28), flat.y_train,
+                          flat.x_test.reshape(-1, 1, 28, 28), flat.y_test, flat.num_classes, (1, 28, 28),
+                          "data.synthetic's Gaussian classes as 1 x 28 x 28 images")
+    return Simulation(config, progress=False, dataset=images)
+
+
 def round_split(sim: Simulation, state: Any, rounds: int) -> Dict[str, float]:
     """Median seconds of a whole no-attack round and of its parts, each timed alone on the
     round's own inputs: sample (the minibatch indices), train (the workers' SGD step), check
@@ -95,9 +150,13 @@ def scaling(workers: List[int], rounds: int = 3) -> List[Dict[str, float]]:
     return rows
 
 
-def run(data_dir: Optional[str], workers: List[int], log: Callable[[str], None] = print) -> dict:
-    """`compare_with_loop` (m = 100) and `scaling` over `workers`, with torch's thread count."""
+def run(data_dir: Optional[str], workers: List[int], log: Callable[[str], None] = print,
+        dnn_workers: int = 100) -> dict:
+    """`compare_with_loop` (m = 100), `compare_dnn_with_loop` (dnn_workers) and `scaling` over
+    `workers`, with torch's thread count."""
     log("timing: batched round vs per-worker loop (m = 100)")
     loop = compare_with_loop(data_dir)
+    log(f"timing: the DNN's batched step vs a per-worker loop (m = {dnn_workers})")
+    dnn = compare_dnn_with_loop(data_dir, dnn_workers, rounds=3)
     log(f"timing: rounds for m = {workers}")
-    return {"threads": torch.get_num_threads(), "loop": loop, "scaling": scaling(workers)}
+    return {"threads": torch.get_num_threads(), "loop": loop, "dnn_loop": dnn, "scaling": scaling(workers)}
