@@ -130,8 +130,8 @@ def test_the_simulation_benchmark_runs_and_its_report_names_every_part():
     from fedrobust.benchmarks import report
     from fedrobust.benchmarks import simulation as simbench
 
-    result = simbench.run(None, [20], log=lambda s: None, dnn_workers=4)
+    result = simbench.run(None, [20], log=lambda s: None, dnn_workers=10)
     text = report.format_simulation_report(result)
-    assert result["dnn_loop"]["workers"] == 4 and result["dnn_loop"]["speedup"] > 0
+    assert result["dnn_loop"]["workers"] == 10 and result["dnn_loop"]["speedup"] > 0
     assert "per-worker loop of torch models" in text and "synthetic, m = 20" in text
     assert [row["workers"] for row in result["scaling"]] == [20] and "split" in result["scaling"][0]
