@@ -67,6 +67,7 @@ class ShardTrainer:
         self.y = torch.from_numpy(np.array(y, copy=True))
 
     def ready(self) -> bool:
+        """True once the actor is constructed (the driver waits on it before the first round)."""
         return True
 
     def updates(self, w: np.ndarray, batches: List[np.ndarray], lr: float) -> np.ndarray:
