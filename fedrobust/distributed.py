@@ -101,8 +101,7 @@ class RayTraining:
         self.actors = []
         for k in range(actors):
             block = parts[self.bounds[k]:self.bounds[k + 1]]
-            examples = np.unique(np.concatenate([np.asarray(p, dtype=np.int64) for p in block] or [np.zeros(0)]))
-            examples = examples.astype(np.int64)
+            examples = np.unique(np.concatenate([np.asarray(p, dtype=np.int64) for p in block]))  # block: >= 1 worker
             self.actors.append(remote.remote(model, tuple(input_shape), num_classes, examples,
                                              x_train[examples], y_train[examples], threads))
         self.ray.get([actor.ready.remote() for actor in self.actors])  # started (not counted in the rounds' time)

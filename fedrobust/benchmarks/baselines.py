@@ -151,8 +151,8 @@ def flower_median(results: list) -> np.ndarray:
 
 
 def flower_trimmed_mean(results: list, beta: int) -> np.ndarray:
-    """Flower's aggregate_trimmed_avg with proportiontocut = beta / m, which cuts
-    int(proportiontocut * m) = beta values at each end (np.partition)."""
+    """Flower's aggregate_trimmed_avg with proportiontocut = (beta + 0.5) / m, so that the
+    int(proportiontocut * m) values it cuts at each end are beta (np.partition)."""
     from flwr.server.strategy.aggregate import aggregate_trimmed_avg
 
     m = len(results)
