@@ -135,3 +135,17 @@ def test_the_simulation_benchmark_runs_and_its_report_names_every_part():
     assert result["dnn_loop"]["workers"] == 10 and result["dnn_loop"]["speedup"] > 0
     assert "per-worker loop of torch models" in text and "synthetic, m = 20" in text
     assert [row["workers"] for row in result["scaling"]] == [20] and "split" in result["scaling"][0]
+
+
+def test_large_m_shapes_time_only_the_coordinatewise_rules():
+    """From COORDINATE_ONLY_FROM_M workers Krum and Bulyan are left out (minutes per call); the
+    coordinate-wise rules and their baselines are all still timed."""
+    from fedrobust.benchmarks import aggregation
+
+    assert aggregation.shape_rules(100) == cases.TABLE_RULES
+    m = aggregation.COORDINATE_ONLY_FROM_M
+    shape = aggregation.bench_shape(m, 3, repeats=1, memory=False, threads=1)
+    rules = {row["rule"] for row in shape["rows"]}
+    assert rules == set(aggregation.shape_rules(m)) == set(cases.TABLE_RULES) - {"krum", "bulyan"}
+    impls = {(row["rule"], row["impl"]) for row in shape["rows"]}
+    assert ("median", "numpy_sort") in impls and ("median", "fedrobust") in impls

@@ -32,9 +32,14 @@ class Scratch {
 // Copy columns [j0, j0 + w) of every row into tile (n_rows x width, row-major),
 // mapping each value through canonical(); columns w .. width-1 are set to +Inf.
 // With `copy`, the same tile is also written there.
-// Contiguous rows are copied a vector at a time, and the same columns of
-// the next tile (j0 + width ...) are prefetched so that the n row streams are
-// in flight while the caller works on this tile.
+// Contiguous rows are copied a vector at a time. A small tile prefetches the same
+// columns of the next tile (j0 + width ...), so that the n row streams are in flight
+// while the caller works on this tile; a tile too large for the prefetched lines to
+// survive in L2 beside it (over kPrefetchTileBytes) prefetches kRowsAhead rows ahead
+// within itself instead.
+constexpr int64_t kPrefetchTileBytes = 256 * 1024;
+constexpr int64_t kRowsAhead = 64;
+
 template <class T>
 void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T* tile,
                          T* copy = nullptr) {
@@ -42,8 +47,10 @@ void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t wi
   constexpr int64_t L = 32 / sizeof(T);
   const T inf = std::numeric_limits<T>::infinity();
   const V inf_v = V{} + inf;
-  const bool prefetch = u.col_stride == 1 && j0 + width < u.cols;
+  const bool rows_ahead = u.n_rows * width * static_cast<int64_t>(sizeof(T)) > kPrefetchTileBytes;
+  const bool prefetch = u.col_stride == 1 && j0 + width < u.cols && !rows_ahead;
   const int64_t next_bytes = std::min(width, u.cols - j0 - width) * static_cast<int64_t>(sizeof(T));
+  const int64_t w_bytes = w * static_cast<int64_t>(sizeof(T));
   for (int64_t i = 0; i < u.n_rows; ++i) {
     const T* src = u.rows[i] + j0 * u.col_stride;
     T* dst = tile + i * width;
@@ -52,6 +59,9 @@ void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t wi
       if (prefetch)
         for (int64_t b = 0; b < next_bytes; b += 64)
           __builtin_prefetch(reinterpret_cast<const char*>(src + width) + b);
+      if (rows_ahead && i + kRowsAhead < u.n_rows)
+        for (int64_t b = 0; b < w_bytes; b += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(u.rows[i + kRowsAhead] + j0) + b);
       for (; t + L <= w; t += L) {
         V x;
         std::memcpy(&x, src + t, sizeof(V));
