@@ -330,23 +330,28 @@ struct BandFinder {
         std::memcpy(pivot[g * kPivots + k], sample + groups[g].pos[k] * W, sizeof(T) * W);
     std::memset(less, 0, sizeof(less));
 
-    // 2. less_k per column: per group and vector of lanes, the kPivots counts in registers.
+    // 2. less_k per column: per group, block of rows (kBlockRows, in L1 while every vector of
+    //    lanes sweeps it) and vector of lanes, the kPivots counts in registers.
+    constexpr int64_t kBlockRows = std::max<int64_t>(16, 32 * 1024 / (W * static_cast<int64_t>(sizeof(T))));
     for (int64_t g = 0; g < n_groups; ++g) {
-      for (int64_t t = 0; t < W; t += L) {
-        Vec p[kPivots];
-        Mask c[kPivots];
+      for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
+        const int64_t i1 = std::min(n, i0 + kBlockRows);
+        for (int64_t t = 0; t < W; t += L) {
+          Vec p[kPivots];
+          Mask c[kPivots];
 #pragma GCC unroll 8
-        for (int k = 0; k < kPivots; ++k) {
-          p[k] = *reinterpret_cast<const Vec*>(pivot[g * kPivots + k] + t);
-          c[k] = Mask{};
+          for (int k = 0; k < kPivots; ++k) {
+            p[k] = *reinterpret_cast<const Vec*>(pivot[g * kPivots + k] + t);
+            c[k] = *reinterpret_cast<const Mask*>(less[g * kPivots + k] + t);
+          }
+          for (int64_t i = i0; i < i1; ++i) {
+            const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
+#pragma GCC unroll 8
+            for (int k = 0; k < kPivots; ++k) c[k] -= x < p[k];
+          }
+#pragma GCC unroll 8
+          for (int k = 0; k < kPivots; ++k) *reinterpret_cast<Mask*>(less[g * kPivots + k] + t) = c[k];
         }
-        for (int64_t i = 0; i < n; ++i) {
-          const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
-#pragma GCC unroll 8
-          for (int k = 0; k < kPivots; ++k) c[k] -= x < p[k];
-        }
-#pragma GCC unroll 8
-        for (int k = 0; k < kPivots; ++k) *reinterpret_cast<Mask*>(less[g * kPivots + k] + t) = c[k];
       }
     }
 
@@ -383,14 +388,19 @@ struct BandFinder {
     const PackTable& pack = pack_table();
     Mask lane_ids;
     for (int64_t l = 0; l < L; ++l) lane_ids[l] = static_cast<Count>(l);
+    alignas(64) Count inside[W];
     for (int64_t q = 0; q < n_ranks; ++q) {
       int64_t used = 0;
-      for (int64_t t = 0; t < W; t += L) {
+      std::memset(eq[q], 0, sizeof(eq[q]));
+      std::memset(inside, 0, sizeof(inside));
+      for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
+        const int64_t i1 = std::min(n, i0 + kBlockRows);
+        for (int64_t t = 0; t < W; t += L) {
         const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
         const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
         const Mask cols = lane_ids + static_cast<Count>(t);
-        Mask e{}, c{};
-        for (int64_t i = 0; i < n; ++i) {
+        Mask e = *reinterpret_cast<const Mask*>(eq[q] + t), c = *reinterpret_cast<const Mask*>(inside + t);
+        for (int64_t i = i0; i < i1; ++i) {
           const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
           e -= x == lo;
           const Mask in = (x > lo) & (x < hi);
@@ -407,8 +417,10 @@ struct BandFinder {
           }
         }
         *reinterpret_cast<Mask*>(eq[q] + t) = e;
-        for (int64_t l = 0; l < L; ++l) count[q][t + l] = c[l];
+        *reinterpret_cast<Mask*>(inside + t) = c;
+        }
       }
+      for (int64_t t = 0; t < W; ++t) count[q][t] = inside[t];
       if (used <= list_cap) {
         int64_t fill[W] = {};
         for (int64_t j = 0; j < used; ++j) {
