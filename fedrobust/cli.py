@@ -115,8 +115,9 @@ def _add_bench(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bench", help="time the aggregation rules against numpy and torch",
         description="Time fedrobust's rules against numpy and torch on float32 updates of shapes "
-                    "(100, 1e6) and (1000, 1e5) (--quick: (100, 5e4) and (200, 1e4)), "
-                    "relative to one read of the array, and measure each kernel's peak extra memory.")
+                    "(100, 1e6), (1000, 1e5) and (10000, 7850) (only the coordinate-wise rules) "
+                    "(--quick: (100, 5e4) and (200, 1e4)), relative to one read of the array, and "
+                    "measure each kernel's peak extra memory.")
     p.add_argument("--quick", action="store_true", help="small shapes, a few seconds in all")
     p.add_argument("--json", metavar="PATH", type=output_path, help="also write all numbers to PATH")
     p.add_argument("--repeats", metavar="N", type=positive_int,
