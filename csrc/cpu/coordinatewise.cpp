@@ -396,28 +396,28 @@ struct BandFinder {
       for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
         const int64_t i1 = std::min(n, i0 + kBlockRows);
         for (int64_t t = 0; t < W; t += L) {
-        const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
-        const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
-        const Mask cols = lane_ids + static_cast<Count>(t);
-        Mask e = *reinterpret_cast<const Mask*>(eq[q] + t), c = *reinterpret_cast<const Mask*>(inside + t);
-        for (int64_t i = i0; i < i1; ++i) {
-          const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
-          e -= x == lo;
-          const Mask in = (x > lo) & (x < hi);
-          c -= in;
-          if (used <= list_cap) {  // the list has L values of room beyond list_cap
-            const uint32_t bits = mask_bits(in);
-            Mask idx;
-            std::memcpy(&idx, pack.idx[bits], sizeof(Mask));
-            const Vec packed_values = __builtin_shuffle(x, idx);
-            const Mask packed_cols = __builtin_shuffle(cols, idx);
-            std::memcpy(list + used, &packed_values, sizeof(Vec));
-            std::memcpy(list_cols + used, &packed_cols, sizeof(Mask));
-            used += __builtin_popcount(bits);
+          const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
+          const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
+          const Mask cols = lane_ids + static_cast<Count>(t);
+          Mask e = *reinterpret_cast<const Mask*>(eq[q] + t), c = *reinterpret_cast<const Mask*>(inside + t);
+          for (int64_t i = i0; i < i1; ++i) {
+            const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
+            e -= x == lo;
+            const Mask in = (x > lo) & (x < hi);
+            c -= in;
+            if (used <= list_cap) {  // the list has L values of room beyond list_cap
+              const uint32_t bits = mask_bits(in);
+              Mask idx;
+              std::memcpy(&idx, pack.idx[bits], sizeof(Mask));
+              const Vec packed_values = __builtin_shuffle(x, idx);
+              const Mask packed_cols = __builtin_shuffle(cols, idx);
+              std::memcpy(list + used, &packed_values, sizeof(Vec));
+              std::memcpy(list_cols + used, &packed_cols, sizeof(Mask));
+              used += __builtin_popcount(bits);
+            }
           }
-        }
-        *reinterpret_cast<Mask*>(eq[q] + t) = e;
-        *reinterpret_cast<Mask*>(inside + t) = c;
+          *reinterpret_cast<Mask*>(eq[q] + t) = e;
+          *reinterpret_cast<Mask*>(inside + t) = c;
         }
       }
       for (int64_t t = 0; t < W; ++t) count[q][t] = inside[t];
