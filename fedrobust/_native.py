@@ -75,7 +75,7 @@ def backend_info() -> dict:
         "cpu": {
             "built": True,
             "simd": cpu.simd_level(),
-            "simd_available": [s for s in ("generic", "avx2") if cpu.simd_level_available(s)],
+            "simd_available": [s for s in ("generic", "avx2", "avx512") if cpu.simd_level_available(s)],
             "threads": cpu.max_threads(),
             "thread_waiting": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")},
             "openmp": cpu.openmp_version,

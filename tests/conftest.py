@@ -304,6 +304,9 @@ def run_with_simd(level: str, fn: Callable, *args, **kwargs):
 
 
 HAVE_AVX2 = bool(_cpu_module.simd_level_available("avx2"))
+HAVE_AVX512 = bool(_cpu_module.simd_level_available("avx512"))
+# The SIMD levels this build and CPU have, generic first.
+SIMD_LEVELS = tuple(level for level in ("generic", "avx2", "avx512") if _cpu_module.simd_level_available(level))
 
 
 def pytest_configure(config):

@@ -23,7 +23,9 @@ from fedrobust.stats import coordinate_stats
 from conftest import (
     DTYPES,
     HAVE_AVX2,
+    HAVE_AVX512,
     LAYOUTS,
+    SIMD_LEVELS,
     as_layout,
     assert_identical,
     assert_unchanged,
@@ -410,7 +412,7 @@ def test_torch_inputs_are_never_modified():
 
 
 # ---------------------------------------------------------------------------
-# SIMD levels: generic and AVX2 give the same bits.
+# SIMD levels: generic, AVX2 and AVX-512 give the same bits.
 # ---------------------------------------------------------------------------
 SIMD_CASES = [
     ("normal", 7, 1000), ("normal", 100, 1000), ("normal", 256, 129), ("normal", 257, 1000),
@@ -445,19 +447,20 @@ def test_generic_and_avx2_levels_are_bit_identical(kind, m, d, layout, dtype, re
             if name == "mean" and data is nonfinite:
                 continue
             g = run_with_simd("generic", fn, U)
-            a = run_with_simd("avx2", fn, U)
-            assert cpu.simd_level() == "avx2"
-            for x, y in zip(g if isinstance(g, tuple) else (g,), a if isinstance(a, tuple) else (a,)):
-                assert_identical(x, y, f"{name}: generic vs avx2")
+            for level in SIMD_LEVELS[1:]:  # avx2, and avx512 where the CPU has it
+                a = run_with_simd(level, fn, U)
+                assert cpu.simd_level() == level
+                for x, y in zip(g if isinstance(g, tuple) else (g,), a if isinstance(a, tuple) else (a,)):
+                    assert_identical(x, y, f"{name}: generic vs {level}")
 
 
 def test_simd_level_switch_is_reported_and_restorable(restore_simd):
-    assert restore_simd in ("generic", "avx2")
+    assert restore_simd in ("generic", "avx2", "avx512")
     cpu.set_simd_level("generic")
     assert cpu.simd_level() == "generic"
     assert fedrobust.backend_info()["cpu"]["simd"] == "generic"
     cpu.set_simd_level("auto")
-    assert cpu.simd_level() == ("avx2" if HAVE_AVX2 else "generic")
+    assert cpu.simd_level() == ("avx512" if HAVE_AVX512 else "avx2" if HAVE_AVX2 else "generic")
     assert cpu.simd_level_available("generic")
     assert not cpu.simd_level_available("sse9")
 

@@ -237,7 +237,7 @@ def test_coordinate_stats_rows_of_another_kind_are_a_type_error_naming_what_is_a
 # Backend switches.
 # ---------------------------------------------------------------------------
 def test_unknown_simd_level_is_a_value_error_listing_the_levels(restore_simd):
-    _raises(ValueError, lambda: cpu.set_simd_level("sse9"), "'auto', 'generic' or 'avx2'", "got 'sse9'")
+    _raises(ValueError, lambda: cpu.set_simd_level("sse9"), "'auto', 'generic', 'avx2' or 'avx512'", "got 'sse9'")
     assert cpu.simd_level() == restore_simd
 
 

@@ -158,7 +158,10 @@ void store_streaming(const T* src, int64_t w, T* dst) {
 // The lanes of a vector mask as bits (bit l = lane l true).
 template <class M>
 uint32_t mask_bits(M m) {
-#if defined(FR_ARCH_AVX2)
+#if defined(FR_ARCH_AVX512)
+  if constexpr (sizeof(m[0]) == 4) return static_cast<uint32_t>(_mm512_movepi32_mask((__m512i)m));
+  else return static_cast<uint32_t>(_mm512_movepi64_mask((__m512i)m));
+#elif defined(FR_ARCH_AVX2)
   if constexpr (sizeof(m[0]) == 4) return static_cast<uint32_t>(_mm256_movemask_ps((__m256)m));
   else return static_cast<uint32_t>(_mm256_movemask_pd((__m256d)m));
 #elif defined(__SSE2__)
@@ -210,6 +213,29 @@ struct BandFinder {
       return t;
     }();
     return table;
+  }
+  // Store the lanes of x and of cols whose bit is set, in lane order, at list and at
+  // list_cols (each with room for a whole vector); returns how many. AVX-512 compresses;
+  // other levels permute with kPack (a table of 2^lanes permutations, too large at 16).
+  template <class Vec, class Mask>
+  static int pack_lanes(Vec x, Mask cols, uint32_t bits, T* list, Count* list_cols) {
+#if defined(FR_ARCH_AVX512)
+    if constexpr (sizeof(T) == 4) {
+      _mm512_storeu_ps(list, _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), (__m512)x));
+      _mm512_storeu_si512(list_cols, _mm512_maskz_compress_epi32(static_cast<__mmask16>(bits), (__m512i)cols));
+    } else {
+      _mm512_storeu_pd(list, _mm512_maskz_compress_pd(static_cast<__mmask8>(bits), (__m512d)x));
+      _mm512_storeu_si512(list_cols, _mm512_maskz_compress_epi64(static_cast<__mmask8>(bits), (__m512i)cols));
+    }
+#else
+    Mask idx;
+    std::memcpy(&idx, pack_table().idx[bits], sizeof(Mask));
+    const Vec packed_values = __builtin_shuffle(x, idx);
+    const Mask packed_cols = __builtin_shuffle(cols, idx);
+    std::memcpy(list, &packed_values, sizeof(Vec));
+    std::memcpy(list_cols, &packed_cols, sizeof(Mask));
+#endif
+    return __builtin_popcount(bits);
   }
   struct Group {
     int64_t first_rank, end_rank;  // ranks[first_rank .. end_rank) use these pivots
@@ -385,7 +411,6 @@ struct BandFinder {
     //    dealt out to the columns' bands. A list longer than list_cap (values in the
     //    intervals far beyond what the sample suggests) is dropped, and the slot's values are
     //    collected again one by one.
-    const PackTable& pack = pack_table();
     Mask lane_ids;
     for (int64_t l = 0; l < L; ++l) lane_ids[l] = static_cast<Count>(l);
     alignas(64) Count inside[W];
@@ -405,16 +430,8 @@ struct BandFinder {
             e -= x == lo;
             const Mask in = (x > lo) & (x < hi);
             c -= in;
-            if (used <= list_cap) {  // the list has L values of room beyond list_cap
-              const uint32_t bits = mask_bits(in);
-              Mask idx;
-              std::memcpy(&idx, pack.idx[bits], sizeof(Mask));
-              const Vec packed_values = __builtin_shuffle(x, idx);
-              const Mask packed_cols = __builtin_shuffle(cols, idx);
-              std::memcpy(list + used, &packed_values, sizeof(Vec));
-              std::memcpy(list_cols + used, &packed_cols, sizeof(Mask));
-              used += __builtin_popcount(bits);
-            }
+            if (used <= list_cap)  // the list has L values of room beyond list_cap
+              used += pack_lanes(x, cols, mask_bits(in), list + used, list_cols + used);
           }
           *reinterpret_cast<Mask*>(eq[q] + t) = e;
           *reinterpret_cast<Mask*>(inside + t) = c;

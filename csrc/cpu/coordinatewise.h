@@ -1,5 +1,5 @@
 // Coordinate-wise order statistics (coordinatewise.cpp): the median, the
-// trimmed mean, and Bulyan's second stage.
+// trimmed mean, and Bulyan's second stage. Built at every SIMD level, avx512 included.
 #pragma once
 #include <cstdint>
 
@@ -23,10 +23,20 @@ template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gam
 template <class T> void leave_one_out_median(const RowsView<T>& u, T* out);
 template <class T> void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out);
 }  // namespace avx2
+namespace avx512 {
+template <class T> void median(const RowsView<T>& u, T* out);
+template <class T> void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out);
+template <class T> void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out);
+template <class T> void leave_one_out_median(const RowsView<T>& u, T* out);
+template <class T> void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out);
+}  // namespace avx512
 
 // out (cols,): coordinate-wise median (even n: lo/2 + hi/2, see order.h).
 template <class T>
 void median(const RowsView<T>& u, T* out) {
+#ifdef FR_HAVE_AVX512_VARIANT
+  if (avx512_in_use()) return avx512::median(u, out);
+#endif
 #ifdef FR_HAVE_AVX2_VARIANT
   if (avx2_in_use()) return avx2::median(u, out);
 #endif
@@ -37,6 +47,9 @@ void median(const RowsView<T>& u, T* out) {
 // Requires 0 <= beta and 2 beta < n.
 template <class T>
 void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
+#ifdef FR_HAVE_AVX512_VARIANT
+  if (avx512_in_use()) return avx512::trimmed_mean(u, beta, out);
+#endif
 #ifdef FR_HAVE_AVX2_VARIANT
   if (avx2_in_use()) return avx2::trimmed_mean(u, beta, out);
 #endif
@@ -47,6 +60,9 @@ void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
 // to the coordinate's median. Requires 1 <= gamma <= n.
 template <class T>
 void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
+#ifdef FR_HAVE_AVX512_VARIANT
+  if (avx512_in_use()) return avx512::closest_to_median_mean(u, gamma, out);
+#endif
 #ifdef FR_HAVE_AVX2_VARIANT
   if (avx2_in_use()) return avx2::closest_to_median_mean(u, gamma, out);
 #endif
@@ -58,6 +74,9 @@ void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
 // (ranks p .. p+2 around the middle), then one pass writing every row's result.
 template <class T>
 void leave_one_out_median(const RowsView<T>& u, T* out) {
+#ifdef FR_HAVE_AVX512_VARIANT
+  if (avx512_in_use()) return avx512::leave_one_out_median(u, out);
+#endif
 #ifdef FR_HAVE_AVX2_VARIANT
   if (avx2_in_use()) return avx2::leave_one_out_median(u, out);
 #endif
@@ -70,6 +89,9 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
 // skipping sums built together, O(m^2 / 2) vector adds per column.
 template <class T>
 void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
+#ifdef FR_HAVE_AVX512_VARIANT
+  if (avx512_in_use()) return avx512::leave_one_out_trimmed_mean(u, b, out);
+#endif
 #ifdef FR_HAVE_AVX2_VARIANT
   if (avx2_in_use()) return avx2::leave_one_out_trimmed_mean(u, b, out);
 #endif

@@ -1,6 +1,6 @@
-// Vector types and exact min / max for the vectorised units: 32-byte vectors
-// with AVX2, 16-byte vectors on baseline x86-64 (SSE2), plain GCC vectors
-// elsewhere. Included after FR_BEGIN_SIMD_CODE; <immintrin.h> (x86) must be
+// Vector types and exact min / max for the vectorised units: 64-byte vectors
+// with AVX-512, 32-byte vectors with AVX2, 16-byte vectors on baseline x86-64 (SSE2),
+// plain GCC vectors elsewhere. Included after FR_BEGIN_SIMD_CODE; <immintrin.h> (x86) must be
 // included before it.
 //
 // min(a, b) = a < b ? a : b lane by lane (the x86 minps rule). The ordering
@@ -10,7 +10,9 @@
 
 namespace fedrobust::cpu::FR_ARCH::simd {
 
-#if defined(FR_ARCH_AVX2)
+#if defined(FR_ARCH_AVX512)
+constexpr int kBytes = 64;
+#elif defined(FR_ARCH_AVX2)
 constexpr int kBytes = 32;
 #elif defined(__SSE2__)
 constexpr int kBytes = 16;
@@ -28,7 +30,12 @@ using V = typename Vector<T>::type;
 template <class T>
 using Mask = decltype(V<T>{} < V<T>{});  // int32 / int64 lanes: -1 true, 0 false
 
-#if defined(FR_ARCH_AVX2)
+#if defined(FR_ARCH_AVX512)
+inline V<float> vmin(V<float> a, V<float> b) { return _mm512_min_ps(a, b); }
+inline V<float> vmax(V<float> a, V<float> b) { return _mm512_max_ps(a, b); }
+inline V<double> vmin(V<double> a, V<double> b) { return _mm512_min_pd(a, b); }
+inline V<double> vmax(V<double> a, V<double> b) { return _mm512_max_pd(a, b); }
+#elif defined(FR_ARCH_AVX2)
 inline V<float> vmin(V<float> a, V<float> b) { return _mm256_min_ps(a, b); }
 inline V<float> vmax(V<float> a, V<float> b) { return _mm256_max_ps(a, b); }
 inline V<double> vmin(V<double> a, V<double> b) { return _mm256_min_pd(a, b); }
