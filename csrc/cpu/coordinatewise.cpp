@@ -57,8 +57,8 @@ template <class T>
 constexpr int64_t kNetworkWidth = 256 / static_cast<int64_t>(sizeof(T));
 
 // Columns per tile on the band path (BandFinder): 256 bytes of each row up to
-// kWideBandMaxRows rows (rows far apart cost a TLB miss each, so each visit reads four
-// lines), one 64-byte line beyond, so that a tile of very many rows still fits in L3.
+// kWideBandMaxRows rows (measured faster than one or two 64-byte lines per row at 10,000
+// rows), one line beyond, so that a tile of very many rows still fits in L3.
 constexpr int64_t kWideBandMaxRows = 16384;
 template <class T>
 constexpr int64_t kBandWidth(int64_t n) {
@@ -199,8 +199,8 @@ struct BandFinder {
   static constexpr int kMaxRanks = 4;
   using Count = typename std::remove_reference<decltype(simd::Mask<T>{}[0])>::type;
   static constexpr int64_t kLanes = simd::Vector<T>::lanes;
-  // kPack.idx[bits]: the lanes whose bit is set, in order, then zeros: the permutation that
-  // packs those lanes of a vector to its front.
+  // pack_table().idx[bits]: the lanes whose bit is set, in order, then zeros: the permutation
+  // that packs those lanes of a vector to its front.
   struct PackTable {
     Count idx[1 << kLanes][kLanes];
   };
@@ -216,7 +216,7 @@ struct BandFinder {
   }
   // Store the lanes of x and of cols whose bit is set, in lane order, at list and at
   // list_cols (each with room for a whole vector); returns how many. AVX-512 compresses;
-  // other levels permute with kPack (a table of 2^lanes permutations, too large at 16).
+  // other levels permute with pack_table() (2^lanes permutations, too many at 16 lanes).
   template <class Vec, class Mask>
   static int pack_lanes(Vec x, Mask cols, uint32_t bits, T* list, Count* list_cols) {
 #if defined(FR_ARCH_AVX512)
@@ -406,7 +406,7 @@ struct BandFinder {
     }
 
     // 3. eq and the bands, per rank slot: for each vector of lanes and row, the values inside
-    //    the interval are packed to the front of the vector (one permutation, kPack) and
+    //    the interval are packed to the front of the vector (pack_lanes) and
     //    appended with their columns to one list, with no branch per value; the list is then
     //    dealt out to the columns' bands. A list longer than list_cap (values in the
     //    intervals far beyond what the sample suggests) is dropped, and the slot's values are
