@@ -505,8 +505,9 @@ def test_set_num_threads_changes_backend_info_threads(restore_threads):
     assert fedrobust.backend_info()["cpu"]["threads"] == 3
 
 
-# Large m: the comparator network runs up to 16384 rows, std::nth_element beyond; both
-# must give the reference's bits (the switch never changes a result).
+# Large m: the comparator network runs below 1024 rows, the sampled pivots from there (and
+# std::nth_element where a band overflows); all must give the reference's bits (the switch
+# never changes a result). tests/test_large_m_selection.py covers the pivots' paths.
 @pytest.mark.parametrize("m", [5000, 16384, 16385])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_median_and_trimmed_mean_for_large_m_are_bit_identical_to_reference(m, dtype):

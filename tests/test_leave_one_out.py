@@ -159,8 +159,8 @@ def test_leave_one_out_trimmed_mean_at_the_edge_of_exact_sums():
 
 @pytest.mark.parametrize("m", [16385, 16386])
 def test_leave_one_out_beyond_the_network_takes_the_selection_path(m):
-    """More rows than the comparator network takes (16384): nth_element per column. Checked on
-    sampled rows (the twin recomputes a 16k-row median per row)."""
+    """16,385 rows (the sampled-pivot selection, with 64-byte tiles beyond 16,384 rows). Checked
+    on sampled rows (the twin recomputes a 16k-row median per row)."""
     U = np.random.default_rng(m).integers(-50, 50, size=(m, 3)).astype(np.float32)  # many ties
     B = CPU.leave_one_out_median(U)
     T = CPU.leave_one_out_trimmed_mean(U, 4000)

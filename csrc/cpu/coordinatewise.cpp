@@ -510,9 +510,11 @@ struct BandFinder {
 // Rows up to which a full sort (all_ranks) runs on the network, std::sort beyond.
 constexpr int64_t kNetworkMaxRows = 16384;
 
-// Find, for every column t < w of a canonical tile, the values at a few ascending ranks.
-// On the network path the tile is permuted in place; on the band and scalar paths it is
-// left as it is and `scratch` (scratch_values() values) is used.
+// Find, for every column t < w of a canonical tile, the values at a few ascending ranks:
+// below kBandMinRows rows with the network, which permutes the tile in place; from there
+// with BandFinder, which leaves it as it is and uses `scratch` (scratch_values() values).
+// With all_ranks (Bulyan's full sort, sort_network) the network runs up to kNetworkMaxRows
+// rows; the caller sorts larger columns itself.
 template <class T>
 struct RankFinder {
   int64_t n;
@@ -548,29 +550,15 @@ struct RankFinder {
     return use_network ? kNetworkWidth<T> : band ? band->width : tile_width<T>(n, 64 * 1024, 16, 256);
   }
 
-  // Scratch values find_ranks needs beyond the tile.
-  int64_t scratch_values() const { return band ? band->scratch_values() : n; }
+  // Scratch values find_ranks needs beyond the tile (none on the network path).
+  int64_t scratch_values() const { return band ? band->scratch_values() : 0; }
 
-  // values[k][t] = the value of rank ranks[k] of column t < w.
+  // values[k][t] = the value of rank ranks[k] of column t < w (not for all_ranks).
   void find_ranks(T* tile, int64_t w, int64_t width, T* scratch, T* const* values) const {
-    const int64_t k_ranks = static_cast<int64_t>(ranks.size());
     if (band) return band->find_ranks(tile, w, scratch, values);
-    T* column = scratch;
-    if (use_network) {
-      sort_network(tile);
-      for (int64_t k = 0; k < k_ranks; ++k)
-        for (int64_t t = 0; t < w; ++t) values[k][t] = tile[ranks[k] * width + t];
-      return;
-    }
-    for (int64_t t = 0; t < w; ++t) {
-      for (int64_t i = 0; i < n; ++i) column[i] = tile[i * width + t];
-      int64_t done = 0;  // column[0 .. done) holds the values below the next rank
-      for (int64_t k = 0; k < k_ranks; ++k) {
-        std::nth_element(column + done, column + ranks[k], column + n);
-        values[k][t] = column[ranks[k]];
-        done = ranks[k] + 1;
-      }
-    }
+    sort_network(tile);
+    for (size_t k = 0; k < ranks.size(); ++k)
+      for (int64_t t = 0; t < w; ++t) values[k][t] = tile[ranks[k] * width + t];
   }
 
   // lo[t], hi[t] = the values of ranks r1, r2 of column t < w (the first constructor).
