@@ -3,6 +3,9 @@
     pytest bench --benchmark-enable               # U: (100, 100_000) float32
     FEDROBUST_BENCH_FULL=1 pytest bench --benchmark-enable   # U: (100, 1_000_000)
 
+Krum has a second group at many workers, (1000, 20_000) (FULL: (1000, 100_000)), where its
+choice goes through the quantized Gram matrix.
+
 Every group holds the rule's implementations (fedrobust, numpy, torch where one exists; see
 fedrobust.benchmarks.baselines for how each is written) and two read-once column sums (numpy and torch)
 over the same U, so the ratios pytest-benchmark prints within a group compare the
@@ -56,6 +59,31 @@ def test_speed(benchmark, cases, rule, impl):
     benchmark.group = f"{rule}, U ({M}, {D}) float32"
     benchmark.extra_info.update(rule=rule, impl=impl, how=case.label, m=M, d=D)
     benchmark.pedantic(case.fn, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+
+
+KRUM_M, KRUM_D = (1000, 100_000) if FULL else (1000, 20_000)
+KRUM_IMPLS = rule_cases.RULE_IMPLS["krum"] + READ_ONCE
+
+
+@pytest.fixture(scope="session")
+def krum_cases():
+    """{impl: zero-argument callable}: Krum's implementations over one (KRUM_M, KRUM_D) U."""
+    set_threads(fedrobust.backend_info()["cpu"]["threads"])
+    U = inputs.make_updates(KRUM_M, KRUM_D)
+    c = inputs.byzantine_count(KRUM_M)
+    table = {case.impl: case for case in rule_cases.all_cases(U, c, c, bulyan=False) if case.rule == "krum"}
+    table.update({f"read-once {case.impl}": case for case in rule_cases.read_once_cases(U)})
+    return table
+
+
+@pytest.mark.parametrize("impl", KRUM_IMPLS, ids=[i.replace(" ", "-") for i in KRUM_IMPLS])
+def test_krum_speed_at_many_workers(benchmark, krum_cases, impl):
+    case = krum_cases.get(impl)
+    if case is None:
+        pytest.skip(f"{impl} is not installed or not timed at this size")
+    benchmark.group = f"krum, U ({KRUM_M}, {KRUM_D}) float32"
+    benchmark.extra_info.update(rule="krum", impl=impl, how=case.label, m=KRUM_M, d=KRUM_D)
+    benchmark.pedantic(case.fn, rounds=3, warmup_rounds=1, iterations=1)
 
 
 def _numpy(x):

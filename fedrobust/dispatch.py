@@ -240,6 +240,12 @@ class Backend:
         float64 scores, host)."""
         return self._host(A, lambda u: self.native.krum_select(u, c, multi, squared))
 
+    def krum_choose(self, A: Any, c: int, multi: int, squared: bool) -> np.ndarray:
+        """The rows krum_select picks, host int64, without the scores: on the CPU for float32
+        rows, the bulk of the distances from a quantized Gram matrix with rigorous bounds and
+        exact direct distances only for the rows that can win (same choice, bit for bit)."""
+        return self._host(A, lambda u: self.native.krum_choose(u, c, multi, squared))[0]
+
     def krum_scores(self, A: Any, c: int, squared: bool) -> Any:
         """(m,) Krum scores in A's dtype and library."""
         scores = self.krum_select(A, c, 1, squared)[1]
@@ -264,7 +270,7 @@ class Backend:
     def krum(self, A: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray]:
         """(Krum's aggregate (d,), the `multi` selected rows, host int64 ascending by score):
         the selected row itself, or the mean of the selected rows (Multi-Krum)."""
-        rows = self.krum_select(A, c, multi, squared)[0]
+        rows = self.krum_choose(A, c, multi, squared)
         if multi == 1:
             return self.lib.copy(A[int(rows[0])]), rows
         return self.mean(A, rows.tolist()), rows

@@ -101,6 +101,18 @@ def big_beside_small(m: int, d: int, dtype=np.float64, seed: int = 0) -> np.ndar
     return X.astype(dtype)
 
 
+def near_identical(m: int = 11, d: int = 1000, center: int = 6, seed: int = 0) -> np.ndarray:
+    """float64 (m, d): a common component of norm 1e3, each row = common + 1e-4 * (random signs),
+    except the `center` row = common exactly: it is unambiguously Krum's choice, and float32
+    Gram-matrix distances (|a|^2 + |b|^2 - 2ab) are far off."""
+    g = rng(seed)
+    common = g.standard_normal(d)
+    common *= 1e3 / np.linalg.norm(common)
+    U = common + 1e-4 * g.choice([-1.0, 1.0], size=(m, d))
+    U[center] = common
+    return U
+
+
 def with_nonfinite_rows(U: np.ndarray, rows_kinds: Dict[int, str]) -> np.ndarray:
     """Copy of U with whole rows replaced: kind 'nan', 'inf', '-inf', or 'mixed' (all three + finite)."""
     X = np.array(U, copy=True)

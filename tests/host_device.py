@@ -65,15 +65,20 @@ def closest_to_median_mean(U, gamma, rows, out):
     _host(out)[:] = _emulation.column_rule_scalar(_host(U), "bulyan", rows=sorted(rows), gamma=gamma)
 
 
+def krum_choose(U, c, multi, squared):
+    """The CUDA module's krum_choose: krum_select's rows (the device scores every row anyway)."""
+    return cpu.krum_select(U, c, multi, squared)[0], -1
+
+
 def krum_craft(direction, lam, eps, seed, round, out_ids, out):
     _emulation.krum_craft_scalar(_host(direction), lam, eps, seed, round, out_ids, _host(out))
 
 
 EMULATED = {f.__name__: f for f in (median, trimmed_mean, leave_one_out_median, leave_one_out_trimmed_mean, mean,
-                                    coordinate_stats, bulyan, closest_to_median_mean, krum_craft)}
+                                    coordinate_stats, bulyan, closest_to_median_mean, krum_choose, krum_craft)}
 SHARED = ["median", "trimmed_mean", "mean", "coordinate_stats", "pairwise_distances", "sq_distances",
-          "krum_select", "bulyan", "nonfinite_rows", "leave_one_out_median", "leave_one_out_trimmed_mean",
-          "closest_to_median_mean", "craft_coordinates", "norms_and_dots", "krum_craft",
+          "krum_select", "krum_choose", "bulyan", "nonfinite_rows", "leave_one_out_median",
+          "leave_one_out_trimmed_mean", "closest_to_median_mean", "craft_coordinates", "norms_and_dots", "krum_craft",
           "check_krum", "check_multi_krum", "check_trimmed_mean", "check_bulyan"]
 HostKernels = types.SimpleNamespace(**{name: EMULATED.get(name, getattr(cpu, name)) for name in SHARED})
 

@@ -23,6 +23,7 @@ from conftest import (
     as_layout,
     assert_identical,
     cached_case,
+    near_identical,
     random_matrix,
     tied_matrix,
     with_nonfinite_rows,
@@ -276,21 +277,10 @@ def test_krum_with_at_most_c_nonfinite_rows_never_selects_them(dtype, squared):
 # ---------------------------------------------------------------------------
 # The near-identical case (float32 cancellation).
 # ---------------------------------------------------------------------------
-def _near_identical(m=11, d=1000, center=6, seed=0):
-    """A common component of norm 1e3, each row = common + 1e-4 * (random signs), except the
-    `center` row = common exactly: it is unambiguously Krum's choice."""
-    g = np.random.default_rng(seed)
-    common = g.standard_normal(d)
-    common *= 1e3 / np.linalg.norm(common)
-    U64 = common + 1e-4 * g.choice([-1.0, 1.0], size=(m, d))
-    U64[center] = common
-    return U64
-
-
 @pytest.mark.parametrize("squared", (True, False))
 @pytest.mark.parametrize("layout", ("C", "F", "col_strided"))
 def test_near_identical_float32_rows_krum_selects_the_float64_reference_worker(layout, squared):
-    U64 = _near_identical()
+    U64 = near_identical()
     U32 = U64.astype(np.float32)
     c = 2
     assert ref.krum_select(U64, c, squared=squared)[0] == 6

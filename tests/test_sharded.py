@@ -17,7 +17,15 @@ from fedrobust import aggregators as agg
 from fedrobust import reference as ref
 from fedrobust import sharded, stats
 
-from conftest import as_layout, assert_identical, assert_unchanged, make_case, snapshot, with_nonfinite_rows
+from conftest import (
+    as_layout,
+    assert_identical,
+    assert_unchanged,
+    make_case,
+    near_identical,
+    snapshot,
+    with_nonfinite_rows,
+)
 
 CASES = [  # (rule, params, m)
     ("mean", {}, 9),
@@ -87,11 +95,7 @@ def test_nonfinite_rows_are_handled_as_unsharded(rule, params, m, kinds):
 def test_near_identical_rows_select_the_float64_reference_worker(squared):
     """A common component of norm 1e3, rows differing by 1e-4 per coordinate, row 6 exactly the
     common part: the reference, the unsharded and the sharded Krum all pick row 6."""
-    g = np.random.default_rng(0)
-    common = g.standard_normal(1000)
-    common *= 1e3 / np.linalg.norm(common)
-    U64 = common + 1e-4 * g.choice([-1.0, 1.0], size=(11, 1000))
-    U64[6] = common
+    U64 = near_identical()
     U32 = U64.astype(np.float32)
     assert ref.krum_select(U64, 2, squared=squared)[0] == 6
     for shards in (2, 3, 10):

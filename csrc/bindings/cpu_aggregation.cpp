@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "../cpu/coordinatewise.h"
 #include "../cpu/distances.h"
+#include "../cpu/gram.h"
 #include "../cpu/krum.h"
 #include "../cpu/statistics.h"
 #include "checks.h"
@@ -132,6 +134,48 @@ py::tuple krum_select(const py::object& U, int64_t c, int64_t multi, bool square
     return cpu::krum_scores(d.data(), m, all_rows(m), c, squared);
   });
   return py::make_tuple(index_array(cpu::smallest_scores(scores, multi)), to_array<double>(scores));
+}
+
+py::tuple krum_choose(const py::object& U, int64_t c, int64_t multi, bool squared) {
+  const Array u = host_matrix(U);
+  const int64_t m = u.shape[0];
+  check_multi_krum(m, c, multi);
+  const cpu::KrumChoice choice = dispatch_float(u, [&](auto tag) {
+    using T = decltype(tag);
+    Rows<T> r = rows_of<T>(u);
+    py::gil_scoped_release nogil;
+    if constexpr (std::is_same_v<T, float>) {
+      return cpu::krum_choose(r.view, c, multi, squared);
+    } else {
+      const std::vector<double> d = sq_distances_of(r.view);
+      return cpu::KrumChoice{cpu::smallest_scores(cpu::krum_scores(d.data(), m, all_rows(m), c, squared), multi), -1};
+    }
+  });
+  return py::make_tuple(index_array(choice.rows), choice.candidates);
+}
+
+// Host-only, for the tests of krum_choose: (lo, hi), each (m, m) float64, the bounds on the
+// float32 direct kernel's squared distances from the quantized Gram matrix of U centred on
+// `centre` (d,); None where the Gram matrix refuses U (a non-finite or huge centred value).
+py::object krum_distance_bounds(const py::object& U, const py::object& centre) {
+  const Array u = host_matrix(U);
+  if (u.dtype != DType::kFloat32) throw py::type_error("krum_distance_bounds takes float32 rows");
+  const int64_t m = u.shape[0];
+  const Array c = host_dense<float>(centre, "centre", {u.shape[1]}, false);
+  py::array_t<double> lo({m, m}), hi({m, m});
+  bool ok;
+  {
+    Rows<float> r = rows_of<float>(u);
+    py::gil_scoped_release nogil;
+    std::vector<double> gram(static_cast<size_t>(m * m)), residual(static_cast<size_t>(m));
+    ok = cpu::quantized_gram(r.view, c.as<float>(), gram.data(), residual.data());
+    if (ok) {
+      const cpu::DistanceBounds bounds(gram.data(), residual.data(), m, u.shape[1]);
+      for (int64_t i = 0; i < m; ++i) bounds.row(i, lo.mutable_data() + i * m, hi.mutable_data() + i * m);
+    }
+  }
+  if (!ok) return py::none();
+  return py::make_tuple(lo, hi);
 }
 
 py::array_t<int64_t> bulyan(const py::object& U, int64_t c, bool squared, const py::object& out) {
@@ -257,7 +301,7 @@ py::array_t<double> krum_leave_one_out_scores(const py::object& sq_distances, in
 
 void bind_aggregation(py::module_& m) {
   def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
-                                          &sq_distances, &krum_select, &bulyan, &nonfinite_rows,
+                                          &sq_distances, &krum_select, &krum_choose, &bulyan, &nonfinite_rows,
                                           &leave_one_out_median, &leave_one_out_trimmed_mean,
                                           &closest_to_median_mean});  // signatures.h
   // Host-only: the attacks' searches and the defenses score subsets of a distance matrix already computed.
@@ -268,6 +312,9 @@ void bind_aggregation(py::module_& m) {
   m.def("bulyan_select_from_distances", &bulyan_select_from_distances, py::arg("sq_distances"), py::arg("c"),
         py::arg("squared"),
         "(n - 2c,) int64: Bulyan's selection, in selection order, from (n, n) float64 squared distances.");
+  m.def("krum_distance_bounds", &krum_distance_bounds, py::arg("U"), py::arg("centre"),
+        "Tests of krum_choose: float32 U (m, d) and centre (d,) -> (lo, hi), (m, m) float64 bounds on the "
+        "direct squared distances from the quantized Gram matrix of the centred rows; None where it refuses U.");
   m.def("krum_leave_one_out_scores", &krum_leave_one_out_scores, py::arg("sq_distances"), py::arg("c"),
         py::arg("squared"),
         "(n, n) float64: row i the Krum scores (krum_scores_from_distances) of the n - 1 rows other than i, "

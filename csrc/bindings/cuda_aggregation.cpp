@@ -162,6 +162,13 @@ py::array_t<double> sq_distances(const py::object& U, const OptionalRows& rows) 
   return host;
 }
 
+py::tuple krum_select(const py::object& U, int64_t c, int64_t multi, bool squared);
+
+// The device computes every score anyway (krum_select): the choice is its first part.
+py::tuple krum_choose(const py::object& U, int64_t c, int64_t multi, bool squared) {
+  return py::make_tuple(krum_select(U, c, multi, squared)[0], -1);
+}
+
 py::tuple krum_select(const py::object& U, int64_t c, int64_t multi, bool squared) {
   const Array u = device_matrix(U);
   const int64_t m = u.shape[0];
@@ -268,7 +275,7 @@ void leave_one_out_trimmed_mean(const py::object& U, int64_t beta, const py::obj
 
 void bind_aggregation(py::module_& m) {
   def_aggregation(m, AggregationFunctions{&median, &trimmed_mean, &mean, &coordinate_stats, &pairwise_distances,
-                                          &sq_distances, &krum_select, &bulyan, &nonfinite_rows,
+                                          &sq_distances, &krum_select, &krum_choose, &bulyan, &nonfinite_rows,
                                           &leave_one_out_median, &leave_one_out_trimmed_mean,
                                           &closest_to_median_mean});  // signatures.h
 }

@@ -31,6 +31,7 @@ struct AggregationFunctions {
   void (*pairwise_distances)(Object U, bool squared, const OptionalRows& rows, Object out);
   py::array_t<double> (*sq_distances)(Object U, const OptionalRows& rows);
   py::tuple (*krum_select)(Object U, int64_t c, int64_t multi, bool squared);
+  py::tuple (*krum_choose)(Object U, int64_t c, int64_t multi, bool squared);
   py::array_t<int64_t> (*bulyan)(Object U, int64_t c, bool squared, Object out);
   py::array_t<bool> (*nonfinite_rows)(Object U);
   void (*leave_one_out_median)(Object U, Object out);
@@ -64,6 +65,9 @@ inline void def_aggregation(py::module_& m, const AggregationFunctions& f) {
   m.def("krum_select", f.krum_select, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
         "Krum's choice: returns (the `multi` rows of smallest score, ascending by score, ties to the lower "
         "row, host int64; the (m,) float64 scores, host).");
+  m.def("krum_choose", f.krum_choose, py::arg("U"), py::arg("c"), py::arg("multi"), py::arg("squared"),
+        "Krum's choice without the scores: returns (krum_select's rows; the number of rows scored exactly "
+        "after bounding every score from a Gram matrix, -1 where the full distance matrix was used).");
   m.def("bulyan", f.bulyan, py::arg("U"), py::arg("c"), py::arg("squared"), py::arg("out"),
         "Bulyan of U into out (d,); returns the selected rows in selection order (host int64).");
   m.def("nonfinite_rows", f.nonfinite_rows, py::arg("U"), "(m,) host bool: the rows of U that hold a NaN or an Inf.");

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "fedrobust/common.h"
+
 namespace fedrobust::cpu {
 
 // Krum score of every row i in `members` (indices into the n x n matrix):
@@ -29,5 +31,36 @@ std::vector<int64_t> smallest_scores(const std::vector<double>& scores, int64_t 
 // to the rows not chosen yet (with the same c), reusing one distance matrix.
 // Returns the chosen rows in the order they were chosen.
 std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared);
+
+// Below this many rows Krum's choice takes the full direct path (krum_choose).
+constexpr int64_t kGramMinRows = 144;
+
+// Bounds on the float32 direct kernel's squared distances (pairwise_sq_distances) from the
+// quantized Gram matrix of the centred rows and the residual norms (quantized_gram, gram.h),
+// krum_gram.cpp: lo_ij <= the kernel's D_ij <= hi_ij, from the Gram's rounding, the
+// quantization residuals, the centring's rounding and the direct kernel's own
+// (direct_relative_error).
+class DistanceBounds {
+ public:
+  // gram (n, n) and residual (n,), kept by pointer.
+  DistanceBounds(const double* gram, const double* residual, int64_t n, int64_t cols);
+  void row(int64_t i, double* lo, double* hi) const;  // lo, hi (n,); 0 at i
+ private:
+  const double* gram_;
+  const double* residual_;
+  int64_t n_;
+  std::vector<double> norm_z_;
+  double e_g_, e_d_, a_d_, shift_, tiny_;
+};
+
+struct KrumChoice {
+  std::vector<int64_t> rows;  // smallest_scores(krum_scores(all rows), multi)
+  int64_t candidates;         // rows scored exactly after the Gram bounds; -1: the direct path ran
+};
+
+// Krum's choice for float32 rows: the `multi` rows of smallest Krum score, ascending, ties
+// to the lower row, exactly as from the full direct distance matrix, but with the bulk of
+// the distances from a Gram matrix (krum_gram.cpp).
+KrumChoice krum_choose(const RowsView<float>& u, int64_t c, int64_t multi, bool squared);
 
 }  // namespace fedrobust::cpu

@@ -3,7 +3,7 @@
 // Every vectorised kernel file (distances.cpp, coordinatewise.cpp,
 // statistics.cpp, attacks.cpp, training.cpp) is compiled once per level into
 // its own namespace: fedrobust::cpu::generic (baseline x86-64, SSE2) and, on
-// x86-64, fedrobust::cpu::avx2 (AVX2+FMA); coordinatewise.cpp also into
+// x86-64, fedrobust::cpu::avx2 (AVX2+FMA); coordinatewise.cpp and gram.cpp also into
 // fedrobust::cpu::avx512 (AVX-512 F/BW/DQ/VL, 64-byte vectors); see CMakeLists.txt.
 // The file's header (distances.h, ...) declares the builds and defines the entry
 // point in fedrobust::cpu that the bindings call: it runs the build of the level in
@@ -13,9 +13,9 @@
 //
 // All kernels:
 //   - read a RowsView (any layout, any subset of rows), never write to it;
-//   - parallelise with OpenMP over fixed blocks (static schedule; one thread
-//     for small inputs, threads.h), so every
-//     output element is computed by one thread in one fixed order and the
+//   - parallelise with OpenMP over fixed blocks (static schedule, or fixed blocks
+//     dealt dynamically as in gram.cpp; one thread for small inputs, threads.h), so
+//     every output element is computed by one thread in one fixed order and the
 //     result is bit-identical for any thread count;
 //   - release nothing themselves: the bindings drop the GIL around them.
 #pragma once
