@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "threads.h"
+
 namespace fedrobust::cpu {
 
 std::vector<double> krum_scores(const double* sq_dist, int64_t n, const std::vector<int64_t>& members,
@@ -11,17 +13,22 @@ std::vector<double> krum_scores(const double* sq_dist, int64_t n, const std::vec
   const int64_t size = static_cast<int64_t>(members.size());
   const int64_t k = std::max<int64_t>(size - c - 2, 0);
   std::vector<double> scores(members.size(), 0.0);
-  std::vector<double> others;
-  others.reserve(members.size());
-  for (int64_t p = 0; p < size; ++p) {
-    const double* row = sq_dist + members[p] * n;
-    others.clear();
-    for (int64_t q = 0; q < size; ++q)
-      if (q != p) others.push_back(squared ? row[members[q]] : std::sqrt(row[members[q]]));
-    std::partial_sort(others.begin(), others.begin() + k, others.end());
-    double s = 0.0;
-    for (int64_t r = 0; r < k; ++r) s += others[r];
-    scores[p] = s;
+  // Rows in parallel: each score is one row's own sum, the same for any thread count.
+#pragma omp parallel if (worth_threads(size * size * 8))
+  {
+    std::vector<double> others;
+    others.reserve(members.size());
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < size; ++p) {
+      const double* row = sq_dist + members[p] * n;
+      others.clear();
+      for (int64_t q = 0; q < size; ++q)
+        if (q != p) others.push_back(squared ? row[members[q]] : std::sqrt(row[members[q]]));
+      std::partial_sort(others.begin(), others.begin() + k, others.end());
+      double s = 0.0;
+      for (int64_t r = 0; r < k; ++r) s += others[r];
+      scores[p] = s;
+    }
   }
   return scores;
 }
@@ -44,6 +51,7 @@ using Nearest = std::vector<std::vector<std::pair<double, int64_t>>>;
 
 Nearest nearest_rows(const double* sq_dist, int64_t n, bool squared) {
   Nearest nearest(n);
+#pragma omp parallel for schedule(static) if (worth_threads(n * n * 8))
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < n; ++j)
       if (j != i) {
@@ -75,6 +83,7 @@ double score_within(const std::vector<std::pair<double, int64_t>>& nearest, int6
 void krum_leave_one_out_scores(const double* sq_dist, int64_t n, int64_t c, bool squared, double* out) {
   const Nearest nearest = nearest_rows(sq_dist, n, squared);
   const int64_t k = std::max<int64_t>((n - 1) - c - 2, 0);
+#pragma omp parallel for schedule(static) if (worth_threads(n * n * k))
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t p = 0; p < n; ++p) {
       if (p == i) {
@@ -92,16 +101,20 @@ std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, 
   std::vector<char> chosen_flag(n, 0);
   std::vector<int64_t> chosen;
   const int64_t theta = n - 2 * c;
+  std::vector<double> score(static_cast<size_t>(n));
   for (int64_t round = 0; round < theta; ++round) {
     const int64_t k = std::max<int64_t>((n - round) - c - 2, 0);
+    // The remaining rows' scores in parallel (each its own sum), then the least, ties to the lowest row.
+#pragma omp parallel for schedule(static) if (worth_threads(n * k))
+    for (int64_t i = 0; i < n; ++i)
+      if (!chosen_flag[i]) score[i] = score_within(nearest[i], k, [&](int64_t j) { return chosen_flag[j] != 0; });
     int64_t best = -1;
     double best_score = 0.0;
     for (int64_t i = 0; i < n; ++i) {
       if (chosen_flag[i]) continue;
-      const double score = score_within(nearest[i], k, [&](int64_t j) { return chosen_flag[j] != 0; });
-      if (best < 0 || score < best_score) {
+      if (best < 0 || score[i] < best_score) {
         best = i;
-        best_score = score;
+        best_score = score[i];
       }
     }
     chosen_flag[best] = 1;
