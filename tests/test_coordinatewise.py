@@ -479,6 +479,7 @@ THREAD_FUNCTIONS = {
     "krum_select": lambda U: agg.krum_select(U, 1, multi=3).astype(np.float64),
     "multi_krum": lambda U: agg.krum(U, 1, multi=3),
     "bulyan": lambda U: agg.bulyan(U, (U.shape[0] - 3) // 4),
+    "bulyan_select": lambda U: agg.bulyan_select(U, (U.shape[0] - 3) // 4).astype(np.float64),
     "nonfinite_workers": lambda U: agg.nonfinite_workers(U).astype(np.float64),
 }
 
@@ -489,8 +490,6 @@ THREAD_FUNCTIONS = {
 def test_results_are_bit_identical_for_1_2_and_3_threads(kind, m, d, dtype, restore_threads):
     U = as_layout(cached_case(kind, m, d, np.dtype(dtype).name), "C")
     for name, fn in THREAD_FUNCTIONS.items():
-        if name == "bulyan" and m > 100:
-            continue  # Bulyan's selection is O(m^3) scalar work; covered at m <= 100
         results = [run_with_threads(n, fn, U) for n in (1, 2, 3)]
         for n, r in zip((2, 3), results[1:]):
             for x, y in zip(results[0] if isinstance(results[0], tuple) else (results[0],),
