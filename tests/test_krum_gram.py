@@ -8,6 +8,11 @@ have the full matrix's bits (ties go to the lower row only if they do).
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,6 +21,7 @@ from fedrobust import reference as ref
 from fedrobust._native import cpu
 
 from conftest import (
+    HAVE_AVX512,
     SIMD_LEVELS,
     as_layout,
     assert_identical,
@@ -200,3 +206,33 @@ def test_every_simd_level_bounds_its_direct_distances_and_chooses_as_it(level, r
         run_with_simd(level, _assert_bounds_hold, U, f"{level} case {seed}")
         for squared in (True, False):
             run_with_simd(level, _assert_choice_is_the_direct_one, U, 7, 2, squared, f"{level} case {seed}")
+
+
+def _cpu_has_vnni() -> bool:
+    try:
+        return "avx512_vnni" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not (HAVE_AVX512 and _cpu_has_vnni()), reason="needs a CPU with AVX-512 VNNI")
+def test_vnni_and_pmaddwd_products_give_the_same_bits(tmp_path, restore_simd):
+    """The quantized products are exact integers, so the AVX-512 level's two instructions
+    (vpdpwssd, and pmaddwd + paddd under FEDROBUST_NO_VNNI) must give identical bounds."""
+    U = _mixed_scales(150, 4500, 13)
+    centre = _centre(U)
+    np.save(tmp_path / "U.npy", U)
+    np.save(tmp_path / "centre.npy", centre)
+    script = (
+        "import sys, numpy as np\n"
+        "from fedrobust._native import cpu\n"
+        "cpu.set_simd_level('avx512')\n"
+        "d = sys.argv[1]\n"
+        "lo, hi = cpu.krum_distance_bounds(np.load(d + '/U.npy'), np.load(d + '/centre.npy'))\n"
+        "np.save(d + '/lo.npy', lo); np.save(d + '/hi.npy', hi)\n"
+    )
+    env = dict(os.environ, FEDROBUST_NO_VNNI="1")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env, cwd=tmp_path)
+    lo, hi = run_with_simd("avx512", cpu.krum_distance_bounds, U, centre)
+    assert_identical(np.load(tmp_path / "lo.npy"), lo)
+    assert_identical(np.load(tmp_path / "hi.npy"), hi)

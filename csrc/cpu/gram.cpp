@@ -84,10 +84,15 @@ inline Words multiply_add(Words acc, Words a, Words b) {
 #endif
 }
 
-bool cpu_has_vnni() {
+// vpdpwssd where the CPU has AVX-512 VNNI, unless FEDROBUST_NO_VNNI is set (the tests check
+// that both instructions give the same bits: the integer sums are exact either way).
+bool use_vnni() {
 #if defined(FR_ARCH_AVX512)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512vnni");
+  static const bool vnni = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && std::getenv("FEDROBUST_NO_VNNI") == nullptr;
+  }();
+  return vnni;
 #else
   return false;
 #endif
@@ -254,7 +259,7 @@ void panel_strip(const int32_t* panels, int64_t q, int64_t words, double* strip)
 
 bool quantized_gram(const RowsView<float>& u, const float* centre, double* gram, double* residual) {
   const int64_t n = u.n_rows, panels = ceil_div(n, kPanel);
-  const bool vnni = cpu_has_vnni();
+  const bool vnni = use_vnni();
   std::fill(gram, gram + n * n, 0.0);
   std::vector<double> residual_sq(static_cast<size_t>(n), 0.0);
   std::vector<float> scales(static_cast<size_t>(panels * kPanel));

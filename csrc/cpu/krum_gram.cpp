@@ -155,7 +155,10 @@ KrumChoice krum_choose(const RowsView<float>& u, int64_t c, int64_t multi, bool 
   for (int64_t i = 0; i < n; ++i)
     if (score_lo[i] <= threshold) candidates.push_back(i);
   const int64_t count = static_cast<int64_t>(candidates.size());
-  if (count > n / 4) return {krum_choose_direct(u, c, multi, squared), count};
+  if (count > n / 4) {
+    std::vector<double>().swap(gram);  // the direct path needs its own (n, n)
+    return {krum_choose_direct(u, c, multi, squared), count};
+  }
 
   // The candidates' exact scores, from their rows of the direct distance matrix.
   std::vector<double> rows(static_cast<size_t>(count * n)), exact(static_cast<size_t>(count));
