@@ -56,9 +56,23 @@ constexpr int64_t kBlockWords = kBlockCols / 2, kChunkWords = kChunkCols / 2;
 static_assert(kPanel % kTileCols == 0 && kPanel % kTileRows == 0 && kPanel % kLanes == 0,
               "tiles must divide a panel");
 static_assert(kBlockWords % kLanes == 0, "a block is whole vectors of column pairs");
+constexpr int64_t kQuantizeAhead = 2;  // pack_panel prefetches the row this many rows ahead
 
-typedef double DoubleLanes __attribute__((vector_size(kLanes * sizeof(double))));
 typedef int16_t HalfWords __attribute__((vector_size(kLanes * sizeof(int16_t))));
+typedef float HalfFloats __attribute__((vector_size(kLanes / 2 * sizeof(float))));
+using Doubles = V<double>;  // kLanes / 2 doubles: one machine vector
+using Halves = std::make_index_sequence<kLanes / 2>;
+
+// The low or high kLanes / 2 lanes of a 32-bit vector, as doubles (exact): a double vector of
+// all kLanes would be two machine vectors, which GCC moves through the stack.
+template <class W, size_t... I>
+inline Doubles low_half(W v, std::index_sequence<I...>) {
+  return __builtin_convertvector(__builtin_shufflevector(v, v, I...), Doubles);
+}
+template <class W, size_t... I>
+inline Doubles high_half(W v, std::index_sequence<I...>) {
+  return __builtin_convertvector(__builtin_shufflevector(v, v, (I + kLanes / 2)...), Doubles);
+}
 
 template <class W>
 inline W load(const void* p) {
@@ -116,9 +130,11 @@ void micro_tile(const int32_t* a, const int32_t* b, int64_t words, double* out) 
   }
   for (int r = 0; r < kTileRows; ++r)
     for (int h = 0; h < kTileVecs; ++h) {
-      DoubleLanes sum = load<DoubleLanes>(out + r * kPanel + h * kLanes);
-      sum += __builtin_convertvector(acc[r][h], DoubleLanes);
-      std::memcpy(out + r * kPanel + h * kLanes, &sum, sizeof(sum));
+      double* o = out + r * kPanel + h * kLanes;
+      const Doubles lo = load<Doubles>(o) + low_half(acc[r][h], Halves{});
+      const Doubles hi = load<Doubles>(o + kLanes / 2) + high_half(acc[r][h], Halves{});
+      std::memcpy(o, &lo, sizeof(lo));
+      std::memcpy(o + kLanes / 2, &hi, sizeof(hi));
     }
 }
 
@@ -144,13 +160,16 @@ inline void transpose(Words* v) {
 // (zeros past w). Sets *scale (0 where the block is below kGramMinAbs) and adds the squared
 // residuals sum_k (x_k - scale q_k)^2, taken in double, to *residual_sq. Returns false (q
 // then unset) if some x_k is not finite or exceeds kGramMaxAbs. x: kBlockCols floats.
+// `ahead` (or null): a later row's segment, prefetched while this one is read (each row
+// segment is its own stream from memory).
 bool quantize_row(const float* src, int64_t stride, const float* centre, int64_t w, float* x, int16_t* q,
-                  float* scale, double* residual_sq) {
+                  float* scale, double* residual_sq, const float* ahead) {
   const int64_t full = stride == 1 ? w / kLanes * kLanes : 0;
   Floats largest = Floats{};
   auto bad = Floats{} < Floats{};  // all false
   const Floats limit = Floats{} + kGramMaxAbs;
   for (int64_t k = 0; k < full; k += kLanes) {
+    if (ahead) __builtin_prefetch(ahead + k);  // a later row's segment, a line per vector
     const Floats v = load<Floats>(src + k) - load<Floats>(centre + k);
     bad |= !(v <= limit && -v <= limit);  // true for NaN and +-Inf
     largest = simd::vmax(largest, simd::vmax(v, -v));
@@ -186,18 +205,21 @@ bool quantize_row(const float* src, int64_t stride, const float* centre, int64_t
   // clamped; the residual x - s q in double (s q is exact there: 24 + 13 bits).
   const float magic = 12582912.0f, qmax = static_cast<float>(kQuantMax);
   const int64_t vec_end = words_end / kLanes * kLanes;
-  DoubleLanes acc = {};
+  const double sd = s;
+  Doubles acc_lo = {}, acc_hi = {};
   for (int64_t k = 0; k < vec_end; k += kLanes) {
     const Floats v = load<Floats>(x + k);
     Floats r = (v * inverse + magic) - magic;
     r = simd::vmin(simd::vmax(r, Floats{} - qmax), Floats{} + qmax);
-    const DoubleLanes e = __builtin_convertvector(v, DoubleLanes) -
-                          __builtin_convertvector(r, DoubleLanes) * static_cast<double>(s);
-    acc += e * e;
+    const Doubles e_lo = low_half(v, Halves{}) - low_half(r, Halves{}) * sd;
+    const Doubles e_hi = high_half(v, Halves{}) - high_half(r, Halves{}) * sd;
+    acc_lo += e_lo * e_lo;
+    acc_hi += e_hi * e_hi;
     const HalfWords qk = __builtin_convertvector(__builtin_convertvector(r, Words), HalfWords);
     std::memcpy(q + k, &qk, sizeof(qk));
   }
-  for (int64_t l = 0; l < kLanes; ++l) sum += acc[l];
+  const Doubles acc = acc_lo + acc_hi;
+  for (int64_t l = 0; l < kLanes / 2; ++l) sum += acc[l];
   for (int64_t k = vec_end; k < words_end; ++k) {
     const float r = std::min(std::max((x[k] * inverse + magic) - magic, -qmax), qmax);
     const double e = static_cast<double>(x[k]) - static_cast<double>(r) * static_cast<double>(s);
@@ -219,8 +241,10 @@ bool pack_panel(const RowsView<float>& u, const float* centre, int64_t p, int64_
     int16_t* q = rows + r * kBlockCols;
     if (r < valid) {
       const int64_t i = kPanel * p + r;
+      const float* ahead = u.col_stride == 1 && i + kQuantizeAhead < u.n_rows ? u.rows[i + kQuantizeAhead] + j0
+                                                                                         : nullptr;
       if (!quantize_row(u.rows[i] + j0 * u.col_stride, u.col_stride, centre + j0, w, x, q, scales + r,
-                        residual_sq + i))
+                        residual_sq + i, ahead))
         return false;
     } else {
       std::fill(q, q + kBlockCols, int16_t{0});
