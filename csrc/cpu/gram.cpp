@@ -31,6 +31,7 @@
 #include <limits>
 #include <new>
 #include <omp.h>
+#include <utility>
 #include <vector>
 
 #include "fedrobust/order.h"
@@ -41,62 +42,33 @@
 FR_BEGIN_SIMD_CODE
 #include "simd.h"
 #include "tile.h"
+#include "gram_tile.h"
 
 namespace fedrobust::cpu::FR_ARCH {
+#if defined(FR_ARCH_AVX512)
+// gram_vnni.cpp: panel_strip with vpdpwssd, compiled for AVX-512 VNNI (called only where the CPU has it).
+void panel_strip_vnni(const int32_t* panels, int64_t q, int64_t words, double* strip);
+#endif
+
 namespace {
 
-using simd::V;
-using Words = V<int32_t>;                                 // 32-bit lanes: two 16-bit values each
 using Floats = V<float>;
-constexpr int64_t kLanes = simd::Vector<float>::lanes;    // 32-bit lanes per vector
-constexpr int64_t kTileVecs = kLanes >= 16 ? 3 : 2;       // accumulators: 24 of 32 registers,
-constexpr int64_t kTileRows = kLanes >= 16 ? 8 : 6;       // or 12 of 16
-constexpr int64_t kTileCols = kTileVecs * kLanes;
-constexpr int64_t kBlockWords = kBlockCols / 2, kChunkWords = kChunkCols / 2;
-static_assert(kPanel % kTileCols == 0 && kPanel % kTileRows == 0 && kPanel % kLanes == 0,
-              "tiles must divide a panel");
-static_assert(kBlockWords % kLanes == 0, "a block is whole vectors of column pairs");
 constexpr int64_t kQuantizeAhead = 2;  // pack_panel prefetches the row this many rows ahead
-
 typedef int16_t HalfWords __attribute__((vector_size(kLanes * sizeof(int16_t))));
-typedef float HalfFloats __attribute__((vector_size(kLanes / 2 * sizeof(float))));
-using Doubles = V<double>;  // kLanes / 2 doubles: one machine vector
-using Halves = std::make_index_sequence<kLanes / 2>;
 
-// The low or high kLanes / 2 lanes of a 32-bit vector, as doubles (exact): a double vector of
-// all kLanes would be two machine vectors, which GCC moves through the stack.
-template <class W, size_t... I>
-inline Doubles low_half(W v, std::index_sequence<I...>) {
-  return __builtin_convertvector(__builtin_shufflevector(v, v, I...), Doubles);
-}
-template <class W, size_t... I>
-inline Doubles high_half(W v, std::index_sequence<I...>) {
-  return __builtin_convertvector(__builtin_shufflevector(v, v, (I + kLanes / 2)...), Doubles);
-}
-
-template <class W>
-inline W load(const void* p) {
-  W v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-// acc + (per 32-bit lane) a.lo * b.lo + a.hi * b.hi, the halves 16-bit signed integers.
-template <bool kVnni>
-inline Words multiply_add(Words acc, Words a, Words b) {
+// acc + (per 32-bit lane) a.lo * b.lo + a.hi * b.hi, the halves 16-bit signed integers:
+// pmaddwd + paddd (gram_vnni.cpp has the one-instruction vpdpwssd).
+struct PairedMultiplyAdd {
+  static Words apply(Words acc, Words a, Words b) {
 #if defined(FR_ARCH_AVX512)
-  if constexpr (kVnni) {
-    asm("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-    return acc;
-  } else {
     return acc + (Words)_mm512_madd_epi16((__m512i)a, (__m512i)b);
-  }
 #elif defined(FR_ARCH_AVX2)
-  return acc + (Words)_mm256_madd_epi16((__m256i)a, (__m256i)b);
+    return acc + (Words)_mm256_madd_epi16((__m256i)a, (__m256i)b);
 #else
-  return acc + (Words)_mm_madd_epi16((__m128i)a, (__m128i)b);
+    return acc + (Words)_mm_madd_epi16((__m128i)a, (__m128i)b);
 #endif
-}
+  }
+};
 
 // vpdpwssd where the CPU has AVX-512 VNNI, unless FEDROBUST_NO_VNNI is set (the tests check
 // that both instructions give the same bits: the integer sums are exact either way).
@@ -110,32 +82,6 @@ bool use_vnni() {
 #else
   return false;
 #endif
-}
-
-// out[r kPanel + c] += sum over the words t < words of a(t, r) . b(t, c), r < kTileRows,
-// c < kTileCols, with a(t, r) = a[t kPanel + r] and b(t, c) = b[t kPanel + c] (a 32-bit word
-// of two 16-bit values; "." the sum of the two products). words <= kChunkWords: the int32
-// sums are exact, and so is their conversion to double.
-template <bool kVnni>
-void micro_tile(const int32_t* a, const int32_t* b, int64_t words, double* out) {
-  Words acc[kTileRows][kTileVecs] = {};
-  for (int64_t t = 0; t < words; ++t) {
-    Words bt[kTileVecs];
-    for (int h = 0; h < kTileVecs; ++h) bt[h] = load<Words>(b + t * kPanel + h * kLanes);
-    const int32_t* at = a + t * kPanel;
-    for (int r = 0; r < kTileRows; ++r) {
-      const Words ar = Words{} + at[r];
-      for (int h = 0; h < kTileVecs; ++h) acc[r][h] = multiply_add<kVnni>(acc[r][h], ar, bt[h]);
-    }
-  }
-  for (int r = 0; r < kTileRows; ++r)
-    for (int h = 0; h < kTileVecs; ++h) {
-      double* o = out + r * kPanel + h * kLanes;
-      const Doubles lo = load<Doubles>(o) + low_half(acc[r][h], Halves{});
-      const Doubles hi = load<Doubles>(o + kLanes / 2) + high_half(acc[r][h], Halves{});
-      std::memcpy(o, &lo, sizeof(lo));
-      std::memcpy(o + kLanes / 2, &hi, sizeof(hi));
-    }
 }
 
 // In-place transpose of a kLanes x kLanes block of 32-bit values held as kLanes vectors:
@@ -262,23 +208,6 @@ bool pack_panel(const RowsView<float>& u, const float* centre, int64_t p, int64_
   return true;
 }
 
-// The sums of the rows of panels 0..q against the rows of panel q over one packed block, into
-// strip ((q + 1) kPanel x kPanel, zeroed here), kChunkCols columns at a time.
-template <bool kVnni>
-void panel_strip(const int32_t* panels, int64_t q, int64_t words, double* strip) {
-  const int64_t strip_rows = kPanel * (q + 1);
-  std::fill(strip, strip + strip_rows * kPanel, 0.0);
-  const int32_t* b = panels + q * kPanel * kBlockWords;
-  for (int64_t t0 = 0; t0 < words; t0 += kChunkWords) {
-    const int64_t chunk = std::min(kChunkWords, words - t0);
-    for (int64_t i0 = 0; i0 < strip_rows; i0 += kTileRows) {
-      const int32_t* a = panels + (i0 / kPanel) * kPanel * kBlockWords + t0 * kPanel + i0 % kPanel;
-      for (int64_t c0 = 0; c0 < kPanel; c0 += kTileCols)
-        micro_tile<kVnni>(a, b + t0 * kPanel + c0, chunk, strip + i0 * kPanel + c0);
-    }
-  }
-}
-
 }  // namespace
 
 bool quantized_gram(const RowsView<float>& u, const float* centre, double* gram, double* residual) {
@@ -309,11 +238,15 @@ bool quantized_gram(const RowsView<float>& u, const float* centre, double* gram,
 #pragma omp for schedule(dynamic, 1)
       for (int64_t q_rank = 0; q_rank < panels; ++q_rank) {
         const int64_t q = panels - 1 - q_rank;
+#if defined(FR_ARCH_AVX512)
         if (vnni) {
-          panel_strip<true>(packed.data(), q, words, strip.data());
+          panel_strip_vnni(packed.data(), q, words, strip.data());
         } else {
-          panel_strip<false>(packed.data(), q, words, strip.data());
+          panel_strip<PairedMultiplyAdd>(packed.data(), q, words, strip.data());
         }
+#else
+        panel_strip<PairedMultiplyAdd>(packed.data(), q, words, strip.data());
+#endif
         // G_ij += (s_i s_j) P_ij for the upper triangle: i <= j, both below n.
         const int64_t j0 = kPanel * q, j1 = std::min(j0 + kPanel, n);
         for (int64_t i = 0; i < std::min(j1, kPanel * (q + 1)); ++i) {
