@@ -14,8 +14,8 @@
 // Blocking (a small GEMM on one matrix):
 //   - The block's rows are packed into panels of kPanel rows: for each column pair t, the
 //     panel's kPanel 32-bit words (q_{r,2t}, q_{r,2t+1}) side by side (rows past n are zero).
-//   - A micro-tile is kTileRows rows of panel p (one word broadcast each) times kTileVecs
-//     vectors of rows of panel q, q >= p, over kChunkCols columns, in integer registers.
+//   - A micro-tile (gram_tile.h) is kTileRows rows of panel p (one word broadcast each) times
+//     kTileVecs vectors of rows of panel q, q >= p, over kChunkCols columns, in integer registers.
 //   - Panels q are dealt to the threads largest first; the sums of panels 0..q against panel q
 //     collect in a per-thread strip (panel q's chunk stays in L1 while the others pass by),
 //     then go into G. Each G_ij is summed by one thread in one fixed order, so the bits do
