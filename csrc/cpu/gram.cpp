@@ -248,12 +248,12 @@ bool quantized_gram(const RowsView<float>& u, const float* centre, double* gram,
         panel_strip<PairedMultiplyAdd>(packed.data(), q, words, strip.data());
 #endif
         // G_ij += (s_i s_j) P_ij for the upper triangle: i <= j, both below n.
-        const int64_t j0 = kPanel * q, j1 = std::min(j0 + kPanel, n);
-        for (int64_t i = 0; i < std::min(j1, kPanel * (q + 1)); ++i) {
+        const int64_t q_first = kPanel * q, q_end = std::min(q_first + kPanel, n);  // panel q's rows
+        for (int64_t i = 0; i < q_end; ++i) {
           const double s_i = scales[i];
-          const double* strip_i = strip.data() + i * kPanel - j0;
+          const double* strip_i = strip.data() + i * kPanel - q_first;
           double* gram_i = gram + i * n;
-          for (int64_t j = std::max(i, j0); j < j1; ++j) gram_i[j] += (s_i * scales[j]) * strip_i[j];
+          for (int64_t j = std::max(i, q_first); j < q_end; ++j) gram_i[j] += (s_i * scales[j]) * strip_i[j];
         }
       }
     }
