@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
-#include <type_traits>
 #include <vector>
 
 #include "../cpu/coordinatewise.h"
@@ -144,12 +143,7 @@ py::tuple krum_choose(const py::object& U, int64_t c, int64_t multi, bool square
     using T = decltype(tag);
     Rows<T> r = rows_of<T>(u);
     py::gil_scoped_release nogil;
-    if constexpr (std::is_same_v<T, float>) {
-      return cpu::krum_choose(r.view, c, multi, squared);
-    } else {
-      const std::vector<double> d = sq_distances_of(r.view);
-      return cpu::KrumChoice{cpu::smallest_scores(cpu::krum_scores(d.data(), m, all_rows(m), c, squared), multi), -1};
-    }
+    return cpu::krum_choose<T>(r.view, c, multi, squared);
   });
   return py::make_tuple(index_array(choice.rows), choice.candidates);
 }

@@ -66,7 +66,6 @@ inline double sum_lanes(Vec<float>::type v) {
 // the loop latency-bound, 40 % slower). The tile's shape changes no bits: each pair's
 // lanes and chunks are summed in the same order whatever its neighbours.
 constexpr int64_t kRowsA = 4, kRowsB = 3;
-constexpr int64_t kPrefetchRows = 12;      // sq_distance_rows: prefetch distance, in rows
 static_assert(kMaxChunkBytes / 32 == kMaxLaneTerms, "distances.h states the terms per lane");
 
 // Squared distances of rows a[0..kRowsA) x b[0..kRowsB) over `len` packed values.
@@ -198,12 +197,7 @@ void sq_distance_rows(const RowsView<T>& u, const int64_t* rows, int64_t count, 
         if (!in_place) load_raw_tile(own_rows, j0, w, chunk, packed_own.data());
         load_raw_tile(listed_rows, j0, w, chunk, packed_listed.data());
         const int64_t len = ceil_div(w, 16) * 16;
-        for (int64_t ia = 0; ia < own; ia += kRowsA) {
-          // In place, the rows' segments come from memory: ask for those kPrefetchRows ahead.
-          if (in_place && ia + kPrefetchRows < own)
-            for (int64_t k = ia + kPrefetchRows; k < std::min(ia + kPrefetchRows + kRowsA, own); ++k)
-              for (int64_t byte = 0; byte < w * static_cast<int64_t>(sizeof(T)); byte += 64)
-                __builtin_prefetch(reinterpret_cast<const char*>(own_rows.rows[k] + j0) + byte);
+        for (int64_t ia = 0; ia < own; ia += kRowsA)
           for (int64_t rb = 0; rb < count; rb += kRowsB) {
             const T* a[kRowsA];
             const T* b[kRowsB];
@@ -223,7 +217,6 @@ void sq_distance_rows(const RowsView<T>& u, const int64_t* rows, int64_t count, 
                 out[r * n + j] += s;
               }
           }
-        }
       }
     }
   }

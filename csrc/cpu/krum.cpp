@@ -24,13 +24,17 @@ std::vector<double> krum_scores(const double* sq_dist, int64_t n, const std::vec
       others.clear();
       for (int64_t q = 0; q < size; ++q)
         if (q != p) others.push_back(squared ? row[members[q]] : std::sqrt(row[members[q]]));
-      std::partial_sort(others.begin(), others.begin() + k, others.end());
-      double s = 0.0;
-      for (int64_t r = 0; r < k; ++r) s += others[r];
-      scores[p] = s;
+      scores[p] = sum_of_smallest(others, k);
     }
   }
   return scores;
+}
+
+double sum_of_smallest(std::vector<double>& others, int64_t k) {
+  std::partial_sort(others.begin(), others.begin() + k, others.end());
+  double s = 0.0;
+  for (int64_t r = 0; r < k; ++r) s += others[r];
+  return s;
 }
 
 std::vector<int64_t> smallest_scores(const std::vector<double>& scores, int64_t count) {

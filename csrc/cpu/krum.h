@@ -17,6 +17,10 @@ namespace fedrobust::cpu {
 std::vector<double> krum_scores(const double* sq_dist, int64_t n, const std::vector<int64_t>& members,
                                 int64_t c, bool squared);
 
+// A Krum score from one row's distances to the others (self already left out): the sum of
+// the k smallest, added in ascending order in double. Reorders `others`.
+double sum_of_smallest(std::vector<double>& others, int64_t k);
+
 // Krum scores without each row in turn (the defenses' leave-one-out Krum): out (n, n),
 // row-major, out[i * n + p] = the Krum score of row p among the n - 1 rows other than i,
 // with c (krum_scores on those rows: the same values, summed in the same order), and
@@ -58,9 +62,11 @@ struct KrumChoice {
   int64_t candidates;         // rows scored exactly after the Gram bounds; -1: the direct path ran
 };
 
-// Krum's choice for float32 rows: the `multi` rows of smallest Krum score, ascending, ties
-// to the lower row, exactly as from the full direct distance matrix, but with the bulk of
-// the distances from a Gram matrix (krum_gram.cpp).
-KrumChoice krum_choose(const RowsView<float>& u, int64_t c, int64_t multi, bool squared);
+// Krum's choice: the `multi` rows of smallest Krum score, ascending, ties to the lower row,
+// exactly as from the full direct distance matrix, but for float32 rows with the bulk of
+// the distances from a quantized Gram matrix (krum_gram.cpp).
+// float64 rows, and float32 ones where the Gram path cannot help, take the full direct path.
+template <class T>
+KrumChoice krum_choose(const RowsView<T>& u, int64_t c, int64_t multi, bool squared);
 
 }  // namespace fedrobust::cpu

@@ -90,20 +90,8 @@ void DistanceBounds::row(int64_t i, double* lo, double* hi) const {
 
 namespace {
 
-// The sum of the k smallest of values[j], j != self, squared or of their square roots,
-// added in ascending order as krum_scores adds them. Reorders `values`.
-double k_smallest_sum(std::vector<double>& values, int64_t self, int64_t k, bool squared) {
-  values[self] = values.back();
-  values.pop_back();
-  if (!squared)
-    for (double& v : values) v = std::sqrt(v);
-  std::partial_sort(values.begin(), values.begin() + k, values.end());
-  double s = 0.0;
-  for (int64_t r = 0; r < k; ++r) s += values[r];
-  return s;
-}
-
-// The same sum in no particular order (a bound's side: any order of k nonnegative terms is
+// The sum of the k smallest of values[j], j != self, squared or of their square roots, in no
+// particular order (a bound's side: any order of k nonnegative terms is
 // within (k - 1) 2^-53 of the exact sum). values (n,), `self` excluded; reorders `values`.
 double k_smallest_sum_unordered(double* values, int64_t n, int64_t self, int64_t k, bool squared) {
   values[self] = std::numeric_limits<double>::infinity();
@@ -113,10 +101,11 @@ double k_smallest_sum_unordered(double* values, int64_t n, int64_t self, int64_t
   return s;
 }
 
-std::vector<int64_t> krum_choose_direct(const RowsView<float>& u, int64_t c, int64_t multi, bool squared) {
+template <class T>
+std::vector<int64_t> krum_choose_direct(const RowsView<T>& u, int64_t c, int64_t multi, bool squared) {
   const int64_t n = u.n_rows;
   std::vector<double> d(static_cast<size_t>(n * n));
-  pairwise_sq_distances<float>(u, d.data());
+  pairwise_sq_distances<T>(u, d.data());
   std::vector<int64_t> all(static_cast<size_t>(n));
   std::iota(all.begin(), all.end(), 0);
   return smallest_scores(krum_scores(d.data(), n, all, c, squared), multi);
@@ -124,7 +113,13 @@ std::vector<int64_t> krum_choose_direct(const RowsView<float>& u, int64_t c, int
 
 }  // namespace
 
-KrumChoice krum_choose(const RowsView<float>& u, int64_t c, int64_t multi, bool squared) {
+template <>
+KrumChoice krum_choose<double>(const RowsView<double>& u, int64_t c, int64_t multi, bool squared) {
+  return {krum_choose_direct(u, c, multi, squared), -1};
+}
+
+template <>
+KrumChoice krum_choose<float>(const RowsView<float>& u, int64_t c, int64_t multi, bool squared) {
   const int64_t n = u.n_rows, k = std::max<int64_t>(n - c - 2, 0);
   if (n < kGramMinRows || k == 0 || multi > n / 4) return {krum_choose_direct(u, c, multi, squared), -1};
 
@@ -163,10 +158,13 @@ KrumChoice krum_choose(const RowsView<float>& u, int64_t c, int64_t multi, bool 
   // The candidates' exact scores, from their rows of the direct distance matrix.
   std::vector<double> rows(static_cast<size_t>(count * n)), exact(static_cast<size_t>(count));
   sq_distance_rows<float>(u, candidates.data(), count, rows.data());
-  std::vector<double> values;
+  std::vector<double> others;
   for (int64_t r = 0; r < count; ++r) {
-    values.assign(rows.begin() + r * n, rows.begin() + (r + 1) * n);
-    exact[r] = k_smallest_sum(values, candidates[r], k, squared);
+    const double* row = rows.data() + r * n;
+    others.clear();
+    for (int64_t j = 0; j < n; ++j)
+      if (j != candidates[r]) others.push_back(squared ? row[j] : std::sqrt(row[j]));
+    exact[r] = sum_of_smallest(others, k);  // krum_scores' sum, in its order
   }
   std::vector<int64_t> chosen = smallest_scores(exact, multi);
   for (int64_t& r : chosen) r = candidates[r];
