@@ -21,7 +21,7 @@ def make_case(m, b, features, classes, n=200, dtype=np.float32, seed=0, empty_fr
     return w, X, y, batches
 
 
-SHAPES = [(1, 1, 1, 2), (5, 3, 30, 2), (7, 32, 64, 10), (4, 9, 784, 10), (3, 17, 33, 3), (6, 1, 129, 5)]
+SHAPES = [(1, 1, 1, 2), (5, 3, 30, 2), (7, 32, 64, 10), (4, 9, 784, 10), (3, 17, 33, 3), (6, 1, 129, 5), (5, 6, 40, 7)]
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-5)])

@@ -49,15 +49,19 @@ simd::V<T> load(const T* p) {
 // logits[b * C + c] = sum_f P_c[f] * x_b[f] for the NC classes from c0 and the
 // NB examples from b0, with P_c = w_c + u_c (kWithU) or w_c: every loaded
 // parameter vector serves NB examples and every example vector NC classes.
+// `next` (NB examples or null) is prefetched on the way: examples come from
+// anywhere in the training set, so the first class block finds them in memory.
 template <int NC, int NB, bool kWithU, class T>
 void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t C, int64_t c0, int64_t b0,
-                  T* logits) {
+                  const T* const* next, T* logits) {
   using Vec = simd::V<T>;
   constexpr int64_t L = simd::Vector<T>::lanes, kVectors = kLanes / L;
   Vec acc[NC][NB][kVectors] = {};
   int64_t f = 0;
   for (; f + kLanes <= F; f += kLanes)
     for (int64_t k = 0; k < kVectors; ++k) {
+      if (next != nullptr)
+        for (int j = 0; j < NB; ++j) __builtin_prefetch(next[j] + f + k * L);
       Vec x[NB];
       for (int j = 0; j < NB; ++j) x[j] = load(xs[b0 + j] + f + k * L);
       for (int i = 0; i < NC; ++i) {
@@ -79,17 +83,55 @@ void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t
     }
 }
 
-// All n x C logits (without the biases), in blocks of 2 classes x 4 examples.
+// All n x C logits (without the biases), in blocks of 5 classes x 2 examples:
+// the 5 classes' parameter rows stay in L1 while the examples stream past them.
+template <class T>
+constexpr const T* const* kNone = nullptr;
+
 template <bool kWithU, class T>
 void all_logits(const T* w, const T* u, const T* const* xs, int64_t n, int64_t F, int64_t C, T* logits) {
   int64_t c0 = 0;
-  for (; c0 + 2 <= C; c0 += 2) {
+  for (; c0 + 5 <= C; c0 += 5) {
     int64_t b0 = 0;
-    for (; b0 + 4 <= n; b0 += 4) logits_block<2, 4, kWithU>(w, u, xs, F, C, c0, b0, logits);
-    for (; b0 < n; ++b0) logits_block<2, 1, kWithU>(w, u, xs, F, C, c0, b0, logits);
+    for (; b0 + 2 <= n; b0 += 2) {
+      const T* const* next = c0 == 0 && b0 + 4 <= n ? xs + b0 + 2 : nullptr;
+      logits_block<5, 2, kWithU>(w, u, xs, F, C, c0, b0, next, logits);
+    }
+    for (; b0 < n; ++b0) logits_block<5, 1, kWithU>(w, u, xs, F, C, c0, b0, kNone<T>, logits);
   }
-  for (; c0 < C; ++c0)
-    for (int64_t b0 = 0; b0 < n; ++b0) logits_block<1, 1, kWithU>(w, u, xs, F, C, c0, b0, logits);
+  for (; c0 < C; ++c0) {
+    int64_t b0 = 0;
+    for (; b0 + 4 <= n; b0 += 4) logits_block<1, 4, kWithU>(w, u, xs, F, C, c0, b0, kNone<T>, logits);
+    for (; b0 < n; ++b0) logits_block<1, 1, kWithU>(w, u, xs, F, C, c0, b0, kNone<T>, logits);
+  }
+}
+
+// The weight part of the update for NC classes from c0 and NV vectors of
+// features from f0: acc[i][k] = sum_b g[b * C + c0 + i] * x_b[f0 + k L ..], the
+// sum over b in order, then u_c <- u_c - lr * acc (u_c = 0 without u_in). Every
+// loaded example vector serves NC classes; NC * NV sums hide the FMA latency.
+template <int NC, int NV, class T>
+void update_block(const T* g, const T* const* xs, int64_t n, int64_t F, int64_t C, int64_t c0, int64_t f0, T lr,
+                  const T* u_in, T* u) {
+  using Vec = simd::V<T>;
+  constexpr int64_t L = simd::Vector<T>::lanes;
+  Vec acc[NC][NV] = {};
+  for (int64_t b = 0; b < n; ++b) {
+    Vec x[NV];
+    for (int k = 0; k < NV; ++k) x[k] = load(xs[b] + f0 + k * L);
+    for (int i = 0; i < NC; ++i) {
+      const Vec coef = Vec{} + g[b * C + c0 + i];
+      for (int k = 0; k < NV; ++k) acc[i][k] += coef * x[k];
+    }
+  }
+  const Vec rate = Vec{} + lr;
+  for (int i = 0; i < NC; ++i)
+    for (int k = 0; k < NV; ++k) {
+      T* at = u + (c0 + i) * F + f0 + k * L;
+      const Vec before = u_in ? load(at) : Vec{};
+      const Vec after = before - rate * acc[i][k];
+      std::memcpy(at, &after, sizeof(Vec));
+    }
 }
 
 }  // namespace
@@ -136,26 +178,20 @@ void lr_sgd_step(const LrStep<T>& s) {
         for (int64_t c = 0; c < C; ++c) gb[c] *= scale;
         gb[labels[b]] -= T(1) / static_cast<T>(n);
       }
-      // Update: U_i <- U_i - lr * (sum_b g_b x_b^T, sum_b g_b), each sum over b in
-      // order. kBlock features at a time for every class, the sums in registers.
-      using Vec = simd::V<T>;
-      constexpr int64_t L = simd::Vector<T>::lanes, kBlock = 4 * L;
-      const Vec lr = Vec{} + s.lr;
+      // Update: U_i <- U_i - lr * (sum_b g_b x_b^T, sum_b g_b), each sum over b in order.
+      constexpr int64_t L = simd::Vector<T>::lanes;
+      const T* const* x = xs.data();
       int64_t f0 = 0;
-      for (; f0 + kBlock <= F; f0 += kBlock)
-        for (int64_t c = 0; c < C; ++c) {
-          Vec acc[4] = {};
-          for (int64_t b = 0; b < n; ++b) {
-            const Vec coef = Vec{} + g[b * C + c];
-            for (int64_t k = 0; k < 4; ++k) acc[k] += coef * load(xs[b] + f0 + k * L);
-          }
-          T* row = u + c * F + f0;
-          for (int64_t k = 0; k < 4; ++k) {
-            const Vec before = u_in ? load(row + k * L) : Vec{};
-            const Vec after = before - lr * acc[k];
-            std::memcpy(row + k * L, &after, sizeof(Vec));
-          }
-        }
+      for (; f0 + 4 * L <= F; f0 += 4 * L) {
+        int64_t c0 = 0;
+        for (; c0 + 2 <= C; c0 += 2) update_block<2, 4>(g.data(), x, n, F, C, c0, f0, s.lr, u_in, u);
+        if (c0 < C) update_block<1, 4>(g.data(), x, n, F, C, c0, f0, s.lr, u_in, u);
+      }
+      for (; f0 + L <= F; f0 += L) {
+        int64_t c0 = 0;
+        for (; c0 + 4 <= C; c0 += 4) update_block<4, 1>(g.data(), x, n, F, C, c0, f0, s.lr, u_in, u);
+        for (; c0 < C; ++c0) update_block<1, 1>(g.data(), x, n, F, C, c0, f0, s.lr, u_in, u);
+      }
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t f = f0; f < F; ++f) {
           T acc = 0;
