@@ -208,6 +208,22 @@ def lr_sgd_step(w, X, y, batches, classes: int, lr: float, U=None) -> np.ndarray
     return U
 
 
+def minibatch_indices(table, keys, batch: int) -> np.ndarray:
+    """The minibatch draw's twin (csrc/cpu/minibatch.cpp).
+
+    table (m, S) example indices (-1 = empty slot), keys (m, S) -> (m, batch) int64:
+    row i holds, in slot order, table[i, s] for the slots with table[i, s] >= 0 whose
+    (keys[i, s], s) are the min(batch, their number) smallest, then -1.
+    """
+    table, keys = np.asarray(table), np.asarray(keys, dtype=np.float64)
+    out = np.full((table.shape[0], batch), -1, dtype=np.int64)
+    for i in range(table.shape[0]):
+        slots = np.flatnonzero(table[i] >= 0)
+        chosen = np.sort(slots[np.lexsort((slots, keys[i, slots]))][:batch])
+        out[i, : chosen.size] = table[i, chosen]
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Attack crafting (csrc/cpu/attacks.cpp, csrc/include/fedrobust/random.h)
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import torch
 
 import fedrobust
 from fedrobust import aggregators, attacks, data, defenses, models
+from fedrobust._native import cpu
 from fedrobust.attacks import ATTACKS, Attack, AttackContext
 from fedrobust.config import Config
 from fedrobust.distributed import OnRay, RayTraining
@@ -169,15 +170,14 @@ class Simulation:
         """Minibatch example indices for the given workers: (m, B) int64, -1 = empty slot.
 
         Each worker draws min(batch_size, local size) of its examples without
-        replacement (SPEC 13 item 10); the rest of its B slots are -1.
+        replacement (SPEC 13 item 10): one uniform key per slot of its local set
+        (rng.random over the (m, largest local set) table), and its examples with
+        the smallest keys (ties by slot), in local-set order, then -1 up to B.
         B = min(batch_size, the largest local set of any worker).
         """
         table = self.local_index[workers]
         B = min(self.config.batch_size, table.shape[1])
-        keys = rng.random(table.shape)
-        keys[table < 0] = np.inf
-        order = np.argpartition(keys, B - 1, axis=1)[:, :B] if table.shape[1] > B else np.argsort(keys, axis=1)
-        return np.take_along_axis(table, order, axis=1)
+        return cpu.minibatch_indices(table, rng.random(table.shape), B)
 
     def sample_batches(self, workers: np.ndarray, rng: np.random.Generator):
         """The examples of sample_indices: x (m, B, ...), y (m, B), weight (m, B) (0 = empty slot)."""

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "../cpu/minibatch.h"
 #include "../cpu/training.h"
 #include "host_args.h"
 
@@ -78,10 +79,33 @@ py::object lr_sgd_step(const py::object& w_obj, const py::object& X_obj, const p
   return run(double{});
 }
 
+py::array_t<int64_t> minibatch_indices(const py::object& table_obj, const py::object& keys_obj, int64_t batch) {
+  const Array table = dense_host(table_obj, "table", 2, "a 2-D array of shape (workers, slots) of example indices",
+                                 DType::kInt64);
+  const Array keys = dense_host(keys_obj, "keys", 2, "a 2-D array of shape (workers, slots) of keys", DType::kFloat64);
+  if (keys.shape[0] != table.shape[0] || keys.shape[1] != table.shape[1])
+    throw py::value_error("keys: expected the shape of table " + table.shape_text() + ", got " + keys.shape_text());
+  if (batch < 0) throw py::value_error("batch must be >= 0, got " + std::to_string(batch));
+  const int64_t m = table.shape[0], slots = table.shape[1];
+  const double* k = keys.as<const double>();
+  for (int64_t e = 0; e < m * slots; ++e)
+    if (k[e] != k[e]) throw py::value_error("keys: expected no NaN, got one at flat index " + std::to_string(e));
+  py::array_t<int64_t> out({m, batch});
+  cpu::MinibatchDraw draw{table.as<const int64_t>(), k, out.mutable_data(), m, slots, batch};
+  {
+    py::gil_scoped_release nogil;
+    cpu::minibatch_indices(draw);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_training(py::module_& m) {
   m.def("lr_sgd_step", &lr_sgd_step, py::arg("w"), py::arg("X"), py::arg("y"), py::arg("batches"),
         py::arg("classes"), py::arg("lr"), py::arg("U") = py::none(),
         "One local SGD step of multi-class LR for every worker; returns U (updated in place when given).");
+  m.def("minibatch_indices", &minibatch_indices, py::arg("table"), py::arg("keys"), py::arg("batch"),
+        "(workers, batch) int64: each row's examples (table >= 0) with the smallest (key, slot), in slot "
+        "order; -1 fills the rest.");
 }
