@@ -58,6 +58,10 @@ def _case(kind: str, m: int, d: int, dtype, seed: int = 0) -> np.ndarray:
         X[m // 10: m // 5, ::2] = np.inf
         X[m // 5: m // 4, 1::2] = -np.inf
         X[:, 3 % d] = np.inf
+    elif kind == "signed_zeros":  # -0 and +0 are one value (the in-place band path maps -0 to +0)
+        X = g.integers(-1, 2, size=(m, d)).astype(np.float64)
+        X[(X == 0) & (g.random((m, d)) < 0.5)] = -0.0
+        X[:, 0] = -0.0
     elif kind == "sorted":  # rows in ascending and descending order per column
         X = np.sort(g.standard_normal((m, d)), axis=0)
         X[:, ::2] = X[::-1, ::2]
@@ -74,7 +78,7 @@ def _case(kind: str, m: int, d: int, dtype, seed: int = 0) -> np.ndarray:
     return X.astype(dtype)
 
 
-KINDS = ("normal", "ties", "constant", "nonfinite", "sorted", "trap", "trap_mixed", "clustered")
+KINDS = ("normal", "ties", "constant", "nonfinite", "signed_zeros", "sorted", "trap", "trap_mixed", "clustered")
 
 
 def _betas(m: int):
