@@ -158,7 +158,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.threads:
             set_threads(args.threads)
         workers = [100, 300, 1000] if args.quick else [100, 1000, 3000, 10000]
-        result = simulation.run(args.data_dir, workers, log=log, dnn_workers=20 if args.quick else 100)
+        result = simulation.run(args.data_dir, workers, log=log, dnn_workers=20 if args.quick else 100,
+                                resnet_workers=2 if args.quick else 8,
+                                resnet_image=(1, 32, 32) if args.quick else (1, 64, 64))
         print(report.format_simulation_report(result))
         if args.json:
             with open(args.json, "w") as f:

@@ -126,13 +126,35 @@ def test_the_dnn_per_worker_loop_computes_the_batched_step():
     assert looped.abs().max() > 0
 
 
+def test_the_resnet20_per_worker_loop_computes_the_batched_step():
+    """The ResNet20 loop baseline trains the same models (TorchResNet20 holds the flat layout's
+    parameters in order): its updates equal the batched step's."""
+    from fedrobust import models
+    from fedrobust.benchmarks import simulation as simbench
+
+    model = models.get("resnet20", (1, 8, 8), 8)
+    rng = np.random.default_rng(2)
+    x_all = torch.from_numpy(rng.standard_normal((40, 1, 8, 8), dtype=np.float32))
+    y_all = torch.from_numpy(rng.integers(0, 8, 40))
+    w = model.init(rng)
+    batches = rng.integers(-1, 40, (3, 6))
+    net = simbench.TorchResNet20(model)
+    assert [tuple(p.shape) for p in net.parameters()] == [spec.shape for spec in model.layout]
+    batched = model.sgd_step(w, None, x_all, y_all, batches, 0.2)
+    looped = simbench.per_worker_resnet20_updates(model, w, x_all, y_all, batches, 0.2)
+    assert looped.shape == batched.shape == (3, model.d)
+    torch.testing.assert_close(looped, batched, rtol=1e-4, atol=1e-6)
+    assert looped.abs().max() > 0
+
+
 def test_the_simulation_benchmark_runs_and_its_report_names_every_part():
     from fedrobust.benchmarks import report
     from fedrobust.benchmarks import simulation as simbench
 
-    result = simbench.run(None, [20], log=lambda s: None, dnn_workers=10)
+    result = simbench.run(None, [20], log=lambda s: None, dnn_workers=10, resnet_workers=2, resnet_image=(1, 8, 8))
     text = report.format_simulation_report(result)
     assert result["dnn_loop"]["workers"] == 10 and result["dnn_loop"]["speedup"] > 0
+    assert result["resnet20_loop"]["workers"] == 2 and "ResNet20, one local step, 1 x 8 x 8 images" in text
     assert "per-worker loop of torch models" in text and "synthetic, m = 20" in text
     assert [row["workers"] for row in result["scaling"]] == [20] and "split" in result["scaling"][0]
 

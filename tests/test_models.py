@@ -340,14 +340,14 @@ def test_sgd_reduces_every_workers_loss():
     assert max(err) <= 0.1
 
 
-@pytest.mark.parametrize("m, per_chunk, count", [(1, 4, 1), (2, 1, 1), (3, 1, 1), (10, 4, 3), (100, 6, 17),
-                                                  (7, 100, 1), (5, 2, 2)])
+@pytest.mark.parametrize("m, per_chunk, count", [(1, 4, 1), (2, 1, 2), (3, 1, 3), (3, 2, 1), (10, 4, 3),
+                                                  (100, 6, 17), (7, 100, 1), (5, 2, 2), (5, 3, 2)])
 def test_worker_chunks_cover_the_rows_in_near_equal_slices(m, per_chunk, count):
     chunks = models.worker_chunks(m, per_chunk)
     assert chunks[0].start == 0 and chunks[-1].stop == m
     assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
     lengths = [c.stop - c.start for c in chunks]
-    assert max(lengths) - min(lengths) <= 1 and (m < 2 or min(lengths) >= 2)
+    assert max(lengths) - min(lengths) <= 1 and (per_chunk == 1 or m < 2 or min(lengths) >= 2)
     assert sum(lengths) == m and len(chunks) == count
 
 
@@ -362,17 +362,18 @@ def test_cpu_chunks_give_one_batched_pass_results(name, shape, classes, monkeypa
     y_all = torch.from_numpy(rng.integers(0, classes, n))
     w = model.init(rng)
     batches = rng.integers(-1, n, (m, b))
-    assert model.cpu_workers_per_chunk(b) >= m  # small images: one pass
+    monkeypatch.setattr(model, "cpu_workers_per_chunk", lambda batch: m)
     whole = model.sgd_step(w, None, x_all, y_all, batches, 0.1)
     whole2 = model.sgd_step(w, whole.clone(), x_all, y_all, batches, 0.1)
-    monkeypatch.setattr(model, "CPU_CHUNK_BYTES", 4 * b * model.activation_values() * 2)  # 2 workers a chunk
-    assert model.cpu_workers_per_chunk(b) == 2 and len(models.worker_chunks(m, 2)) == 3
-    chunked = model.sgd_step(w, None, x_all, y_all, batches, 0.1)
-    U = chunked.clone()
-    chunked2 = model.sgd_step(w, U, x_all, y_all, batches, 0.1)
-    assert chunked2 is U  # updated in place
-    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(chunked2, whole2, rtol=1e-6, atol=1e-7)
+    for per_chunk, count in ((2, 3), (1, 7)):  # pairs and a triple (grouped convs), single workers (plain convs)
+        monkeypatch.setattr(model, "cpu_workers_per_chunk", lambda batch: per_chunk)
+        assert len(models.worker_chunks(m, per_chunk)) == count
+        chunked = model.sgd_step(w, None, x_all, y_all, batches, 0.1)
+        U = chunked.clone()
+        chunked2 = model.sgd_step(w, U, x_all, y_all, batches, 0.1)
+        assert chunked2 is U  # updated in place
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)  # plain and grouped convs round apart
+        torch.testing.assert_close(chunked2, whole2, rtol=1e-5, atol=1e-6)
 
 
 def test_activation_values_are_the_largest_layer():
@@ -380,8 +381,10 @@ def test_activation_values_are_the_largest_layer():
     assert models.get("dnn", (30,), 2).activation_values() == 30 * 30
     assert models.get("resnet20", (1, 64, 64), 8).activation_values() == 16 * 64 * 64
     assert models.get("lr", (1, 28, 28), 10).activation_values() == 784
-    # MNIST's DNN at batch 32: 2.6 MB per worker, 6 workers to a 16 MiB chunk.
+    # MNIST's DNN at batch 32: 2.6 MB per worker, 6 workers to a 16 MiB chunk; 1 at batch 256.
     assert models.get("dnn", (1, 28, 28), 10).cpu_workers_per_chunk(32) == 6
+    assert models.get("dnn", (1, 28, 28), 10).cpu_workers_per_chunk(256) == 1
+    assert models.get("resnet20", (1, 8, 8), 8).cpu_workers_per_chunk(32) == 1  # plain convs measured faster
 
 
 def test_scale_lr_mnist_1000_workers():

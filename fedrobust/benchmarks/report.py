@@ -110,6 +110,10 @@ def format_simulation_report(result: dict) -> str:
         (f"DNN, one local step, {result['dnn_loop']['dataset']}, m = {result['dnn_loop']['workers']}: batched "
          f"{result['dnn_loop']['batched_seconds']:.3f} s, per-worker loop of torch models "
          f"{result['dnn_loop']['loop_seconds']:.3f} s: {result['dnn_loop']['speedup']:.2f}x"),
+        (f"ResNet20, one local step, {' x '.join(map(str, result['resnet20_loop']['image']))} images, "
+         f"m = {result['resnet20_loop']['workers']}: batched {result['resnet20_loop']['batched_seconds']:.3f} s, "
+         f"per-worker loop of torch models {result['resnet20_loop']['loop_seconds']:.3f} s: "
+         f"{result['resnet20_loop']['speedup']:.2f}x"),
         "synthetic (60,000 x 784, 10 classes):",
         f"{'workers':>8} {'s/round':>10} {'rounds/s':>9} {'s/round per 1000 workers':>25}",
     ]

@@ -11,12 +11,12 @@ rule); "other" is the whole round less those parts.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from fedrobust import aggregators, data
+from fedrobust import aggregators, data, models
 from fedrobust.benchmarks.timing import median_time
 from fedrobust.simulation import Config, Simulation
 
@@ -71,6 +71,75 @@ def per_worker_dnn_updates(sim: Simulation, w: torch.Tensor, batches: np.ndarray
         opt.step()
         updates.append(torch.cat([p.detach().flatten() for p in net.parameters()]) - w)
     return torch.stack(updates)
+
+
+class TorchResNet20(torch.nn.Module):
+    """fedrobust.models.ResNet20 as one plain torch.nn model, its parameters registered in
+    the flat layout's order (stem, then per block conv1, norm1, conv2, norm2 and the
+    downsample branch, then fc), for the per-worker loop."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        nn, groups = torch.nn, model.norm_groups
+
+        def conv_norm(c_in: int, c_out: int, k: int, stride: int) -> torch.nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.GroupNorm(groups, c_out))
+
+        c0 = model.CHANNELS[0]
+        self.stem = conv_norm(model.input_shape[0], c0, 3, 1)
+        self.blocks = nn.ModuleList()
+        c_prev = c0
+        for _prefix, stride, downsample in model.blocks:
+            c = c_prev * 2 if downsample else c_prev
+            self.blocks.append(nn.ModuleList([conv_norm(c_prev, c, 3, stride), conv_norm(c, c, 3, 1)]
+                                             + ([conv_norm(c_prev, c, 1, stride)] if downsample else [])))
+            c_prev = c
+        self.fc = nn.Linear(c_prev, model.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        relu = torch.nn.functional.relu
+        h = relu(self.stem(x))
+        for block in self.blocks:
+            out = block[1](relu(block[0](h)))
+            h = relu(out + (block[2](h) if len(block) == 3 else h))
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def per_worker_resnet20_updates(model: Any, w: torch.Tensor, x_all: torch.Tensor, y_all: torch.Tensor,
+                                batches: np.ndarray, lr: float) -> torch.Tensor:
+    """(m, d) updates of one SGD step per worker for fedrobust.models.ResNet20, the way common
+    FL simulators train it: one TorchResNet20 and one optimizer per worker, in a Python loop.
+    batches: (m, B) example indices (-1 = empty slot)."""
+    updates = []
+    for chosen in batches:
+        net = TorchResNet20(model)
+        torch.nn.utils.vector_to_parameters(w.detach().clone(), net.parameters())
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
+        idx = torch.from_numpy(chosen[chosen >= 0])
+        loss = torch.nn.functional.cross_entropy(net(x_all[idx]), y_all[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        updates.append(torch.nn.utils.parameters_to_vector(net.parameters()).detach() - w)
+    return torch.stack(updates)
+
+
+def compare_resnet20_with_loop(workers: int, rounds: int, image: Tuple[int, int, int] = (1, 64, 64),
+                               batch: int = 32) -> Dict[str, Any]:
+    """One local SGD step of ResNet20 for `workers` workers on Gaussian images of CH-MNIST's
+    shape (1 x 64 x 64, 8 classes), batch 32: the batched step against
+    `per_worker_resnet20_updates` on the same minibatches."""
+    model = models.get("resnet20", image, 8)
+    rng = np.random.default_rng(0)
+    n = workers * batch
+    x_all = torch.from_numpy(rng.standard_normal((n, *image), dtype=np.float32))
+    y_all = torch.from_numpy(rng.integers(0, 8, n))
+    w = model.init(rng)
+    batches = rng.permutation(n).reshape(workers, batch)
+    batched = median_time(lambda: model.sgd_step(w, None, x_all, y_all, batches, 0.1), rounds)
+    loop = median_time(lambda: per_worker_resnet20_updates(model, w, x_all, y_all, batches, 0.1), rounds)
+    return {"image": list(image), "workers": workers, "batch": batch, "batched_seconds": batched,
+            "loop_seconds": loop, "speedup": loop / batched}
 
 
 def compare_dnn_with_loop(data_dir: Optional[str], workers: int, rounds: int) -> Dict[str, Any]:
@@ -151,12 +220,17 @@ def scaling(workers: List[int], rounds: int = 3) -> List[Dict[str, float]]:
 
 
 def run(data_dir: Optional[str], workers: List[int], log: Callable[[str], None] = print,
-        dnn_workers: int = 100) -> dict:
-    """`compare_with_loop` (m = 100), `compare_dnn_with_loop` (dnn_workers) and `scaling` over
-    `workers`, with torch's thread count."""
+        dnn_workers: int = 100, resnet_workers: int = 8,
+        resnet_image: Tuple[int, int, int] = (1, 64, 64)) -> dict:
+    """`compare_with_loop` (m = 100), `compare_dnn_with_loop` (dnn_workers),
+    `compare_resnet20_with_loop` (resnet_workers, resnet_image) and `scaling` over `workers`,
+    with torch's thread count."""
     log("timing: batched round vs per-worker loop (m = 100)")
     loop = compare_with_loop(data_dir)
     log(f"timing: the DNN's batched step vs a per-worker loop (m = {dnn_workers})")
     dnn = compare_dnn_with_loop(data_dir, dnn_workers, rounds=3)
+    log(f"timing: ResNet20's batched step vs a per-worker loop (m = {resnet_workers})")
+    resnet = compare_resnet20_with_loop(resnet_workers, rounds=3, image=resnet_image)
     log(f"timing: rounds for m = {workers}")
-    return {"threads": torch.get_num_threads(), "loop": loop, "dnn_loop": dnn, "scaling": scaling(workers)}
+    return {"threads": torch.get_num_threads(), "loop": loop, "dnn_loop": dnn, "resnet20_loop": resnet,
+            "scaling": scaling(workers)}
