@@ -100,6 +100,43 @@ def test_bad_arguments_say_what_was_expected(change, error, match):
         cpu.lr_sgd_step(**args)
 
 
+def test_first_step_into_out_equals_a_fresh_first_step():
+    w, X, y, batches = make_case(9, 7, 40, 4)
+    fresh = cpu.lr_sgd_step(w, X, y, batches, 4, 0.3)
+    out = np.full_like(fresh, np.nan)  # whatever it held is overwritten, never read
+    assert cpu.lr_sgd_step(w, X, y, batches, 4, 0.3, out=out) is out
+    np.testing.assert_array_equal(out, fresh)
+    with pytest.raises(ValueError, match="give U .* or out .*, not both"):
+        cpu.lr_sgd_step(w, X, y, batches, 4, 0.3, fresh, out)
+    with pytest.raises(ValueError, match=r"out: expected shape \(9, 164\)"):
+        cpu.lr_sgd_step(w, X, y, batches, 4, 0.3, out=out[1:].copy())
+    with pytest.raises(TypeError, match="out: expected dtype float32"):
+        cpu.lr_sgd_step(w, X, y, batches, 4, 0.3, out=out.astype(np.float64))
+
+
+def test_lr_model_reuses_a_first_step_array_only_when_nobody_holds_it():
+    """LogisticRegression.sgd_step writes a first step into the previous first step's array
+    once that is free; an update someone still holds is never overwritten."""
+    model = models.get("lr", (1, 6, 6), 4)
+    rng = np.random.default_rng(5)
+    x_all = torch.from_numpy(rng.random((50, 1, 6, 6), dtype=np.float32))
+    y_all = torch.from_numpy(rng.integers(0, 4, 50).astype(np.int64))
+    w = model.init(rng)
+    draws = [rng.integers(-1, 50, (8, 5)).astype(np.int64) for _ in range(3)]
+    held = model.sgd_step(w, None, x_all, y_all, draws[0], 0.3)
+    kept = held.clone()
+    second = model.sgd_step(w, None, x_all, y_all, draws[1], 0.3)
+    assert second.data_ptr() != held.data_ptr()  # the first is still held here: a new array
+    torch.testing.assert_close(held, kept, rtol=0, atol=0)
+    expected = torch.from_numpy(cpu.lr_sgd_step(w.numpy(), x_all.reshape(50, 36).numpy(), y_all.numpy(),
+                                                draws[2], 4, 0.3))
+    address = second.data_ptr()
+    del second  # now nobody holds it
+    third = model.sgd_step(w, None, x_all, y_all, draws[2], 0.3)
+    assert third.data_ptr() == address
+    torch.testing.assert_close(third, expected, rtol=0, atol=0)
+
+
 def test_read_only_U_is_refused():
     U = np.zeros((1, 6), np.float32)
     U.flags.writeable = False

@@ -30,7 +30,10 @@ Array dense_host(const py::object& obj, const char* name, int64_t ndim, const ch
 }
 
 py::object lr_sgd_step(const py::object& w_obj, const py::object& X_obj, const py::object& y_obj,
-                       const py::object& batches_obj, int64_t classes, double lr, const py::object& U_obj) {
+                       const py::object& batches_obj, int64_t classes, double lr, const py::object& U_obj,
+                       const py::object& out_obj) {
+  if (!U_obj.is_none() && !out_obj.is_none())
+    throw py::value_error("give U (a later step, updated in place) or out (a first step's destination), not both");
   Array w = array_of(w_obj, "w");
   require_memory(w, Memory::kHost);
   if (w.ndim() != 1) throw py::value_error("w: expected a 1-D array of parameters, got shape " + w.shape_text());
@@ -62,11 +65,12 @@ py::object lr_sgd_step(const py::object& w_obj, const py::object& X_obj, const p
       if (idx[k] < -1 || idx[k] >= n)
         throw py::value_error("batches: indices must lie in [-1, " + std::to_string(n) + ") (-1 = empty slot), got " +
                               std::to_string(idx[k]));
-    py::object result = U_obj.is_none() ? py::object(py::array_t<T>({m, d})) : U_obj;
-    const Array U = dense_host(result, "U", 2, "a 2-D array of shape (workers, d)", dtype_of<T>(), true);
+    const char* name = out_obj.is_none() ? "U" : "out";
+    py::object result = !U_obj.is_none() ? U_obj : !out_obj.is_none() ? out_obj : py::object(py::array_t<T>({m, d}));
+    const Array U = dense_host(result, name, 2, "a 2-D array of shape (workers, d)", dtype_of<T>(), true);
     if (U.shape[0] != m || U.shape[1] != d)
-      throw py::value_error("U: expected shape (" + std::to_string(m) + ", " + std::to_string(d) + "), got " +
-                            U.shape_text());
+      throw py::value_error(std::string(name) + ": expected shape (" + std::to_string(m) + ", " + std::to_string(d) +
+                            "), got " + U.shape_text());
     cpu::LrStep<T> step{w.as<const T>(), X.as<const T>(), labels, idx, U.as<T>(), features, classes, m, batch,
                         static_cast<T>(lr), U_obj.is_none()};
     {
@@ -103,8 +107,9 @@ py::array_t<int64_t> minibatch_indices(const py::object& table_obj, const py::ob
 
 void bind_training(py::module_& m) {
   m.def("lr_sgd_step", &lr_sgd_step, py::arg("w"), py::arg("X"), py::arg("y"), py::arg("batches"),
-        py::arg("classes"), py::arg("lr"), py::arg("U") = py::none(),
-        "One local SGD step of multi-class LR for every worker; returns U (updated in place when given).");
+        py::arg("classes"), py::arg("lr"), py::arg("U") = py::none(), py::arg("out") = py::none(),
+        "One local SGD step of multi-class LR for every worker; returns U (updated in place when given), "
+        "else the first step's updates (written into out when given).");
   m.def("minibatch_indices", &minibatch_indices, py::arg("table"), py::arg("keys"), py::arg("batch"),
         "(workers, batch) int64: each row's examples (table >= 0) with the smallest (key, slot), in slot "
         "order; -1 fills the rest.");
