@@ -92,7 +92,9 @@ py::array_t<int64_t> minibatch_indices(const py::object& table_obj, const py::ob
   if (batch < 0) throw py::value_error("batch must be >= 0, got " + std::to_string(batch));
   const int64_t m = table.shape[0], slots = table.shape[1];
   const double* k = keys.as<const double>();
-  for (int64_t e = 0; e < m * slots; ++e)
+  bool nan = false;
+  for (int64_t e = 0; e < m * slots; ++e) nan |= k[e] != k[e];
+  for (int64_t e = 0; nan; ++e)
     if (k[e] != k[e]) throw py::value_error("keys: expected no NaN, got one at flat index " + std::to_string(e));
   py::array_t<int64_t> out({m, batch});
   cpu::MinibatchDraw draw{table.as<const int64_t>(), k, out.mutable_data(), m, slots, batch};

@@ -87,7 +87,7 @@ void minibatch_indices(const MinibatchDraw& d) {
         const Pair last = batch_th_pair(table, keys, d.slots, d.batch, pairs, bucket);
         for (int64_t s = 0; s < d.slots; ++s) {  // without a branch: kept[k] is overwritten until kept
           kept[static_cast<size_t>(k)] = table[s];
-          k += table[s] >= 0 && (keys[s] < last.first || (keys[s] == last.first && s <= last.second));
+          k += (table[s] >= 0) & ((keys[s] < last.first) | ((keys[s] == last.first) & (s <= last.second)));
         }
         std::copy(kept.begin(), kept.begin() + k, out);
       }
