@@ -366,7 +366,7 @@ def test_cpu_chunks_give_one_batched_pass_results(name, shape, classes, monkeypa
     whole = model.sgd_step(w, None, x_all, y_all, batches, 0.1)
     whole2 = model.sgd_step(w, whole.clone(), x_all, y_all, batches, 0.1)
     for per_chunk, count in ((2, 3), (1, 7)):  # pairs and a triple (grouped convs), single workers (plain convs)
-        monkeypatch.setattr(model, "cpu_workers_per_chunk", lambda batch: per_chunk)
+        monkeypatch.setattr(model, "cpu_workers_per_chunk", lambda batch, k=per_chunk: k)
         assert len(models.worker_chunks(m, per_chunk)) == count
         chunked = model.sgd_step(w, None, x_all, y_all, batches, 0.1)
         U = chunked.clone()
