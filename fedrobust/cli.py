@@ -133,7 +133,8 @@ def _add_bench(subparsers: Any) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--simulation", action="store_true",
                       help="instead: rounds per second of the batched simulation against a per-worker "
-                           "loop, and seconds per round for 100 to 10,000 workers")
+                           "loop, one local step of the DNN and of ResNet20 against per-worker loops of "
+                           "torch models, and seconds per round for 100 to 10,000 workers")
     mode.add_argument("--attacks", action="store_true",
                       help="instead: seconds to craft each attack (Krum, trim, Gaussian) against one "
                            "aggregation of the same (100, 1e6) float32 updates with the rule it "
