@@ -50,8 +50,8 @@ Pair batch_th_pair(const int64_t* table, const double* keys, int64_t slots, int6
     return rth_smallest(pairs, batch);
   }
   int64_t counts[kBuckets] = {};
-  for (int64_t s = 0; s < slots; ++s) {
-    const auto b = static_cast<uint8_t>(std::min<int64_t>(static_cast<int64_t>((keys[s] - lo) * scale), kBuckets - 1));
+  for (int64_t s = 0; s < slots; ++s) {  // a valid key's position lies in [0, kBuckets]; clamped for any key
+    const auto b = static_cast<uint8_t>(std::clamp((keys[s] - lo) * scale, 0.0, kBuckets - 1.0));
     bucket[static_cast<size_t>(s)] = b;
     counts[b] += table[s] >= 0;
   }

@@ -83,11 +83,12 @@ void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t
     }
 }
 
-// All n x C logits (without the biases), in blocks of 5 classes x 2 examples:
-// the 5 classes' parameter rows stay in L1 while the examples stream past them.
+// No examples to prefetch (logits_block's `next`).
 template <class T>
 constexpr const T* const* kNone = nullptr;
 
+// All n x C logits (without the biases), in blocks of 5 classes x 2 examples:
+// the 5 classes' parameter rows stay in L1 while the examples stream past them.
 template <bool kWithU, class T>
 void all_logits(const T* w, const T* u, const T* const* xs, int64_t n, int64_t F, int64_t C, T* logits) {
   int64_t c0 = 0;
