@@ -45,32 +45,43 @@ def per_worker_loop_round(sim: Simulation, w: torch.Tensor, rng: np.random.Gener
     return w + torch.from_numpy(np.asarray(sim.rule(U)))
 
 
-def per_worker_dnn_updates(sim: Simulation, w: torch.Tensor, batches: np.ndarray) -> torch.Tensor:
-    """(m, d) updates of one SGD step per worker, the way common FL simulators train the paper's
-    DNN: one torch.nn model (conv30-relu-pool-conv50-relu-pool-fc200-relu-fcC, the layout of
-    fedrobust.models.PaperDNN) and one optimizer per worker, in a Python loop over the workers.
-    batches: (m, B) example indices (-1 = empty slot), as sim.sample_indices draws them."""
-    model, nn = sim.model, torch.nn
-    c_in, k, pool = model.image_shape[0], model.kernel, model.pool
-    params = [p[0] for p in model.unflatten(w.unsqueeze(0)).values()]  # layout order = Sequential order
-    flat = params[4].shape[1]
+def per_worker_sgd_updates(new_net: Callable[[], torch.nn.Module], w: torch.Tensor, x_all: torch.Tensor,
+                           y_all: torch.Tensor, batches: np.ndarray, lr: float,
+                           input_shape: Tuple[int, ...]) -> torch.Tensor:
+    """(m, d) updates of one SGD step per worker, the way common FL simulators train: for each
+    worker a fresh torch.nn model from new_net() (its parameters in the flat layout's order),
+    loaded with w, and one optimizer, in a Python loop over the workers.
+    batches: (m, B) example indices into x_all (-1 = empty slot); each example is reshaped to
+    input_shape."""
     updates = []
     for chosen in batches:
-        net = nn.Sequential(nn.Conv2d(c_in, model.CONV1, k), nn.ReLU(), nn.MaxPool2d(pool),
-                            nn.Conv2d(model.CONV1, model.CONV2, k), nn.ReLU(), nn.MaxPool2d(pool), nn.Flatten(),
-                            nn.Linear(flat, model.HIDDEN), nn.ReLU(), nn.Linear(model.HIDDEN, model.num_classes))
-        with torch.no_grad():
-            for param, value in zip(net.parameters(), params):
-                param.copy_(value)
-        opt = torch.optim.SGD(net.parameters(), lr=sim.learning_rate)
+        net = new_net()
+        torch.nn.utils.vector_to_parameters(w.detach().clone(), net.parameters())
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
         idx = torch.from_numpy(chosen[chosen >= 0])
-        x = sim.x_train[idx].reshape(-1, *model.image_shape)
-        loss = torch.nn.functional.cross_entropy(net(x), sim.y_train[idx])
+        loss = torch.nn.functional.cross_entropy(net(x_all[idx].reshape(-1, *input_shape)), y_all[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
-        updates.append(torch.cat([p.detach().flatten() for p in net.parameters()]) - w)
+        updates.append(torch.nn.utils.parameters_to_vector(net.parameters()).detach() - w)
     return torch.stack(updates)
+
+
+def per_worker_dnn_updates(sim: Simulation, w: torch.Tensor, batches: np.ndarray) -> torch.Tensor:
+    """`per_worker_sgd_updates` for the paper's DNN: one torch.nn model
+    (conv30-relu-pool-conv50-relu-pool-fc200-relu-fcC, the layout of fedrobust.models.PaperDNN)
+    per worker. batches: (m, B) example indices (-1 = empty slot), as sim.sample_indices draws them."""
+    model, nn = sim.model, torch.nn
+    c_in, k, pool = model.image_shape[0], model.kernel, model.pool
+    flat = model.layout[4].shape[1]  # fc1.weight (HIDDEN, flat)
+
+    def new_net() -> torch.nn.Module:
+        return nn.Sequential(nn.Conv2d(c_in, model.CONV1, k), nn.ReLU(), nn.MaxPool2d(pool),
+                             nn.Conv2d(model.CONV1, model.CONV2, k), nn.ReLU(), nn.MaxPool2d(pool), nn.Flatten(),
+                             nn.Linear(flat, model.HIDDEN), nn.ReLU(), nn.Linear(model.HIDDEN, model.num_classes))
+
+    return per_worker_sgd_updates(new_net, w, sim.x_train, sim.y_train, batches, sim.learning_rate,
+                                  model.image_shape)
 
 
 class TorchResNet20(torch.nn.Module):
@@ -107,21 +118,9 @@ class TorchResNet20(torch.nn.Module):
 
 def per_worker_resnet20_updates(model: Any, w: torch.Tensor, x_all: torch.Tensor, y_all: torch.Tensor,
                                 batches: np.ndarray, lr: float) -> torch.Tensor:
-    """(m, d) updates of one SGD step per worker for fedrobust.models.ResNet20, the way common
-    FL simulators train it: one TorchResNet20 and one optimizer per worker, in a Python loop.
+    """`per_worker_sgd_updates` for fedrobust.models.ResNet20: one TorchResNet20 per worker.
     batches: (m, B) example indices (-1 = empty slot)."""
-    updates = []
-    for chosen in batches:
-        net = TorchResNet20(model)
-        torch.nn.utils.vector_to_parameters(w.detach().clone(), net.parameters())
-        opt = torch.optim.SGD(net.parameters(), lr=lr)
-        idx = torch.from_numpy(chosen[chosen >= 0])
-        loss = torch.nn.functional.cross_entropy(net(x_all[idx]), y_all[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        updates.append(torch.nn.utils.parameters_to_vector(net.parameters()).detach() - w)
-    return torch.stack(updates)
+    return per_worker_sgd_updates(lambda: TorchResNet20(model), w, x_all, y_all, batches, lr, model.input_shape)
 
 
 def compare_resnet20_with_loop(workers: int, rounds: int, image: Tuple[int, int, int] = (1, 64, 64),
