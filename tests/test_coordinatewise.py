@@ -504,7 +504,7 @@ def test_set_num_threads_changes_backend_info_threads(restore_threads):
     assert fedrobust.backend_info()["cpu"]["threads"] == 3
 
 
-# Large m: the comparator network runs below 1024 rows, the sampled pivots from there (and
+# Large m: the comparator network runs below 512 rows, the sampled pivots from there (and
 # std::nth_element where a band overflows); all must give the reference's bits (the switch
 # never changes a result). tests/test_large_m_selection.py covers the pivots' paths.
 @pytest.mark.parametrize("m", [5000, 16384, 16385])

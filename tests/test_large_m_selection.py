@@ -1,4 +1,4 @@
-"""The coordinate-wise kernels at 1024 rows and more, where the ranks come from sampled pivots
+"""The coordinate-wise kernels at 512 rows and more, where the ranks come from sampled pivots
 (coordinatewise.cpp's BandFinder) instead of the comparator network.
 
 Every path of that selection must give the float64 oracle's bits (fedrobust.reference):
@@ -87,7 +87,7 @@ def _betas(m: int):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("m", [1024, 1025, 2000, 16385])
+@pytest.mark.parametrize("m", [512, 513, 1000, 1024, 2000, 16385])
 def test_median_and_trimmed_mean_match_the_reference_on_every_selection_path(m, kind, dtype):
     d = 70 if m < 16385 else 20  # 70: a full tile and a partial one of either width
     U = _case(kind, m, d, dtype, seed=m)
@@ -126,7 +126,7 @@ def test_every_simd_level_and_thread_count_agree(kind, restore_simd, restore_thr
 
 
 @pytest.mark.parametrize("kind", ("normal", "ties", "nonfinite", "trap_mixed"))
-@pytest.mark.parametrize("m", [1024, 1501])
+@pytest.mark.parametrize("m", [512, 1024, 1501])
 def test_leave_one_out_rules_match_the_reference_on_sampled_rows(m, kind):
     """The defenses' leave-one-out median and trimmed mean (4 ranks in 2 groups) at large m,
     against the oracle on the rows that touch every case (extremes, middle, non-finite)."""

@@ -49,8 +49,9 @@ namespace fedrobust::cpu::FR_ARCH {
 namespace {
 
 // Rows from which the ranks come from sampled pivots (BandFinder) instead of the network
-// (measured: the two are equally fast at 1000 rows; the pivots are 2.7x faster at 10,000).
-constexpr int64_t kBandMinRows = 1024;
+// (measured: the pivots are slightly faster at 600 rows and 1.2x faster at 1000; the network
+// was 1.6x faster at 300).
+constexpr int64_t kBandMinRows = 512;
 
 // Columns per tile on the network path: 256 bytes of each row.
 template <class T>
@@ -110,7 +111,8 @@ void sort_blocks_of_16(int64_t n, T* tile) {
   }
 }
 
-// Run `per_tile(tile, j0, w, width)` over column tiles in parallel. Each
+// Run `per_tile(tile, j0, w, width, ahead)` over column tiles in parallel (ahead: the tile
+// after this one, TileAhead). Each
 // thread owns a scratch tile of n x width values (+ `extra` values after it);
 // with `twice`, the tile is loaded a second time right after the first
 // (extra must leave room for it).
@@ -126,7 +128,7 @@ void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twic
       const int64_t j0 = b * width;
       const int64_t w = std::min(width, u.cols - j0);
       load_canonical_tile(u, j0, w, width, scratch.data(), second);
-      per_tile(scratch.data(), j0, w, width);
+      per_tile(scratch.data(), j0, w, width, TileAhead<T>(u, j0 + width, width));
     }
   }
 }
@@ -237,6 +239,54 @@ struct BandFinder {
 #endif
     return __builtin_popcount(bits);
   }
+  // Lane by lane a < b (kLess), a <= b (kLessEqual) or a == b (kEqual).
+  enum Compare { kLess, kLessEqual, kEqual };
+#if defined(FR_ARCH_AVX512)
+  template <Compare kCompare>
+  static constexpr int kPredicate = kCompare == kLess ? _CMP_LT_OQ : kCompare == kLessEqual ? _CMP_LE_OQ : _CMP_EQ_OQ;
+#endif
+  template <Compare kCompare, class Vec>
+  static auto compare(Vec a, Vec b) {
+    return kCompare == kLess ? a < b : kCompare == kLessEqual ? a <= b : a == b;
+  }
+  // The lanes where the compare holds, as bits (bit l = lane l).
+  template <Compare kCompare, class Vec>
+  static uint32_t compare_bits(Vec a, Vec b) {
+#if defined(FR_ARCH_AVX512)
+    if constexpr (sizeof(T) == 4) return _mm512_cmp_ps_mask((__m512)a, (__m512)b, kPredicate<kCompare>);
+    else return _mm512_cmp_pd_mask((__m512d)a, (__m512d)b, kPredicate<kCompare>);
+#else
+    return mask_bits(compare<kCompare>(a, b));
+#endif
+  }
+  // c + 1 in the lanes where the compare holds: counts, lane by lane. At AVX-512 the
+  // compare's mask register drives one masked subtract of -1.
+  template <Compare kCompare, class Vec, class Mask>
+  static Mask add_where(Mask c, Vec a, Vec b) {
+#if defined(FR_ARCH_AVX512)
+    if constexpr (sizeof(T) == 4) {
+      const __mmask16 k = _mm512_cmp_ps_mask((__m512)a, (__m512)b, kPredicate<kCompare>);
+      return (Mask)_mm512_mask_sub_epi32((__m512i)c, k, (__m512i)c, _mm512_set1_epi32(-1));
+    } else {
+      const __mmask8 k = _mm512_cmp_pd_mask((__m512d)a, (__m512d)b, kPredicate<kCompare>);
+      return (Mask)_mm512_mask_sub_epi64((__m512i)c, k, (__m512i)c, _mm512_set1_epi64(-1));
+    }
+#else
+    return c - compare<kCompare>(a, b);
+#endif
+  }
+  // The lanes of x strictly between lo and hi, as bits (bit l = lane l).
+  template <class Vec>
+  static uint32_t inside_bits(Vec x, Vec lo, Vec hi) {
+#if defined(FR_ARCH_AVX512)
+    if constexpr (sizeof(T) == 4)
+      return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask((__m512)x, (__m512)lo, _CMP_GT_OQ), (__m512)x, (__m512)hi, _CMP_LT_OQ);
+    else
+      return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask((__m512d)x, (__m512d)lo, _CMP_GT_OQ), (__m512d)x, (__m512d)hi, _CMP_LT_OQ);
+#else
+    return mask_bits((x > lo) & (x < hi));
+#endif
+  }
   struct Group {
     int64_t first_rank, end_rank;  // ranks[first_rank .. end_rank) use these pivots
     int64_t pos[kPivots];          // ascending sample positions (equal ones allowed)
@@ -287,27 +337,22 @@ struct BandFinder {
 
   // The value of rank rel of b[0 .. nb) (nb <= kCountingMax, b has room up to the next
   // multiple of the lanes): the b[i] with #{b[j] < b[i]} <= rel < #{b[j] <= b[i]}, counted a
-  // vector of j at a time. No branch depends on the values but the one that stops at the answer.
+  // vector of j at a time (the compares' bits counted). No branch depends on the values but
+  // the one that stops at the answer.
   static constexpr int64_t kCountingMax = 96;
   static T select_by_counting(T* b, int64_t nb, int64_t rel) {
     using Vec = simd::V<T>;
-    using Mask = simd::Mask<T>;
     constexpr int64_t L = kLanes;
     const int64_t padded = (nb + L - 1) / L * L;
     std::fill(b + nb, b + padded, std::numeric_limits<T>::infinity());  // never below a band value
     for (int64_t i = 0;; ++i) {
       const Vec v = Vec{} + b[i];
-      Mask lt{}, le{};
+      int64_t n_lt = 0, n_le = 0;
       for (int64_t j = 0; j < padded; j += L) {
         Vec x;
         std::memcpy(&x, b + j, sizeof(Vec));
-        lt -= x < v;
-        le -= x <= v;
-      }
-      int64_t n_lt = 0, n_le = 0;
-      for (int64_t l = 0; l < L; ++l) {
-        n_lt += lt[l];
-        n_le += le[l];
+        n_lt += __builtin_popcount(compare_bits<kLess>(x, v));
+        n_le += __builtin_popcount(compare_bits<kLessEqual>(x, v));
       }
       if (n_lt <= rel && rel < n_le) return b[i];
     }
@@ -315,7 +360,7 @@ struct BandFinder {
 
   // Scratch values find_ranks needs beyond the tile: the sample, the bands, one column.
   int64_t scratch_values() const {
-    return s * width + kMaxRanks * (cap + 1) * width + n + 2 * (list_capacity() + kMaxLanes);
+    return s * width + kMaxRanks * (cap + 1) * width + n + kMaxRanks * 2 * (list_capacity() + kMaxLanes);
   }
   // Entries of step 3's list: the bands' capacity over a tile.
   int64_t list_capacity() const { return cap * width; }
@@ -323,14 +368,14 @@ struct BandFinder {
 
   // values[q][t] = the value of rank ranks[q] of column t < w of a tile of `width` columns;
   // the tile is left unchanged.
-  void find_ranks(const T* tile, int64_t w, T* scratch, T* const* values) const {
+  void find_ranks(const T* tile, int64_t w, T* scratch, T* const* values, const TileAhead<T>& ahead) const {
     constexpr int64_t kWide = kBandWidth<T>(1), kNarrow = kBandWidth<T>(kWideBandMaxRows + 1);
-    if (width == kWide) return find_ranks_in<kWide>(tile, w, scratch, values);
-    find_ranks_in<kNarrow>(tile, w, scratch, values);
+    if (width == kWide) return find_ranks_in<kWide>(tile, w, scratch, values, ahead);
+    find_ranks_in<kNarrow>(tile, w, scratch, values, ahead);
   }
 
   template <int64_t W>
-  void find_ranks_in(const T* tile, int64_t w, T* scratch, T* const* values) const {
+  void find_ranks_in(const T* tile, int64_t w, T* scratch, T* const* values, const TileAhead<T>& ahead) const {
     using Vec = simd::V<T>;
     using Mask = simd::Mask<T>;
     constexpr int64_t L = kLanes;
@@ -341,8 +386,10 @@ struct BandFinder {
     T* band = sample + s * W;  // rank slot q's column t: band + (q * W + t) * (cap + 1)
     T* column = band + kMaxRanks * (cap + 1) * W;
     const int64_t list_cap = list_capacity();
-    T* list = column + n;  // list_cap + L values, then as many Count column ids (same size as T)
-    Count* list_cols = reinterpret_cast<Count*>(list + list_cap + L);
+    // Rank slot q's list: lists + q * list_stride, list_cap + L values, then as many Count
+    // column ids (Count has T's size).
+    const int64_t list_stride = 2 * (list_cap + L);
+    T* lists = column + n;
 
     // 1. The pivots of every column.
     for (int64_t k = 0; k < s; ++k)
@@ -356,12 +403,13 @@ struct BandFinder {
         std::memcpy(pivot[g * kPivots + k], sample + groups[g].pos[k] * W, sizeof(T) * W);
     std::memset(less, 0, sizeof(less));
 
-    // 2. less_k per column: per group, block of rows (kBlockRows, in L1 while every vector of
-    //    lanes sweeps it) and vector of lanes, the kPivots counts in registers.
+    // 2. less_k per column: per block of rows (kBlockRows, in L1 while every group and vector
+    //    of lanes sweeps it), group and vector of lanes, the kPivots counts in registers. The
+    //    first group's sweep prefetches the next tile, one line per row and vector-line.
     constexpr int64_t kBlockRows = std::max<int64_t>(16, 32 * 1024 / (W * static_cast<int64_t>(sizeof(T))));
-    for (int64_t g = 0; g < n_groups; ++g) {
-      for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
-        const int64_t i1 = std::min(n, i0 + kBlockRows);
+    for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
+      const int64_t i1 = std::min(n, i0 + kBlockRows);
+      for (int64_t g = 0; g < n_groups; ++g) {
         for (int64_t t = 0; t < W; t += L) {
           Vec p[kPivots];
           Mask c[kPivots];
@@ -370,10 +418,13 @@ struct BandFinder {
             p[k] = *reinterpret_cast<const Vec*>(pivot[g * kPivots + k] + t);
             c[k] = *reinterpret_cast<const Mask*>(less[g * kPivots + k] + t);
           }
+          const int64_t line = t * static_cast<int64_t>(sizeof(T));  // this vector's byte offset
+          const bool fetch = g == 0 && line % 64 == 0;
           for (int64_t i = i0; i < i1; ++i) {
+            if (fetch) ahead.prefetch(i, line);
             const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
 #pragma GCC unroll 8
-            for (int k = 0; k < kPivots; ++k) c[k] -= x < p[k];
+            for (int k = 0; k < kPivots; ++k) c[k] = add_where<kLess>(c[k], x, p[k]);
           }
 #pragma GCC unroll 8
           for (int k = 0; k < kPivots; ++k) *reinterpret_cast<Mask*>(less[g * kPivots + k] + t) = c[k];
@@ -384,8 +435,13 @@ struct BandFinder {
     // Each rank's interval [lower, upper) and its base less_k; a rank in the same interval
     // as the one before it shares that one's slot (its own bounds are NaN: it collects nothing).
     alignas(64) T lower[kMaxRanks][W], upper[kMaxRanks][W];
+    // A rank equal to less_k (k >= 0) is pivot k's own (the pivot is one of the column's
+    // values, so at least one value equals it): the rank is found (at_pivot) and its slot
+    // collects nothing. A slot that collects nothing in any column skips step 3.
     alignas(64) Count eq[kMaxRanks][W];
     int64_t base[kMaxRanks][W], interval[kMaxRanks][W], slot[kMaxRanks][W], count[kMaxRanks][W];
+    T pivot_value[kMaxRanks][W];
+    bool at_pivot[kMaxRanks][W], collects[kMaxRanks] = {};
     for (int64_t g = 0; g < n_groups; ++g) {
       const Count* lg = less[g * kPivots];
       for (int64_t q = groups[g].first_rank; q < groups[g].end_rank; ++q) {
@@ -397,54 +453,64 @@ struct BandFinder {
           base[q][t] = k < 0 ? 0 : lg[k * W + t];
           interval[q][t] = k;
           slot[q][t] = q;
-          if (q > groups[g].first_rank && interval[q - 1][t] == k) {
-            slot[q][t] = slot[q - 1][t];
+          at_pivot[q][t] = k >= 0 && base[q][t] == ranks[q];
+          const bool shares = q > groups[g].first_rank && interval[q - 1][t] == k && !at_pivot[q - 1][t];
+          if (shares) slot[q][t] = slot[q - 1][t];
+          if (at_pivot[q][t]) pivot_value[q][t] = lower[q][t];
+          if (shares || at_pivot[q][t]) {
             lower[q][t] = upper[q][t] = std::numeric_limits<T>::quiet_NaN();
+          } else if (t < w) {
+            collects[q] = true;
           }
         }
       }
     }
 
-    // 3. eq and the bands, per rank slot: for each vector of lanes and row, the values inside
-    //    the interval are packed to the front of the vector (pack_lanes) and
-    //    appended with their columns to one list, with no branch per value; the list is then
-    //    dealt out to the columns' bands. A list longer than list_cap (values in the
-    //    intervals far beyond what the sample suggests) is dropped, and the slot's values are
-    //    collected again one by one.
+    // 3. eq and the bands, per block of rows (as in step 2) and rank slot that collects: for
+    //    each vector of lanes and row, the values inside the slot's interval are packed to the
+    //    front of the vector (pack_lanes) and appended with their columns to the slot's list,
+    //    with no branch per value; each list is then dealt out to the columns' bands. A list
+    //    longer than list_cap (values in the intervals far beyond what the sample suggests) is
+    //    dropped, and the slot's values are collected again one by one.
     Mask lane_ids;
     for (int64_t l = 0; l < L; ++l) lane_ids[l] = static_cast<Count>(l);
-    alignas(64) Count inside[W];
-    for (int64_t q = 0; q < n_ranks; ++q) {
-      int64_t used = 0;
-      std::memset(eq[q], 0, sizeof(eq[q]));
-      std::memset(inside, 0, sizeof(inside));
-      for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
-        const int64_t i1 = std::min(n, i0 + kBlockRows);
+    int64_t used[kMaxRanks] = {};
+    for (int64_t q = 0; q < n_ranks; ++q) std::memset(eq[q], 0, sizeof(eq[q]));
+    for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
+      const int64_t i1 = std::min(n, i0 + kBlockRows);
+      for (int64_t q = 0; q < n_ranks; ++q) {
+        if (!collects[q]) continue;
+        T* list = lists + q * list_stride;
+        Count* list_cols = reinterpret_cast<Count*>(list + list_cap + L);
+        int64_t used_q = used[q];
         for (int64_t t = 0; t < W; t += L) {
           const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
           const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
           const Mask cols = lane_ids + static_cast<Count>(t);
-          Mask e = *reinterpret_cast<const Mask*>(eq[q] + t), c = *reinterpret_cast<const Mask*>(inside + t);
+          Mask e = *reinterpret_cast<const Mask*>(eq[q] + t);
           for (int64_t i = i0; i < i1; ++i) {
             const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
-            e -= x == lo;
-            const Mask in = (x > lo) & (x < hi);
-            c -= in;
-            if (used <= list_cap)  // the list has L values of room beyond list_cap
-              used += pack_lanes(x, cols, mask_bits(in), list + used, list_cols + used);
+            e = add_where<kEqual>(e, x, lo);
+            if (used_q <= list_cap)  // the list has L values of room beyond list_cap
+              used_q += pack_lanes(x, cols, inside_bits(x, lo, hi), list + used_q, list_cols + used_q);
           }
           *reinterpret_cast<Mask*>(eq[q] + t) = e;
-          *reinterpret_cast<Mask*>(inside + t) = c;
         }
+        used[q] = used_q;
       }
-      for (int64_t t = 0; t < W; ++t) count[q][t] = inside[t];
-      if (used <= list_cap) {
+    }
+    for (int64_t q = 0; q < n_ranks; ++q) {
+      if (!collects[q]) continue;
+      const T* list = lists + q * list_stride;
+      const Count* list_cols = reinterpret_cast<const Count*>(list + list_cap + L);
+      if (used[q] <= list_cap) {
         int64_t fill[W] = {};
-        for (int64_t j = 0; j < used; ++j) {
+        for (int64_t j = 0; j < used[q]; ++j) {
           const int64_t col = list_cols[j];
           const int64_t k = fill[col]++;
           band[(q * W + col) * (cap + 1) + std::min(k, cap)] = list[j];
         }
+        std::copy(fill, fill + W, count[q]);
         continue;
       }
       for (int64_t t = 0; t < W; t += L) {
@@ -454,7 +520,7 @@ struct BandFinder {
         T* b = band + (q * W + t) * (cap + 1);
         for (int64_t i = 0; i < n; ++i) {
           const T* x_at = tile + i * W + t;
-          uint32_t bits = mask_bits((*reinterpret_cast<const Vec*>(x_at) > lo) & (*reinterpret_cast<const Vec*>(x_at) < hi));
+          uint32_t bits = inside_bits(*reinterpret_cast<const Vec*>(x_at), lo, hi);
           while (bits) {
             const int l = __builtin_ctz(bits);
             bits &= bits - 1;
@@ -462,6 +528,7 @@ struct BandFinder {
             b[l * (cap + 1) + std::min(k, cap)] = x_at[l];
           }
         }
+        std::copy(fill, fill + L, count[q] + t);
       }
     }
 
@@ -470,6 +537,10 @@ struct BandFinder {
       bool exact = true;
       int64_t done[kMaxRanks] = {};  // slot q's band [0 .. done) holds values below its next rank
       for (int64_t q = 0; q < n_ranks && exact; ++q) {
+        if (at_pivot[q][t]) {
+          values[q][t] = pivot_value[q][t];
+          continue;
+        }
         const int64_t e = slot[q][t];
         const int64_t nb = count[e][t];
         int64_t rel = ranks[q] - base[e][t];
@@ -554,17 +625,18 @@ struct RankFinder {
   int64_t scratch_values() const { return band ? band->scratch_values() : 0; }
 
   // values[k][t] = the value of rank ranks[k] of column t < w (not for all_ranks).
-  void find_ranks(T* tile, int64_t w, int64_t width, T* scratch, T* const* values) const {
-    if (band) return band->find_ranks(tile, w, scratch, values);
+  void find_ranks(T* tile, int64_t w, int64_t width, T* scratch, T* const* values,
+                  const TileAhead<T>& ahead) const {
+    if (band) return band->find_ranks(tile, w, scratch, values, ahead);
     sort_network(tile);
     for (size_t k = 0; k < ranks.size(); ++k)
       for (int64_t t = 0; t < w; ++t) values[k][t] = tile[ranks[k] * width + t];
   }
 
   // lo[t], hi[t] = the values of ranks r1, r2 of column t < w (the first constructor).
-  void find(T* tile, int64_t w, int64_t width, T* scratch, T* lo, T* hi) const {
+  void find(T* tile, int64_t w, int64_t width, T* scratch, T* lo, T* hi, const TileAhead<T>& ahead) const {
     T* const values[2] = {lo, hi};
-    find_ranks(tile, w, width, scratch, values);
+    find_ranks(tile, w, width, scratch, values, ahead);
     if (ranks.size() == 1) std::copy(lo, lo + w, hi);
   }
 };
@@ -576,10 +648,10 @@ void median(const RowsView<T>& u, T* out) {
   const RankFinder<T> finder(n, (n - 1) / 2, n / 2);
   const int64_t width = finder.width();
   // scratch layout: tile (n x width) | the finder's scratch
-  for_each_tile(u, width, finder.scratch_values(), false, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, finder.scratch_values(), false, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     T* scratch = tile + n * wd;
     alignas(64) T lo[256], hi[256];
-    finder.find(tile, w, wd, scratch, lo, hi);
+    finder.find(tile, w, wd, scratch, lo, hi, ahead);
     for (int64_t t = 0; t < w; ++t) out[j0 + t] = median_from_middle(lo[t], hi[t], n);
   });
 }
@@ -591,13 +663,13 @@ void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
   const int64_t width = finder.width();
   // scratch: tile | work copy of the tile (network path) | the finder's scratch
   const int64_t work = finder.use_network ? n * width : 0;
-  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     T* work_tile = tile + n * wd;
     T* scratch = work_tile + work;
     alignas(64) T lo[256], hi[256];
     std::fill(lo + w, lo + wd, T(0));
     std::fill(hi + w, hi + wd, T(0));
-    finder.find(finder.use_network ? work_tile : tile, w, wd, scratch, lo, hi);
+    finder.find(finder.use_network ? work_tile : tile, w, wd, scratch, lo, hi, ahead);
     // One pass in row order: sum of the values strictly between the
     // thresholds, and how many values sit at or beyond each threshold.
     using Vec = simd::V<T>;
@@ -638,12 +710,12 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
   const int64_t width = finder.width();
   // scratch: tile | work copy of the tile (network path) | the finder's scratch
   const int64_t work = finder.use_network ? m * width : 0;
-  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     T* work_tile = tile + m * wd;
     T* scratch = work_tile + work;
     alignas(64) T vp[256], vp1[256], vp2[256];
     T* const values[3] = {vp, vp1, vp2};
-    finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, scratch, values);
+    finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, scratch, values, ahead);
     alignas(64) T row[256];
     for (int64_t i = 0; i < m; ++i) {  // order.h's leave_one_out_median_value, the parity hoisted
       const T* __restrict x = tile + i * wd;
@@ -739,12 +811,12 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
   typedef T TL __attribute__((vector_size(LD * sizeof(T))));  // LD values of T
   // scratch: tile | work copy of the tile (network path) | the finder's scratch
   const int64_t work = finder.use_network ? m * width : 0;
-  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     T* work_tile = tile + m * wd;
     T* scratch = work_tile + work;
     alignas(64) T v[4][256];
     T* const values[4] = {v[0], v[1], v[2], v[3]};
-    finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, scratch, values);
+    finder.find_ranks(finder.use_network ? work_tile : tile, w, wd, scratch, values, ahead);
     const T *a0 = v[slot[0]], *a1 = v[slot[1]], *z1 = v[slot[2]], *z0 = v[slot[3]];
     // column.h's leave_one_out_trim_pass for every column at once, lanes = columns: the
     // four counts, the row-order sum of the mid values (in (a0, z0)) and their smallest
@@ -868,7 +940,7 @@ void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
   const int64_t n = u.n_rows;
   const RankFinder<T> sorter(n, 0, n - 1, /*all_ranks=*/true);
   const int64_t width = sorter.width();
-  for_each_tile(u, width, n, false, [&](T* tile, int64_t j0, int64_t w, int64_t wd) {
+  for_each_tile(u, width, n, false, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     if (sorter.use_network) {
       sorter.sort_network(tile);
       for (int64_t t = 0; t < w; ++t) out[j0 + t] = fedrobust::closest_to_median_mean(tile + t, wd, n, gamma);

@@ -101,6 +101,30 @@ void load_raw_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The tile a thread works on next: columns [j0, j0 + bytes / sizeof(T)) of every row of u,
+// or none (rows == nullptr: no next tile, or rows that are not contiguous). A kernel whose
+// tile is too large for load_canonical_tile's prefetch of the next tile (the band path)
+// prefetches it itself, a line at a time between its own work, so that the next load reads
+// the lines from the caches instead of waiting on memory.
+template <class T>
+struct TileAhead {
+  const T* const* rows = nullptr;
+  int64_t j0 = 0, bytes = 0;
+
+  TileAhead() = default;
+  TileAhead(const RowsView<T>& u, int64_t next_j0, int64_t width) {
+    if (u.col_stride != 1 || next_j0 >= u.cols) return;
+    rows = u.rows;
+    j0 = next_j0;
+    bytes = std::min(width, u.cols - next_j0) * static_cast<int64_t>(sizeof(T));
+  }
+  // Prefetch (to L2: the lines are read once, by the next load) the line at byte offset
+  // `at` (a multiple of 64) of row i's next tile, if the tile reaches it.
+  void prefetch(int64_t i, int64_t at) const {
+    if (rows && at < bytes) __builtin_prefetch(reinterpret_cast<const char*>(rows[i] + j0) + at, 0, 1);
+  }
+};
+
 // Tile width (a multiple of `quantum` columns) such that n_rows x width values
 // of T take about `budget_bytes`, clamped to [quantum, max_width].
 template <class T>
