@@ -504,6 +504,40 @@ def test_set_num_threads_changes_backend_info_threads(restore_threads):
     assert fedrobust.backend_info()["cpu"]["threads"] == 3
 
 
+# The comparator network (below 512 rows): blocks of 16 rows sorted as the tile loads (the
+# last one completed with +Inf), then bitonic merges whose short distances run in registers, a
+# block of 8 (AVX2, generic) or 16 rows (AVX-512) at a time. Every row count up to 70 and the
+# block and power-of-two edges beyond, at every SIMD level, both dtypes, with ties, signed
+# zeros and non-finite values, over a full tile and a partial one (d = 70): the reference's
+# bits for the median, the trimmed mean and Bulyan's second stage (a full sort).
+NETWORK_ROWS = list(range(1, 71)) + [95, 96, 97, 127, 128, 129, 255, 256, 257, 383, 511]
+
+
+@pytest.mark.parametrize("m", NETWORK_ROWS)
+def test_network_rows_match_the_reference_at_every_simd_level(m, restore_simd):
+    rng = np.random.default_rng(m)
+    base = rng.standard_normal((m, 70))
+    base[:, 1] = rng.integers(0, 3, m)  # ties
+    base[:, 2] = np.where(rng.random(m) < 0.5, 0.0, -0.0)  # signed zeros only
+    base[rng.random(m) < 0.2, 3] = np.nan
+    base[rng.random(m) < 0.2, 4] = np.inf
+    base[rng.random(m) < 0.2, 5] = -np.inf
+    beta = (m - 1) // 4
+    rows = list(range(m))
+    gamma = max(1, m // 2)
+    for dtype in DTYPES:
+        U = base.astype(dtype)
+        before = snapshot(U)
+        expected = (ref.median(U).astype(dtype), ref.trimmed_mean(U, beta).astype(dtype),
+                    ref.closest_to_median_mean(U, gamma).astype(dtype))
+        for level in SIMD_LEVELS:
+            got = run_with_simd(level, lambda: (agg.median(U), agg.trimmed_mean(U, beta),
+                                                CPU.closest_to_median_mean(U, gamma, rows)))
+            for name, x, y in zip(("median", "trimmed mean", "closest to the median"), got, expected):
+                assert_identical(x, y, f"{name} m={m} {np.dtype(dtype).name} {level}")
+        assert_unchanged(before, f"network m={m}")
+
+
 # Large m: the comparator network runs below 512 rows, the sampled pivots from there (and
 # std::nth_element where a band overflows); all must give the reference's bits (the switch
 # never changes a result). tests/test_large_m_selection.py covers the pivots' paths.

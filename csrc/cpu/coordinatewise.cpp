@@ -4,9 +4,11 @@
 // For each tile of columns (see tile.h) the kernel finds, per column, the
 // values at the ranks it needs:
 //   - n < kBandMinRows: a comparator network whose lanes are the tile's
-//     columns (selection_network, pruned to the needed ranks). Every
+//     columns: blocks of 16 rows sorted in registers as the tile loads, then
+//     bitonic merges pruned to the needed ranks (merge_network). Every
 //     comparator is one vector min and one vector max over a tile row, with
-//     no branches;
+//     no branches; the merges' short-distance comparators run in registers,
+//     a block of rows at a time;
 //   - larger n: sampled pivots (BandFinder), linear in n: a pruned network over
 //     a fixed sample of rows gives each column 8 pivots around each wanted
 //     rank; one vector pass over all rows counts the values below each pivot,
@@ -66,15 +68,75 @@ constexpr int64_t kBandWidth(int64_t n) {
   return (n <= kWideBandMaxRows ? 256 : 64) / static_cast<int64_t>(sizeof(T));
 }
 
-// Apply the network to all W columns of a tile (rows of W values) in place:
-// every comparator is one vector min and one vector max per tile row segment.
+// Every aligned block of kPresorted tile rows is sorted, column by column, in registers
+// (sort_blocks_of_16, load_tile_sorting_blocks: Batcher's 63 comparators per 16 loads and
+// 16 stores; the last block completed with +Inf); merge_network's steps then merge the
+// sorted blocks.
+constexpr int64_t kPresorted = 16;
+constexpr Sort16 kSort16 = make_sort16();
+
+// Wires of a block step (merge_network): as many as the registers hold beside a temporary
+// (32 vector registers at AVX-512, 16 below).
+constexpr int kBlock = simd::kBytes == 64 ? 16 : 8;
+constexpr HalfCleaners<kBlock> kHalfCleaners = half_cleaners<kBlock>();
+
+// The comparators (a[c], b[c]), c < N, on the registers r, in order.
+template <int N, class Vec, class Net>
+inline void compare_in_registers(Vec* r, const Net& net) {
+#pragma GCC unroll 64
+  for (int c = 0; c < N; ++c) {
+    const Vec x = r[net.a[c]], y = r[net.b[c]];
+    r[net.a[c]] = simd::vmin(x, y);
+    r[net.b[c]] = simd::vmax(x, y);
+  }
+}
+
+// Rows [b, b + B) of vector k of a tile of W columns and n rows into r; rows from n on read as +Inf.
+template <int B, int64_t W, class Vec, class T>
+inline void load_block(const T* tile, int64_t n, int64_t b, int64_t k, Vec* r) {
+  constexpr int64_t kVectors = W / simd::Vector<T>::lanes;
+  const Vec* rows = reinterpret_cast<const Vec*>(tile + b * W);
+  if (b + B <= n) {
+#pragma GCC unroll 16
+    for (int i = 0; i < B; ++i) r[i] = rows[i * kVectors + k];
+    return;
+  }
+  for (int i = 0; i < B; ++i) r[i] = b + i < n ? rows[i * kVectors + k] : Vec{} + std::numeric_limits<T>::infinity();
+}
+
+// r back into rows [b, min(b + B, n)) of vector k.
+template <int B, int64_t W, class Vec, class T>
+inline void store_block(const Vec* r, int64_t n, int64_t b, int64_t k, T* tile) {
+  constexpr int64_t kVectors = W / simd::Vector<T>::lanes;
+  Vec* rows = reinterpret_cast<Vec*>(tile + b * W);
+  if (b + B <= n) {
+#pragma GCC unroll 16
+    for (int i = 0; i < B; ++i) rows[i * kVectors + k] = r[i];
+    return;
+  }
+  for (int i = 0; b + i < n; ++i) rows[i * kVectors + k] = r[i];
+}
+
+// Apply merge_network's steps to all W columns of a tile of n rows (rows of W values) in
+// place: a comparator is one vector min and one vector max per vector of a row; a block step
+// loads its kBlock rows into registers (rows from n on as +Inf), applies the half-cleaners
+// there and stores the rows below n.
 template <class T, int64_t W = kNetworkWidth<T>>
-void apply_network(const std::vector<Comparator>& net, T* tile) {
+void apply_merge_network(const std::vector<NetworkStep>& steps, int64_t n, T* tile) {
   using Vec = simd::V<T>;
   constexpr int64_t kVectors = W / simd::Vector<T>::lanes;
-  for (const Comparator& c : net) {
-    Vec* a = reinterpret_cast<Vec*>(tile + c.first * W);
-    Vec* b = reinterpret_cast<Vec*>(tile + c.second * W);
+  for (const NetworkStep& step : steps) {
+    if (step.b == kBlockStep) {
+      for (int64_t k = 0; k < kVectors; ++k) {
+        Vec r[kBlock];
+        load_block<kBlock, W>(tile, n, step.a, k, r);
+        compare_in_registers<HalfCleaners<kBlock>::size>(r, kHalfCleaners);
+        store_block<kBlock, W>(r, n, step.a, k, tile);
+      }
+      continue;
+    }
+    Vec* a = reinterpret_cast<Vec*>(tile + step.a * W);
+    Vec* b = reinterpret_cast<Vec*>(tile + step.b * W);
     for (int64_t k = 0; k < kVectors; ++k) {
       const Vec x = a[k], y = b[k];
       a[k] = simd::vmin(x, y);
@@ -83,42 +145,66 @@ void apply_network(const std::vector<Comparator>& net, T* tile) {
   }
 }
 
-// Sort every full aligned block of 16 tile rows, column by column, in
-// registers: 63 comparators per 16 loads and 16 stores. These are the first
-// four phases of the network (selection_network(..., kPresorted)).
-constexpr int64_t kPresorted = 16;
-constexpr Sort16 kSort16 = make_sort16();
-
+// Sort every aligned block of 16 rows of a tile of n rows, column by column, in registers
+// (the last block completed with +Inf, which stays above the rows).
 template <class T, int64_t W = kNetworkWidth<T>>
 void sort_blocks_of_16(int64_t n, T* tile) {
   using Vec = simd::V<T>;
   constexpr int64_t kVectors = W / simd::Vector<T>::lanes;
-  for (int64_t b = 0; b + kPresorted <= n; b += kPresorted) {
-    Vec* block = reinterpret_cast<Vec*>(tile + b * W);
+  for (int64_t b = 0; b < n; b += kPresorted) {
+    for (int64_t k = 0; k < kVectors; ++k) {
+      Vec r[kPresorted];
+      load_block<kPresorted, W>(tile, n, b, k, r);
+      compare_in_registers<Sort16::size>(r, kSort16);
+      store_block<kPresorted, W>(r, n, b, k, tile);
+    }
+  }
+}
+
+// load_canonical_tile for a whole tile of the network's width (w == kNetworkWidth, rows
+// contiguous), with every aligned block of 16 rows sorted column by column on the way
+// (sort_blocks_of_16, in registers): each value is stored once, sorted, instead of stored,
+// loaded and stored again. With `raw`, the loaded rows are also stored there unsorted.
+// Prefetches the next tile like load_canonical_tile.
+template <class T, int64_t W = kNetworkWidth<T>>
+void load_tile_sorting_blocks(const RowsView<T>& u, int64_t j0, T* sorted, T* raw, const TileAhead<T>& ahead) {
+  using Vec = simd::V<T>;
+  constexpr int64_t L = simd::Vector<T>::lanes;
+  constexpr int64_t kVectors = W / L;
+  const Vec inf = Vec{} + std::numeric_limits<T>::infinity();
+  const int64_t n = u.n_rows;
+  for (int64_t b = 0; b < n; b += kPresorted) {
+    const int64_t rows = std::min(kPresorted, n - b);
+    for (int64_t i = b; i < b + rows; ++i)
+      for (int64_t at = 0; at < W * static_cast<int64_t>(sizeof(T)); at += 64) ahead.prefetch(i, at);
     for (int64_t k = 0; k < kVectors; ++k) {
       Vec r[kPresorted];
 #pragma GCC unroll 16
-      for (int i = 0; i < kPresorted; ++i) r[i] = block[i * kVectors + k];
-#pragma GCC unroll 63
-      for (int c = 0; c < 63; ++c) {
-        const Vec x = r[kSort16.a[c]], y = r[kSort16.b[c]];
-        r[kSort16.a[c]] = simd::vmin(x, y);
-        r[kSort16.b[c]] = simd::vmax(x, y);
+      for (int i = 0; i < kPresorted; ++i) {
+        if (i < rows) {
+          std::memcpy(&r[i], u.rows[b + i] + j0 + k * L, sizeof(Vec));
+          r[i] = simd::vmin(r[i], inf) + T(0);  // canonical(): NaN -> +Inf (minps' rule), -0 -> +0
+        } else {
+          r[i] = inf;
+        }
       }
-#pragma GCC unroll 16
-      for (int i = 0; i < kPresorted; ++i) block[i * kVectors + k] = r[i];
+      if (raw) store_block<kPresorted, W>(r, n, b, k, raw);
+      compare_in_registers<Sort16::size>(r, kSort16);
+      store_block<kPresorted, W>(r, n, b, k, sorted);
     }
   }
 }
 
 // Run `per_tile(tile, j0, w, width, ahead)` over column tiles in parallel (ahead: the tile
-// after this one, TileAhead). Each
-// thread owns a scratch tile of n x width values (+ `extra` values after it);
-// with `twice`, the tile is loaded a second time right after the first
-// (extra must leave room for it).
+// after this one, TileAhead). Each thread owns a scratch tile of n x width values (+ `extra`
+// values after it); with `twice`, the tile is loaded a second time right after the first
+// (extra must leave room for it). With `presort` (the network's width), every full aligned
+// block of 16 rows of the tile (of the second copy with `twice`) is sorted column by column
+// before per_tile sees it, while loading where the tile is whole and its rows contiguous.
 template <class T, class F>
-void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twice, F per_tile) {
+void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twice, bool presort, F per_tile) {
   const int64_t n_tiles = ceil_div(u.cols, width);
+  if (presort && width != kNetworkWidth<T>) throw std::logic_error("for_each_tile: presort needs the network's width");
 #pragma omp parallel if (worth_threads(u.n_rows * u.cols))
   {
     Scratch<T> scratch(static_cast<size_t>(u.n_rows * width + extra));
@@ -127,8 +213,15 @@ void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twic
     for (int64_t b = 0; b < n_tiles; ++b) {
       const int64_t j0 = b * width;
       const int64_t w = std::min(width, u.cols - j0);
-      load_canonical_tile(u, j0, w, width, scratch.data(), second);
-      per_tile(scratch.data(), j0, w, width, TileAhead<T>(u, j0 + width, width));
+      const TileAhead<T> ahead(u, j0 + width, width);
+      if (presort && w == width && u.col_stride == 1) {
+        if (twice) load_tile_sorting_blocks<T>(u, j0, second, scratch.data(), ahead);
+        else load_tile_sorting_blocks<T>(u, j0, scratch.data(), nullptr, ahead);
+      } else {
+        load_canonical_tile(u, j0, w, width, scratch.data(), second);
+        if (presort) sort_blocks_of_16(u.n_rows, twice ? second : scratch.data());
+      }
+      per_tile(scratch.data(), j0, w, width, ahead);
     }
   }
 }
@@ -295,7 +388,7 @@ struct BandFinder {
   std::vector<int64_t> ranks;       // ascending, distinct
   std::vector<Group> groups;
   std::vector<int64_t> sample_pos;  // every group's positions, distinct, ascending
-  std::vector<Comparator> net;      // selects sample_pos among the s sample rows
+  std::vector<NetworkStep> net;     // selects sample_pos among the s sample rows
 
   BandFinder(int64_t n_, const std::vector<int64_t>& ranks_) : n(n_), width(kBandWidth<T>(n_)), ranks(ranks_) {
     if (ranks.size() > kMaxRanks) throw std::logic_error("BandFinder: at most 4 ranks");
@@ -323,7 +416,7 @@ struct BandFinder {
     cap = (cap + kLanes) / kLanes * kLanes - 1;  // a band's cap + 1 slots: whole vectors
     std::sort(sample_pos.begin(), sample_pos.end());
     sample_pos.erase(std::unique(sample_pos.begin(), sample_pos.end()), sample_pos.end());
-    net = selection_network(s, sample_pos, kPresorted);
+    net = merge_network(s, sample_pos, kPresorted, kBlock);
   }
 
   void place_pivots(Group& g, double lo, double hi, double* widest) {
@@ -395,7 +488,7 @@ struct BandFinder {
     for (int64_t k = 0; k < s; ++k)
       std::memcpy(sample + k * W, tile + ((2 * k + 1) * n / (2 * s)) * W, sizeof(T) * W);
     sort_blocks_of_16<T, W>(s, sample);
-    apply_network<T, W>(net, sample);
+    apply_merge_network<T, W>(net, s, sample);
     alignas(64) T pivot[kMaxRanks * kPivots][W];
     alignas(64) Count less[kMaxRanks * kPivots][W];
     for (int64_t g = 0; g < n_groups; ++g)
@@ -591,7 +684,7 @@ struct RankFinder {
   int64_t n;
   bool use_network;
   std::vector<int64_t> ranks;  // ascending, distinct
-  std::vector<Comparator> net;
+  std::vector<NetworkStep> net;
   std::optional<BandFinder<T>> band;
 
   // The ranks r1 <= r2 (find); with all_ranks the network sorts every rank (sort_network).
@@ -608,14 +701,15 @@ struct RankFinder {
       wanted.clear();
       for (int64_t r = 0; r < n; ++r) wanted.push_back(r);
     }
-    net = selection_network(n, wanted, kPresorted);
+    net = merge_network(n, wanted, kPresorted, kBlock);
   }
 
-  // The whole network on a tile of kNetworkWidth<T> columns, in place.
-  void sort_network(T* tile) const {
-    sort_blocks_of_16(n, tile);
-    apply_network(net, tile);
-  }
+  // The network on a tile of kNetworkWidth<T> columns whose aligned blocks of 16 rows are
+  // sorted (for_each_tile's presort), in place.
+  void sort_network(T* tile) const { apply_merge_network(net, n, tile); }
+
+  // Whether for_each_tile must sort the tile's blocks of 16 rows (the network path).
+  bool presort() const { return use_network; }
 
   int64_t width() const {
     return use_network ? kNetworkWidth<T> : band ? band->width : tile_width<T>(n, 64 * 1024, 16, 256);
@@ -624,7 +718,8 @@ struct RankFinder {
   // Scratch values find_ranks needs beyond the tile (none on the network path).
   int64_t scratch_values() const { return band ? band->scratch_values() : 0; }
 
-  // values[k][t] = the value of rank ranks[k] of column t < w (not for all_ranks).
+  // values[k][t] = the value of rank ranks[k] of column t < w (not for all_ranks); on the
+  // network path the tile's blocks of 16 rows are sorted (presort()).
   void find_ranks(T* tile, int64_t w, int64_t width, T* scratch, T* const* values,
                   const TileAhead<T>& ahead) const {
     if (band) return band->find_ranks(tile, w, scratch, values, ahead);
@@ -648,7 +743,7 @@ void median(const RowsView<T>& u, T* out) {
   const RankFinder<T> finder(n, (n - 1) / 2, n / 2);
   const int64_t width = finder.width();
   // scratch layout: tile (n x width) | the finder's scratch
-  for_each_tile(u, width, finder.scratch_values(), false, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
+  for_each_tile(u, width, finder.scratch_values(), false, finder.presort(), [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     T* scratch = tile + n * wd;
     alignas(64) T lo[256], hi[256];
     finder.find(tile, w, wd, scratch, lo, hi, ahead);
@@ -663,7 +758,7 @@ void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
   const int64_t width = finder.width();
   // scratch: tile | work copy of the tile (network path) | the finder's scratch
   const int64_t work = finder.use_network ? n * width : 0;
-  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
+  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, finder.presort(), [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     T* work_tile = tile + n * wd;
     T* scratch = work_tile + work;
     alignas(64) T lo[256], hi[256];
@@ -710,7 +805,7 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
   const int64_t width = finder.width();
   // scratch: tile | work copy of the tile (network path) | the finder's scratch
   const int64_t work = finder.use_network ? m * width : 0;
-  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
+  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, finder.presort(), [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     T* work_tile = tile + m * wd;
     T* scratch = work_tile + work;
     alignas(64) T vp[256], vp1[256], vp2[256];
@@ -811,7 +906,7 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
   typedef T TL __attribute__((vector_size(LD * sizeof(T))));  // LD values of T
   // scratch: tile | work copy of the tile (network path) | the finder's scratch
   const int64_t work = finder.use_network ? m * width : 0;
-  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
+  for_each_tile(u, width, work + finder.scratch_values(), finder.use_network, finder.presort(), [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     T* work_tile = tile + m * wd;
     T* scratch = work_tile + work;
     alignas(64) T v[4][256];
@@ -940,7 +1035,7 @@ void closest_to_median_mean(const RowsView<T>& u, int64_t gamma, T* out) {
   const int64_t n = u.n_rows;
   const RankFinder<T> sorter(n, 0, n - 1, /*all_ranks=*/true);
   const int64_t width = sorter.width();
-  for_each_tile(u, width, n, false, [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
+  for_each_tile(u, width, n, false, sorter.presort(), [&](T* tile, int64_t j0, int64_t w, int64_t wd, const TileAhead<T>& ahead) {
     if (sorter.use_network) {
       sorter.sort_network(tile);
       for (int64_t t = 0; t < w; ++t) out[j0 + t] = fedrobust::closest_to_median_mean(tile + t, wd, n, gamma);
