@@ -751,6 +751,68 @@ void median(const RowsView<T>& u, T* out) {
   });
 }
 
+// x (as many values of T as a double vector holds) converted to double, in one instruction
+// (__builtin_convertvector splits the AVX-512 float case in two halves and joins them).
+template <class DVec, class TL>
+inline DVec widen(TL x) {
+#if defined(FR_ARCH_AVX512)
+  if constexpr (sizeof(x[0]) == 4) return (DVec)_mm512_cvtps_pd((__m256)x);
+#elif defined(FR_ARCH_AVX2)
+  if constexpr (sizeof(x[0]) == 4) return (DVec)_mm256_cvtps_pd((__m128)x);
+#endif
+  return __builtin_convertvector(x, DVec);
+}
+
+// trimmed_mean's pass over a tile of n rows x wd columns (lo, hi, the outputs: wd values,
+// 64-byte aligned), in row order: per column, mid_sum = the sum in double, row after row from
+// 0, of the values strictly between lo and hi; n_le = #{x <= lo}, n_ge = #{x >= hi}. Lanes =
+// columns, kChunks vectors of LD columns (as many as a double vector holds) at a time, with
+// the sums and counts in registers.
+template <int kChunks, class T, class Count>
+void trim_pass_chunks(const T* tile, int64_t n, int64_t wd, const T* lo, const T* hi, double* mid_sum, Count* n_le,
+                      Count* n_ge) {
+  using DVec = simd::V<double>;
+  constexpr int64_t LD = simd::Vector<double>::lanes;
+  typedef T TL __attribute__((vector_size(LD * sizeof(T))));  // LD values of T
+  using TM = decltype(TL{} < TL{});
+  for (int64_t t0 = 0; t0 < wd; t0 += kChunks * LD) {
+    TL below[kChunks], above[kChunks];
+    TM le_count[kChunks] = {}, ge_count[kChunks] = {};
+    DVec sum[kChunks] = {};
+    for (int k = 0; k < kChunks; ++k) {
+      below[k] = *reinterpret_cast<const TL*>(lo + t0 + k * LD);
+      above[k] = *reinterpret_cast<const TL*>(hi + t0 + k * LD);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const T* row = tile + i * wd + t0;
+#pragma GCC unroll 4
+      for (int k = 0; k < kChunks; ++k) {
+        const TL x = *reinterpret_cast<const TL*>(row + k * LD);
+        const TM le = x <= below[k], ge = x >= above[k];
+        le_count[k] -= le;
+        ge_count[k] -= ge;
+        sum[k] += widen<DVec>((le | ge) ? TL{} : x);
+      }
+    }
+    for (int k = 0; k < kChunks; ++k) {
+      *reinterpret_cast<TM*>(n_le + t0 + k * LD) = le_count[k];
+      *reinterpret_cast<TM*>(n_ge + t0 + k * LD) = ge_count[k];
+      *reinterpret_cast<DVec*>(mid_sum + t0 + k * LD) = sum[k];
+    }
+  }
+}
+
+// trim_pass_chunks with as many chunks at a time as divide the tile's vectors (up to 4 with
+// AVX-512's 32 registers, 2 below).
+template <class T, class Count>
+void trim_pass(const T* tile, int64_t n, int64_t wd, const T* lo, const T* hi, double* mid_sum, Count* n_le,
+               Count* n_ge) {
+  const int64_t chunks = wd / simd::Vector<double>::lanes;
+  if (simd::kBytes == 64 && chunks % 4 == 0) return trim_pass_chunks<4>(tile, n, wd, lo, hi, mid_sum, n_le, n_ge);
+  if (chunks % 2 == 0) return trim_pass_chunks<2>(tile, n, wd, lo, hi, mid_sum, n_le, n_ge);
+  trim_pass_chunks<1>(tile, n, wd, lo, hi, mid_sum, n_le, n_ge);
+}
+
 template <class T>
 void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
   const int64_t n = u.n_rows;
@@ -767,28 +829,10 @@ void trimmed_mean(const RowsView<T>& u, int64_t beta, T* out) {
     finder.find(finder.use_network ? work_tile : tile, w, wd, scratch, lo, hi, ahead);
     // One pass in row order: sum of the values strictly between the
     // thresholds, and how many values sit at or beyond each threshold.
-    using Vec = simd::V<T>;
-    using Mask = simd::Mask<T>;
-    using Count = typename std::remove_reference<decltype(Mask{}[0])>::type;
-    constexpr int64_t L = simd::Vector<T>::lanes;
+    using Count = typename std::remove_reference<decltype(simd::Mask<T>{}[0])>::type;
     alignas(64) double mid_sum[256];
     alignas(64) Count n_le[256], n_ge[256];
-    alignas(64) T mid[256];
-    std::fill(mid_sum, mid_sum + wd, 0.0);
-    std::fill(n_le, n_le + wd, Count(0));
-    std::fill(n_ge, n_ge + wd, Count(0));
-    for (int64_t i = 0; i < n; ++i) {
-      const T* row = tile + i * wd;
-      for (int64_t t = 0; t < wd; t += L) {
-        const Vec x = *reinterpret_cast<const Vec*>(row + t);
-        const Mask le = x <= *reinterpret_cast<const Vec*>(lo + t);
-        const Mask ge = x >= *reinterpret_cast<const Vec*>(hi + t);
-        *reinterpret_cast<Mask*>(n_le + t) -= le;
-        *reinterpret_cast<Mask*>(n_ge + t) -= ge;
-        *reinterpret_cast<Vec*>(mid + t) = (le | ge) ? Vec{} : x;
-      }
-      for (int64_t t = 0; t < wd; ++t) mid_sum[t] += static_cast<double>(mid[t]);
-    }
+    trim_pass(tile, n, wd, lo, hi, mid_sum, n_le, n_ge);
     for (int64_t t = 0; t < w; ++t)
       out[j0 + t] = trimmed_mean_from_pass(lo[t], hi[t], mid_sum[t], n_le[t], n_ge[t], n, beta);
   });
@@ -1010,7 +1054,7 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
       const double* skip_row = skip.data() + i * wd;
       for (int64_t t = 0; t < wd; t += LD) {
         const TL x = lanes<TL>(row, t);
-        const DVec xd = __builtin_convertvector(x, DVec);
+        const DVec xd = widen<DVec>(x);
         DVec skip_t;  // skip is a std::vector's memory: no vector alignment
         std::memcpy(&skip_t, skip_row + t, sizeof(DVec));
         const DVec skip_sum = lanes<DMask>(exact, t) ? lanes<DVec>(s_mid, t) - xd : skip_t;
