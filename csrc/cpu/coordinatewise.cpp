@@ -198,13 +198,15 @@ void load_tile_sorting_blocks(const RowsView<T>& u, int64_t j0, T* sorted, T* ra
 // Run `per_tile(tile, j0, w, width, ahead)` over column tiles in parallel (ahead: the tile
 // after this one, TileAhead). Each thread owns a scratch tile of n x width values (+ `extra`
 // values after it); with `twice`, the tile is loaded a second time right after the first
-// (extra must leave room for it). With `presort` (the network's width), every full aligned
-// block of 16 rows of the tile (of the second copy with `twice`) is sorted column by column
-// before per_tile sees it, while loading where the tile is whole and its rows contiguous.
+// (extra must leave room for it). With `presort` (the network's width), every aligned block
+// of 16 rows of the tile (of the second copy with `twice`; the last block completed with
+// +Inf) is sorted column by column before per_tile sees it, while loading where the tile is
+// whole and its rows contiguous.
 template <class T, class F>
 void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twice, bool presort, F per_tile) {
   const int64_t n_tiles = ceil_div(u.cols, width);
-  if (presort && width != kNetworkWidth<T>) throw std::logic_error("for_each_tile: presort needs the network's width");
+  if (presort && width != kNetworkWidth<T>)
+    throw std::logic_error("for_each_tile: presort needs the network's width");
 #pragma omp parallel if (worth_threads(u.n_rows * u.cols))
   {
     Scratch<T> scratch(static_cast<size_t>(u.n_rows * width + extra));
@@ -452,7 +454,8 @@ struct BandFinder {
     }
   }
 
-  // Scratch values find_ranks needs beyond the tile: the sample, the bands, one column.
+  // Scratch values find_ranks needs beyond the tile: the sample, the bands, one column, and
+  // each rank slot's list.
   int64_t scratch_values() const {
     return s * width + kMaxRanks * (cap + 1) * width + n + kMaxRanks * 2 * (list_capacity() + kMaxLanes);
   }
@@ -527,11 +530,11 @@ struct BandFinder {
     }
 
     // Each rank's interval [lower, upper) and its base less_k; a rank in the same interval
-    // as the one before it shares that one's slot (its own bounds are NaN: it collects nothing).
+    // as the one before it shares that one's slot (its own bounds are NaN: it collects
+    // nothing). A rank equal to less_k (k >= 0) is pivot k's own value (the pivot is one of
+    // the column's values, so at least one value equals it): it is found (at_pivot) and its
+    // slot collects nothing either. A slot that collects nothing in any column skips step 3.
     alignas(64) T lower[kMaxRanks][W], upper[kMaxRanks][W];
-    // A rank equal to less_k (k >= 0) is pivot k's own (the pivot is one of the column's
-    // values, so at least one value equals it): the rank is found (at_pivot) and its slot
-    // collects nothing. A slot that collects nothing in any column skips step 3.
     alignas(64) Count eq[kMaxRanks][W];
     int64_t base[kMaxRanks][W], interval[kMaxRanks][W], slot[kMaxRanks][W], count[kMaxRanks][W];
     T pivot_value[kMaxRanks][W];
