@@ -513,6 +513,10 @@ def test_set_num_threads_changes_backend_info_threads(restore_threads):
 NETWORK_ROWS = list(range(1, 71)) + [95, 96, 97, 127, 128, 129, 255, 256, 257, 383, 511]
 
 
+def _network_rules(U, beta, gamma, rows):
+    return agg.median(U), agg.trimmed_mean(U, beta), CPU.closest_to_median_mean(U, gamma, rows)
+
+
 @pytest.mark.parametrize("m", NETWORK_ROWS)
 def test_network_rows_match_the_reference_at_every_simd_level(m, restore_simd):
     rng = np.random.default_rng(m)
@@ -531,8 +535,7 @@ def test_network_rows_match_the_reference_at_every_simd_level(m, restore_simd):
         expected = (ref.median(U).astype(dtype), ref.trimmed_mean(U, beta).astype(dtype),
                     ref.closest_to_median_mean(U, gamma).astype(dtype))
         for level in SIMD_LEVELS:
-            got = run_with_simd(level, lambda: (agg.median(U), agg.trimmed_mean(U, beta),
-                                                CPU.closest_to_median_mean(U, gamma, rows)))
+            got = run_with_simd(level, _network_rules, U, beta, gamma, rows)
             for name, x, y in zip(("median", "trimmed mean", "closest to the median"), got, expected):
                 assert_identical(x, y, f"{name} m={m} {np.dtype(dtype).name} {level}")
         assert_unchanged(before, f"network m={m}")
