@@ -40,6 +40,13 @@ class Scratch {
 constexpr int64_t kPrefetchTileBytes = 256 * 1024;
 constexpr int64_t kRowsAhead = 64;
 
+// Whether load_canonical_tile prefetches the next tile itself (a tile of n_rows x width
+// values of T within kPrefetchTileBytes).
+template <class T>
+constexpr bool load_prefetches_next_tile(int64_t n_rows, int64_t width) {
+  return n_rows * width * static_cast<int64_t>(sizeof(T)) <= kPrefetchTileBytes;
+}
+
 template <class T>
 void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T* tile,
                          T* copy = nullptr) {
@@ -47,7 +54,7 @@ void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t wi
   constexpr int64_t L = 32 / sizeof(T);
   const T inf = std::numeric_limits<T>::infinity();
   const V inf_v = V{} + inf;
-  const bool rows_ahead = u.n_rows * width * static_cast<int64_t>(sizeof(T)) > kPrefetchTileBytes;
+  const bool rows_ahead = !load_prefetches_next_tile<T>(u.n_rows, width);
   const bool prefetch = u.col_stride == 1 && j0 + width < u.cols && !rows_ahead;
   const int64_t next_bytes = std::min(width, u.cols - j0 - width) * static_cast<int64_t>(sizeof(T));
   const int64_t w_bytes = w * static_cast<int64_t>(sizeof(T));
@@ -103,9 +110,10 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The tile a thread works on next: columns [j0, j0 + bytes / sizeof(T)) of every row of u,
 // or none (rows == nullptr: no next tile, or rows that are not contiguous). A kernel whose
-// tile is too large for load_canonical_tile's prefetch of the next tile (the band path)
-// prefetches it itself, a line at a time between its own work, so that the next load reads
-// the lines from the caches instead of waiting on memory.
+// tile is too large for load_canonical_tile's prefetch of the next tile
+// (!load_prefetches_next_tile: the band path above 1,024 rows) prefetches it itself, a
+// line at a time between its own work, so that the next load reads the lines from the
+// caches instead of waiting on memory.
 template <class T>
 struct TileAhead {
   const T* const* rows = nullptr;
