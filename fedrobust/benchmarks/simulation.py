@@ -125,9 +125,9 @@ def per_worker_resnet20_updates(model: Any, w: torch.Tensor, x_all: torch.Tensor
 
 def compare_resnet20_with_loop(workers: int, rounds: int, image: Tuple[int, int, int] = (1, 64, 64),
                                batch: int = 32) -> Dict[str, Any]:
-    """One local SGD step of ResNet20 for `workers` workers on Gaussian images of CH-MNIST's
-    shape (1 x 64 x 64, 8 classes), batch 32: the batched step against
-    `per_worker_resnet20_updates` on the same minibatches."""
+    """One local SGD step of ResNet20 for `workers` workers on Gaussian images of shape
+    `image` (default CH-MNIST's 1 x 64 x 64), 8 classes, `batch` examples each: the batched
+    step against `per_worker_resnet20_updates` on the same minibatches."""
     model = models.get("resnet20", image, 8)
     rng = np.random.default_rng(0)
     n = workers * batch
