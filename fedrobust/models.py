@@ -238,6 +238,14 @@ def weighted_cross_entropy(logits: Tensor, y: Tensor, weight: Tensor) -> Tensor:
     return (weight * ce).sum(dim=1) / weight.sum(dim=1).clamp_min(1e-12)
 
 
+def nonfinite_rows(U: Tensor) -> np.ndarray:
+    """(m,) bool: whether each row of U (m, d) holds a NaN or an Inf (one native pass on the
+    CPU)."""
+    if U.device.type == "cpu":
+        return cpu.nonfinite_rows(U.detach().numpy())
+    return (~torch.isfinite(U).all(dim=1)).cpu().numpy()
+
+
 def worker_chunks(m: int, per_chunk: int) -> List[slice]:
     """Rows 0 .. m cut into ceil(m / per_chunk) consecutive slices of near-equal sizes. With
     per_chunk >= 2 none is a single row (a group of one runs as a plain conv, whose kernel
@@ -320,7 +328,7 @@ class BatchedModel:
         return loss.detach(), grad
 
     def sgd_step(self, w: Tensor, U: Optional[Tensor], x_all: Tensor, y_all: Tensor, batches: np.ndarray,
-                 lr: float) -> Tensor:
+                 lr: float, nonfinite: Optional[np.ndarray] = None) -> Tensor:
         """One local SGD step for every worker, accumulated into the updates.
 
         w (d,) the global model; U (m, d) the updates so far, None before the first
@@ -328,15 +336,24 @@ class BatchedModel:
         the training set; batches (m, B) int64 indices into it, -1 = empty slot.
         Returns U_i - lr * grad_i (U updated in place when given), grad_i the gradient
         of worker i's batch-mean cross-entropy at its model; a worker with an empty
-        batch has grad_i = 0.
+        batch has grad_i = 0. With `nonfinite` ((m,) bool), also sets nonfinite[i] to
+        whether row i of the result holds a NaN or an Inf.
         """
+        out = self._batched_sgd_step(w, U, x_all, y_all, batches, lr)
+        if nonfinite is not None:
+            nonfinite[:] = nonfinite_rows(out)
+        return out
+
+    def _batched_sgd_step(self, w: Tensor, U: Optional[Tensor], x_all: Tensor, y_all: Tensor,
+                          batches: np.ndarray, lr: float) -> Tensor:
+        """sgd_step's updates, in chunks of workers on the CPU (cpu_workers_per_chunk)."""
         m, b = batches.shape
         if x_all.device.type == "cpu":
             chunks = worker_chunks(m, self.cpu_workers_per_chunk(b))
             if len(chunks) > 1:
                 out = torch.empty(m, self.d, dtype=w.dtype) if U is None else U
                 for rows in chunks:
-                    part = self.sgd_step(w, None if U is None else U[rows], x_all, y_all, batches[rows], lr)
+                    part = self._batched_sgd_step(w, None if U is None else U[rows], x_all, y_all, batches[rows], lr)
                     if U is None:
                         out[rows] = part
                 return out
@@ -450,10 +467,11 @@ class LogisticRegression(BatchedModel):
         return batched_linear(x.reshape(m, b, self.features), p["fc.weight"], p["fc.bias"])
 
     def sgd_step(self, w: Tensor, U: Optional[Tensor], x_all: Tensor, y_all: Tensor, batches: np.ndarray,
-                 lr: float) -> Tensor:
+                 lr: float, nonfinite: Optional[np.ndarray] = None) -> Tensor:
         """BatchedModel.sgd_step by the native kernel (csrc/cpu/training.cpp) for CPU
         tensors: it reads each worker's examples in place and writes U directly, with no
-        gathered batch and no (m, d) gradient. Other devices take the autograd path.
+        gathered batch and no (m, d) gradient, and flags non-finite rows (`nonfinite`) as it
+        writes them, with no pass over U of their own. Other devices take the autograd path.
 
         A first step (U None) writes into the array the previous first step returned when
         nothing refers to it any more (the simulation drops each round's U): rewriting it
@@ -461,11 +479,12 @@ class LogisticRegression(BatchedModel):
         keeps that array until its next first step.
         """
         if w.device.type != "cpu" or x_all.dtype != w.dtype:
-            return super().sgd_step(w, U, x_all, y_all, batches, lr)
+            return super().sgd_step(w, U, x_all, y_all, batches, lr, nonfinite)
         X = x_all.reshape(x_all.shape[0], self.features).numpy()
         batches = np.ascontiguousarray(batches, dtype=np.int64)
         if U is not None:
-            cpu.lr_sgd_step(w.numpy(), X, y_all.numpy(), batches, self.num_classes, lr, U.numpy())
+            cpu.lr_sgd_step(w.numpy(), X, y_all.numpy(), batches, self.num_classes, lr, U.numpy(),
+                            nonfinite=nonfinite)
             return U
         last = self._last_first_step
         self._last_first_step = None  # gives it up unless the kernel writes it again
@@ -473,7 +492,7 @@ class LogisticRegression(BatchedModel):
         free = last is not None and last.shape == (batches.shape[0], self.d) and last.dtype == X.dtype and \
             sys.getrefcount(last) == 2
         self._last_first_step = cpu.lr_sgd_step(w.numpy(), X, y_all.numpy(), batches, self.num_classes, lr,
-                                                out=last if free else None)
+                                                out=last if free else None, nonfinite=nonfinite)
         return torch.from_numpy(self._last_first_step)
 
 

@@ -188,16 +188,24 @@ class Simulation:
         y = torch.index_select(self.y_train, 0, idx).view(chosen.shape)
         return x, y, torch.from_numpy(valid.astype(np.float32)).to(self.device)
 
-    def local_updates(self, w: torch.Tensor, workers: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def local_updates(self, w: torch.Tensor, workers: np.ndarray, rng: np.random.Generator,
+                      nonfinite: Optional[np.ndarray] = None) -> torch.Tensor:
         """(m, d) updates: local SGD from w for every selected worker at once
-        (model.sgd_step accumulates U_i -= lr * grad_i, starting from U = 0)."""
+        (model.sgd_step accumulates U_i -= lr * grad_i, starting from U = 0). With
+        `nonfinite` ((m,) bool), also sets whether each row holds a NaN or an Inf (the LR
+        kernel flags its rows as it writes them)."""
         lr = self.learning_rate
         if self.training is not None:  # the same draws, the training on the actors
             batches = [self.sample_indices(workers, rng) for _ in range(self.config.local_rounds)]
-            return self.training.updates(w, workers, batches, lr)
+            U = self.training.updates(w, workers, batches, lr)
+            if nonfinite is not None:
+                nonfinite[:] = models.nonfinite_rows(U)
+            return U
         U = None
-        for _ in range(self.config.local_rounds):
-            U = self.model.sgd_step(w, U, self.x_train, self.y_train, self.sample_indices(workers, rng), lr)
+        for k in range(self.config.local_rounds):
+            last = k == self.config.local_rounds - 1
+            U = self.model.sgd_step(w, U, self.x_train, self.y_train, self.sample_indices(workers, rng), lr,
+                                    nonfinite if last else None)
         return U
 
     def step(self, state: _State) -> Dict[str, Any]:
@@ -207,7 +215,8 @@ class Simulation:
         m = cfg.selected_per_round()
         workers = np.arange(cfg.workers) if m == cfg.workers else np.sort(
             rng.choice(cfg.workers, size=m, replace=False))
-        U = self.local_updates(state.w, workers, rng)  # (m, d) torch, on the run's device
+        nonfinite = np.zeros(m, dtype=bool)  # whether each row of U holds a NaN or an Inf
+        U = self.local_updates(state.w, workers, rng, nonfinite)  # (m, d) torch, on the run's device
         compromised = np.flatnonzero(workers < cfg.compromised)
         metrics: Dict[str, Any] = {"empty_workers": int((self.local_sizes[workers] == 0).sum())}
         round_metrics: Dict[str, Any] = {"round": state.round + 1}
@@ -220,7 +229,9 @@ class Simulation:
                 ctx = AttackContext(seen_U, compromised, seen_w, rule, cfg.rule_params(rule), cfg.knowledge, rng,
                                     state.round, seed=self._attack_seed, worker_ids=workers, lr=self.learning_rate,
                                     options=cfg.attack_options())
-                U[self._rows(compromised)] = self._attack_rows(self.attack(ctx), compromised.size, U)
+                crafted = self._attack_rows(self.attack(ctx), compromised.size, U)
+                U[self._rows(compromised)] = crafted
+                nonfinite[compromised] = models.nonfinite_rows(crafted)
                 round_metrics.update(ctx.metrics)
         else:
             round_metrics["attacked"] = False
@@ -240,9 +251,8 @@ class Simulation:
             rows = rows[np.asarray(kept, dtype=np.int64)]
         if rows.size < m:
             U = U[self._rows(rows)]
-        bad = aggregators.nonfinite_workers(U)
-        if bad.size:
-            metrics["nonfinite_workers"] = rows[bad].tolist()
+        if nonfinite[rows].any():
+            metrics["nonfinite_workers"] = rows[nonfinite[rows]].tolist()
         state.w = state.w + self._aggregate(U, rows, compromised, round_metrics)
         if self.attacking:
             state.pending.append(round_metrics)

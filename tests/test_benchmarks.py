@@ -107,9 +107,9 @@ def test_the_round_split_times_each_part_and_the_rest():
 
     sim = Simulation(Config(dataset="digits", workers=20, compromised=4, out=None), progress=False)
     split = simbench.round_split(sim, sim.initial_state(), rounds=2)
-    assert list(split) == ["round", "sample", "train", "check", "aggregate", "other"]
-    assert all(split[k] > 0 for k in ("round", "sample", "train", "check", "aggregate"))
-    assert abs(split["round"] - sum(split[k] for k in ("sample", "train", "check", "aggregate", "other"))) < 1e-12
+    assert list(split) == ["round", "sample", "train", "aggregate", "other"]
+    assert all(split[k] > 0 for k in ("round", "sample", "train", "aggregate"))
+    assert abs(split["round"] - sum(split[k] for k in ("sample", "train", "aggregate", "other"))) < 1e-12
 
 
 def test_the_dnn_per_worker_loop_computes_the_batched_step():

@@ -463,6 +463,21 @@ def test_a_custom_attack_always_runs_and_is_recorded(tmp_path):
     assert all("attack" in line for line in lines_of(out))
 
 
+def test_the_rows_an_attack_makes_nonfinite_are_named_in_the_round_lines(tmp_path):
+    """The training flags its own non-finite rows (none here); rows an attack writes are
+    checked after it: the lines name exactly the attack's NaN and Inf rows."""
+    def spoiling(ctx):
+        rows = honest(ctx)
+        rows[1, 5], rows[3, 0] = float("nan"), float("inf")
+        return rows
+
+    out = tmp_path / "n"
+    Simulation(config_of(out, attack="none"), attack=spoiling, progress=False).run()
+    assert [line["nonfinite_workers"] for line in lines_of(out)] == [[1, 3]] * 4
+    run(tmp_path / "h", attack="none")
+    assert not any("nonfinite_workers" in line for line in lines_of(tmp_path / "h"))
+
+
 def test_a_custom_dataset_is_recorded_as_itself(tmp_path):
     from fedrobust.data import Dataset
 

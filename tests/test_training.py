@@ -70,6 +70,41 @@ def test_lr_model_native_path_equals_autograd_path():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_step_flags_exactly_the_rows_that_hold_nan_or_inf(dtype):
+    """nonfinite[i] = whether row i of the result holds a NaN or an Inf, on a first step (an
+    example with an Inf feature spoils the rows of the workers that draw it) and on a later
+    one (rows of U already holding a NaN or an Inf in a single coordinate stay so)."""
+    w, X, y, batches = make_case(40, 3, 33, 3, dtype=dtype, seed=4)
+    X[7, 5] = np.inf
+    batches[[3, 9, 17], 1] = 7
+    flags = np.ones(40, dtype=bool)  # whatever it held is overwritten
+    U = cpu.lr_sgd_step(w, X, y, batches, 3, 0.5, nonfinite=flags)
+    np.testing.assert_array_equal(flags, ~np.isfinite(U).all(axis=1))
+    assert 0 < flags.sum() < 40
+    X[7, 5] = 1.0
+    U = cpu.lr_sgd_step(w, X, y, batches, 3, 0.5)
+    U[11, -1], U[23, 0], U[31, 50] = np.nan, np.inf, -np.inf
+    cpu.lr_sgd_step(w, X, y, batches, 3, 0.5, U, nonfinite=flags)
+    np.testing.assert_array_equal(np.flatnonzero(flags), [11, 23, 31])
+    np.testing.assert_array_equal(flags, ~np.isfinite(U).all(axis=1))
+
+
+def test_the_lr_model_flags_nonfinite_rows_like_the_autograd_path():
+    model = models.get("lr", (1, 6, 6), 4)
+    rng = np.random.default_rng(5)
+    x_all = torch.from_numpy(rng.random((50, 1, 6, 6), dtype=np.float32))
+    x_all[9, 0, 2, 2] = np.nan
+    y_all = torch.from_numpy(rng.integers(0, 4, 50).astype(np.int64))
+    batches = rng.integers(0, 50, (30, 4)).astype(np.int64)
+    w = model.init(rng)
+    native, autograd = np.zeros(30, dtype=bool), np.zeros(30, dtype=bool)
+    model.sgd_step(w, None, x_all, y_all, batches, 0.3, native)
+    models.BatchedModel.sgd_step(model, w, None, x_all, y_all, batches, 0.3, autograd)
+    np.testing.assert_array_equal(native, (batches == 9).any(axis=1))
+    np.testing.assert_array_equal(autograd, native)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bit_identical_for_1_2_and_3_threads(dtype, restore_threads):
     w, X, y, batches = make_case(37, 8, 100, 10, dtype=dtype)
     results = [run_with_threads(n, cpu.lr_sgd_step, w, X, y, batches, 10, 0.1) for n in (1, 2, 3)]
@@ -89,6 +124,9 @@ def test_bit_identical_for_1_2_and_3_threads(dtype, restore_threads):
     (lambda a: a.update(batches=a["batches"][0]), ValueError, "batches: expected a 2-D array"),
     (lambda a: a.update(U=np.zeros((2, 40), np.float32)), ValueError, r"U: expected shape \(3, 40\)"),
     (lambda a: a.update(classes=0), ValueError, "classes must be >= 1"),
+    (lambda a: a.update(nonfinite=np.zeros(3, np.uint8)), TypeError, "nonfinite: expected dtype bool"),
+    (lambda a: a.update(nonfinite=np.zeros(4, bool)), ValueError, r"nonfinite: expected shape \(3,\)"),
+    (lambda a: a.update(nonfinite=np.zeros((3, 1), bool)), ValueError, "nonfinite: expected a 1-D bool array"),
 ])
 def test_bad_arguments_say_what_was_expected(change, error, match):
     rng = np.random.default_rng(0)

@@ -31,7 +31,7 @@ Array dense_host(const py::object& obj, const char* name, int64_t ndim, const ch
 
 py::object lr_sgd_step(const py::object& w_obj, const py::object& X_obj, const py::object& y_obj,
                        const py::object& batches_obj, int64_t classes, double lr, const py::object& U_obj,
-                       const py::object& out_obj) {
+                       const py::object& out_obj, const py::object& nonfinite_obj) {
   if (!U_obj.is_none() && !out_obj.is_none())
     throw py::value_error("give U (a later step, updated in place) or out (a first step's destination), not both");
   Array w = array_of(w_obj, "w");
@@ -71,8 +71,17 @@ py::object lr_sgd_step(const py::object& w_obj, const py::object& X_obj, const p
     if (U.shape[0] != m || U.shape[1] != d)
       throw py::value_error(std::string(name) + ": expected shape (" + std::to_string(m) + ", " + std::to_string(d) +
                             "), got " + U.shape_text());
+    uint8_t* flags = nullptr;
+    if (!nonfinite_obj.is_none()) {
+      const Array f = dense_host(nonfinite_obj, "nonfinite", 1, "a 1-D bool array with one flag per worker",
+                                 DType::kBool, true);
+      if (f.shape[0] != m)
+        throw py::value_error("nonfinite: expected shape (" + std::to_string(m) + ",) (one flag per worker), got " +
+                              f.shape_text());
+      flags = f.as<uint8_t>();
+    }
     cpu::LrStep<T> step{w.as<const T>(), X.as<const T>(), labels, idx, U.as<T>(), features, classes, m, batch,
-                        static_cast<T>(lr), U_obj.is_none()};
+                        static_cast<T>(lr), U_obj.is_none(), flags};
     {
       py::gil_scoped_release nogil;
       cpu::lr_sgd_step<T>(step);
@@ -110,8 +119,10 @@ py::array_t<int64_t> minibatch_indices(const py::object& table_obj, const py::ob
 void bind_training(py::module_& m) {
   m.def("lr_sgd_step", &lr_sgd_step, py::arg("w"), py::arg("X"), py::arg("y"), py::arg("batches"),
         py::arg("classes"), py::arg("lr"), py::arg("U") = py::none(), py::arg("out") = py::none(),
+        py::arg("nonfinite") = py::none(),
         "One local SGD step of multi-class LR for every worker; returns U (updated in place when given), "
-        "else the first step's updates (written into out when given).");
+        "else the first step's updates (written into out when given). nonfinite, a (workers,) bool array, "
+        "is set to whether each row of the result holds a NaN or an Inf.");
   m.def("minibatch_indices", &minibatch_indices, py::arg("table"), py::arg("keys"), py::arg("batch"),
         "(workers, batch) int64: each row's examples (table >= 0) with the smallest (key, slot), in slot "
         "order; -1 fills the rest.");

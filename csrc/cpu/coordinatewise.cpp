@@ -45,6 +45,7 @@
 
 FR_BEGIN_SIMD_CODE
 #include "simd.h"
+#include "streaming.h"
 #include "tile.h"
 
 namespace fedrobust::cpu::FR_ARCH {
@@ -226,30 +227,6 @@ void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twic
       per_tile(scratch.data(), j0, w, width, ahead);
     }
   }
-}
-
-// dst[0 .. w) = src[0 .. w) (src any alignment), bypassing the caches where dst is 16-byte aligned: the
-// leave-one-out kernel writes an (m, d) result that is never read back while it runs, and
-// ordinary stores would first read every line they write. The caller ends its parallel
-// region before anyone reads dst, after an sfence in the thread that stored.
-template <class T>
-void store_streaming(const T* src, int64_t w, T* dst) {
-#if defined(__x86_64__)
-  constexpr int64_t L = 16 / static_cast<int64_t>(sizeof(T));
-  if (reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
-    int64_t t = 0;
-    for (; t + L <= w; t += L) {
-      if constexpr (sizeof(T) == 4) {
-        _mm_stream_ps(reinterpret_cast<float*>(dst + t), _mm_loadu_ps(reinterpret_cast<const float*>(src + t)));
-      } else {
-        _mm_stream_pd(reinterpret_cast<double*>(dst + t), _mm_loadu_pd(reinterpret_cast<const double*>(src + t)));
-      }
-    }
-    for (; t < w; ++t) dst[t] = src[t];
-    return;
-  }
-#endif
-  std::memcpy(dst, src, static_cast<size_t>(w) * sizeof(T));
 }
 
 // The lanes of a vector mask as bits (bit l = lane l true).
@@ -871,9 +848,7 @@ void leave_one_out_median(const RowsView<T>& u, T* out) {
       }
       store_streaming(row, w, out + i * d + j0);
     }
-#if defined(__x86_64__)
-    _mm_sfence();  // this thread's streaming stores before any later access to out
-#endif
+    end_streaming();  // this thread's streaming stores before any later access to out
   });
 }
 
@@ -1074,9 +1049,7 @@ void leave_one_out_trimmed_mean(const RowsView<T>& u, int64_t b, T* out) {
       }
       store_streaming(row_out, w, out + i * d + j0);
     }
-#if defined(__x86_64__)
-    _mm_sfence();  // this thread's streaming stores before any later access to out
-#endif
+    end_streaming();  // this thread's streaming stores before any later access to out
   });
 }
 

@@ -18,6 +18,7 @@ struct LrStep {
   int64_t features, classes, workers, batch;
   T lr;
   bool first;               // U holds no update yet: the model is w itself
+  uint8_t* nonfinite;       // (workers,) or null: 1 where the row of U after the step holds a NaN or Inf
 };
 
 // The build of each SIMD level (training.cpp, compiled once per level).

@@ -129,7 +129,7 @@ def format_simulation_report(result: dict) -> str:
     return "\n".join(lines)
 
 
-SPLIT_PARTS = ("round", "sample", "train", "check", "aggregate", "other")
+SPLIT_PARTS = ("round", "sample", "train", "aggregate", "other")
 
 
 def write_json(result: dict, path: str) -> None:
