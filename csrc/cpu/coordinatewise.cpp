@@ -13,9 +13,9 @@
 //     a fixed sample of rows gives each column 8 pivots around each wanted
 //     rank; one vector pass over all rows counts the values below each pivot,
 //     a second collects the values strictly between the two pivots around the
-//     rank into a short band, where the rank is selected. A column whose band
-//     is far longer than the sample suggests is redone with std::nth_element
-//     on the whole column.
+//     rank into a short band, where the rank is selected. A band far longer
+//     than the sample suggests is collected again from its column, and its
+//     rank selected there with std::nth_element.
 // All give the same values (order statistics are unique), so the switch
 // never changes a result. The trimmed mean then makes one pass over the tile
 // in row order (order.h: trimmed_mean_from_pass), so its rounding does not
@@ -265,8 +265,11 @@ uint32_t mask_bits(M m) {
 //    for a short band, else std::nth_element) when that is inside it, else +Inf (the top
 //    interval's +Inf values are not in the band).
 //
-// Only a band longer than `cap` (the sample missed the rank, or the rows are in an order the
-// sample does not represent) sends its column to std::nth_element on the whole column.
+// A band longer than `cap` (the sample missed the rank, or the rows are in an order the
+// sample does not represent) is collected again from its column: the values strictly inside
+// its interval, where std::nth_element selects the rank (before, the whole column went to
+// std::nth_element: 5 % of the trimmed mean's time at 10,000 rows in a profile, from the few
+// ranks that fall outside their pivots).
 template <class T>
 struct BandFinder {
   static constexpr int kPivots = 8;
@@ -608,11 +611,12 @@ struct BandFinder {
       }
     }
 
-    // The values, column by column.
+    // The values, column by column. A band that overflowed (nb > cap) is replaced by its
+    // interval's values collected from the column (`column`, n values of scratch).
     for (int64_t t = 0; t < w; ++t) {
-      bool exact = true;
-      int64_t done[kMaxRanks] = {};  // slot q's band [0 .. done) holds values below its next rank
-      for (int64_t q = 0; q < n_ranks && exact; ++q) {
+      int64_t done[kMaxRanks] = {};  // slot e's values [0 .. done) lie below its next rank
+      int64_t in_column = -1;        // the slot whose interval `column` holds (slots ascend with q)
+      for (int64_t q = 0; q < n_ranks; ++q) {
         if (at_pivot[q][t]) {
           values[q][t] = pivot_value[q][t];
           continue;
@@ -629,26 +633,24 @@ struct BandFinder {
           values[q][t] = kInf;  // only in the top interval: the +Inf values
           continue;
         }
-        if (nb > cap) {
-          exact = false;
-          break;
-        }
         T* b = band + (e * W + t) * (cap + 1);
-        if (nb <= kCountingMax) {
+        if (nb > cap) {
+          if (in_column != e) {
+            int64_t k = 0;
+            for (int64_t i = 0; i < n; ++i) {
+              const T x = tile[i * W + t];
+              if (lower[e][t] < x && x < upper[e][t]) column[k++] = x;  // k ends at nb
+            }
+            in_column = e;
+          }
+          b = column;
+        } else if (nb <= kCountingMax) {
           values[q][t] = select_by_counting(b, nb, rel);
           continue;
         }
         std::nth_element(b + done[e], b + rel, b + nb);
         values[q][t] = b[rel];
         done[e] = rel + 1;
-      }
-      if (exact) continue;
-      for (int64_t i = 0; i < n; ++i) column[i] = tile[i * W + t];
-      int64_t from = 0;
-      for (int64_t q = 0; q < n_ranks; ++q) {
-        std::nth_element(column + from, column + ranks[q], column + n);
-        values[q][t] = column[ranks[q]];
-        from = ranks[q] + 1;
       }
     }
   }
