@@ -261,9 +261,8 @@ uint32_t mask_bits(M m) {
 //    less_{-1} = 0; p_K = +Inf, less_K = n).
 // 3. Collect: a second pass counts eq = #{x == p_k} and appends the values strictly inside
 //    (p_k, p_{k+1}) to the column's band (at most `cap`). With rel = r - less_k the value of
-//    rank r is p_k when rel < eq, the (rel - eq)-th smallest of the band (select_by_counting
-//    for a short band, else std::nth_element) when that is inside it, else +Inf (the top
-//    interval's +Inf values are not in the band).
+//    rank r is p_k when rel < eq, the (rel - eq)-th smallest of the band (select_in_band)
+//    when that is inside it, else +Inf (the top interval's +Inf values are not in the band).
 //
 // A band longer than `cap` (the sample missed the rank, or the rows are in an order the
 // sample does not represent) is collected again from its column: the values strictly inside
@@ -410,34 +409,62 @@ struct BandFinder {
     }
   }
 
-  // The value of rank rel of b[0 .. nb) (nb <= kCountingMax, b has room up to the next
-  // multiple of the lanes): the b[i] with #{b[j] < b[i]} <= rel < #{b[j] <= b[i]}, counted a
-  // vector of j at a time (the compares' bits counted). No branch depends on the values but
-  // the one that stops at the answer. Up to kCountingMax values it beat std::nth_element on
-  // the bands of 10,000 rows (about 150 values each).
-  static constexpr int64_t kCountingMax = 256;
-  static T select_by_counting(T* b, int64_t nb, int64_t rel) {
+  // Store the lanes of x whose bit is set, in lane order, at dst (room for a whole vector);
+  // returns how many.
+  template <class Vec>
+  static int pack_values(Vec x, uint32_t bits, T* dst) {
+#if defined(FR_ARCH_AVX512)
+    if constexpr (sizeof(T) == 4) _mm512_storeu_ps(dst, _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), (__m512)x));
+    else _mm512_storeu_pd(dst, _mm512_maskz_compress_pd(static_cast<__mmask8>(bits), (__m512d)x));
+#else
+    simd::Mask<T> idx;
+    std::memcpy(&idx, pack_table().idx[bits], sizeof(idx));
+    const Vec packed = __builtin_shuffle(x, idx);
+    std::memcpy(dst, &packed, sizeof(Vec));
+#endif
+    return __builtin_popcount(bits);
+  }
+
+  // The value of rank rel of b[0 .. nb) (ordered values: no NaN; b has room up to the next
+  // multiple of the lanes, and is overwritten): quickselect with vector partitions. The
+  // middle value v's rank range [#{b < v}, #{b <= v}) is counted a vector at a time (the
+  // compares' bits counted); v is the answer when rel is in it, else the side holding rel
+  // (the values below v, or above it) is packed to the front of b and the search goes on
+  // there. Expected O(nb) work, O(nb^2) at worst; the partial last vector is masked.
+  static T select_in_band(T* b, int64_t nb, int64_t rel) {
     using Vec = simd::V<T>;
     constexpr int64_t L = kLanes;
-    const int64_t padded = (nb + L - 1) / L * L;
-    std::fill(b + nb, b + padded, std::numeric_limits<T>::infinity());  // never below a band value
-    for (int64_t i = 0;; ++i) {
-      const Vec v = Vec{} + b[i];
+    constexpr uint32_t kAll = L == 32 ? ~0u : (1u << L) - 1;
+    for (;;) {
+      const T v = b[nb / 2];
+      const Vec pivot = Vec{} + v;
       int64_t n_lt = 0, n_le = 0;
-      for (int64_t j = 0; j < padded; j += L) {
+      for (int64_t j = 0; j < nb; j += L) {
         Vec x;
         std::memcpy(&x, b + j, sizeof(Vec));
-        n_lt += __builtin_popcount(compare_bits<kLess>(x, v));
-        n_le += __builtin_popcount(compare_bits<kLessEqual>(x, v));
+        const uint32_t valid = nb - j >= L ? kAll : (1u << (nb - j)) - 1;
+        n_lt += __builtin_popcount(compare_bits<kLess>(x, pivot) & valid);
+        n_le += __builtin_popcount(compare_bits<kLessEqual>(x, pivot) & valid);
       }
-      if (n_lt <= rel && rel < n_le) return b[i];
+      if (n_lt <= rel && rel < n_le) return v;
+      const bool below = rel < n_lt;
+      int64_t kept = 0;  // never past the vector just loaded: a store only covers values already read
+      for (int64_t j = 0; j < nb; j += L) {
+        Vec x;
+        std::memcpy(&x, b + j, sizeof(Vec));
+        const uint32_t valid = nb - j >= L ? kAll : (1u << (nb - j)) - 1;
+        const uint32_t side = below ? compare_bits<kLess>(x, pivot) : compare_bits<kLess>(pivot, x);
+        kept += pack_values(x, side & valid, b + kept);
+      }
+      if (!below) rel -= n_le;
+      nb = kept;
     }
   }
 
   // Scratch values find_ranks needs beyond the tile: the sample, the bands, one column, and
   // each rank slot's list.
   int64_t scratch_values() const {
-    return s * width + kMaxRanks * (cap + 1) * width + n + kMaxRanks * 2 * (list_capacity() + kMaxLanes);
+    return s * width + kMaxRanks * (cap + 1) * width + n + kMaxLanes + kMaxRanks * 2 * (list_capacity() + kMaxLanes);
   }
   // Entries of step 3's list: the bands' capacity over a tile.
   int64_t list_capacity() const { return cap * width; }
@@ -466,7 +493,7 @@ struct BandFinder {
     // Rank slot q's list: lists + q * list_stride, list_cap + L values, then as many Count
     // column ids (Count has T's size).
     const int64_t list_stride = 2 * (list_cap + L);
-    T* lists = column + n;
+    T* lists = column + n + kMaxLanes;
 
     // 1. The pivots of every column.
     for (int64_t k = 0; k < s; ++k)
@@ -611,10 +638,11 @@ struct BandFinder {
       }
     }
 
-    // The values, column by column. A band that overflowed (nb > cap) is replaced by its
-    // interval's values collected from the column (`column`, n values of scratch).
+    // The values, column by column, each from a copy of its band in `column` (n values and a
+    // vector of scratch); a band that overflowed (nb > cap) is replaced there by its
+    // interval's values collected from the column.
     for (int64_t t = 0; t < w; ++t) {
-      int64_t done[kMaxRanks] = {};  // slot e's values [0 .. done) lie below its next rank
+      int64_t done[kMaxRanks] = {};  // slot e's values [0 .. done) in `column` lie below its next rank
       int64_t in_column = -1;        // the slot whose interval `column` holds (slots ascend with q)
       for (int64_t q = 0; q < n_ranks; ++q) {
         if (at_pivot[q][t]) {
@@ -633,23 +661,24 @@ struct BandFinder {
           values[q][t] = kInf;  // only in the top interval: the +Inf values
           continue;
         }
-        T* b = band + (e * W + t) * (cap + 1);
-        if (nb > cap) {
-          if (in_column != e) {
-            int64_t k = 0;
-            for (int64_t i = 0; i < n; ++i) {
-              const T x = tile[i * W + t];
-              if (lower[e][t] < x && x < upper[e][t]) column[k++] = x;  // k ends at nb
-            }
-            in_column = e;
-          }
-          b = column;
-        } else if (nb <= kCountingMax) {
-          values[q][t] = select_by_counting(b, nb, rel);
+        if (nb <= cap) {  // select_in_band rewrites its input: a copy (a second rank may share the band)
+          const T* b = band + (e * W + t) * (cap + 1);
+          std::copy(b, b + nb, column);
+          in_column = -1;
+          values[q][t] = select_in_band(column, nb, rel);
           continue;
         }
-        std::nth_element(b + done[e], b + rel, b + nb);
-        values[q][t] = b[rel];
+        if (in_column != e) {
+          int64_t k = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            const T x = tile[i * W + t];
+            if (lower[e][t] < x && x < upper[e][t]) column[k++] = x;  // k ends at nb
+          }
+          in_column = e;
+          done[e] = 0;
+        }
+        std::nth_element(column + done[e], column + rel, column + nb);
+        values[q][t] = column[rel];
         done[e] = rel + 1;
       }
     }
