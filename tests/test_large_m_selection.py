@@ -5,9 +5,10 @@ Every path of that selection must give the float64 oracle's bits (fedrobust.refe
 the usual case (the wanted rank between two pivots, found in a short band), ties at the
 pivots, NaN and +-Inf, +Inf in the top interval, and the inputs that defeat the sample (a
 band overflows and its interval is collected again from the column; a tile whose bands
-overflow together is collected again one value at a time). Checked for the median, the trimmed mean at several
-beta, the leave-one-out median and trimmed mean (the defenses), every layout, both dtypes,
-every SIMD level (generic, AVX2, AVX-512 where the CPU has it) and 1 or 2 threads; inputs are never written.
+overflow together is collected again one value at a time). Checked for the median, the
+trimmed mean at several beta, the leave-one-out median and trimmed mean (the defenses), every
+layout, both dtypes, every SIMD level (generic, AVX2, AVX-512 where the CPU has it) and 1 or
+2 threads; inputs are never written.
 """
 from __future__ import annotations
 

@@ -266,9 +266,8 @@ uint32_t mask_bits(M m) {
 //
 // A band longer than `cap` (the sample missed the rank, or the rows are in an order the
 // sample does not represent) is collected again from its column: the values strictly inside
-// its interval, where std::nth_element selects the rank (before, the whole column went to
-// std::nth_element: 5 % of the trimmed mean's time at 10,000 rows in a profile, from the few
-// ranks that fall outside their pivots).
+// its interval, where std::nth_element selects the rank (for a rank outside its pivots, the
+// part of the column beyond the outer pivot).
 template <class T>
 struct BandFinder {
   static constexpr int kPivots = 8;
