@@ -289,27 +289,30 @@ struct BandFinder {
     }();
     return table;
   }
-  // Store the lanes of x and of cols whose bit is set, in lane order, at list and at
-  // list_cols (each with room for a whole vector); returns how many. AVX-512 compresses;
-  // other levels permute with pack_table() (2^lanes permutations, too many at 16 lanes).
+  // Store the lanes of v (values or Count ids, T's size) whose bit is set, in lane order, at
+  // dst (room for a whole vector). AVX-512 compresses; other levels permute with pack_table()
+  // (2^lanes permutations, too many at 16 lanes).
+  template <class V, class E>
+  static void pack_to_front(V v, uint32_t bits, E* dst) {
+    static_assert(sizeof(E) == sizeof(T));
+#if defined(FR_ARCH_AVX512)
+    if constexpr (sizeof(T) == 4)
+      _mm512_storeu_si512(dst, _mm512_maskz_compress_epi32(static_cast<__mmask16>(bits), (__m512i)v));
+    else
+      _mm512_storeu_si512(dst, _mm512_maskz_compress_epi64(static_cast<__mmask8>(bits), (__m512i)v));
+#else
+    simd::Mask<T> idx;
+    std::memcpy(&idx, pack_table().idx[bits], sizeof(idx));
+    const V packed = __builtin_shuffle(v, idx);
+    std::memcpy(dst, &packed, sizeof(V));
+#endif
+  }
+  // The lanes of x and of cols whose bit is set, packed to list and to list_cols
+  // (pack_to_front); returns how many.
   template <class Vec, class Mask>
   static int pack_lanes(Vec x, Mask cols, uint32_t bits, T* list, Count* list_cols) {
-#if defined(FR_ARCH_AVX512)
-    if constexpr (sizeof(T) == 4) {
-      _mm512_storeu_ps(list, _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), (__m512)x));
-      _mm512_storeu_si512(list_cols, _mm512_maskz_compress_epi32(static_cast<__mmask16>(bits), (__m512i)cols));
-    } else {
-      _mm512_storeu_pd(list, _mm512_maskz_compress_pd(static_cast<__mmask8>(bits), (__m512d)x));
-      _mm512_storeu_si512(list_cols, _mm512_maskz_compress_epi64(static_cast<__mmask8>(bits), (__m512i)cols));
-    }
-#else
-    Mask idx;
-    std::memcpy(&idx, pack_table().idx[bits], sizeof(Mask));
-    const Vec packed_values = __builtin_shuffle(x, idx);
-    const Mask packed_cols = __builtin_shuffle(cols, idx);
-    std::memcpy(list, &packed_values, sizeof(Vec));
-    std::memcpy(list_cols, &packed_cols, sizeof(Mask));
-#endif
+    pack_to_front(x, bits, list);
+    pack_to_front(cols, bits, list_cols);
     return __builtin_popcount(bits);
   }
   // Lane by lane a < b (kLess), a <= b (kLessEqual) or a == b (kEqual).
@@ -408,22 +411,6 @@ struct BandFinder {
     }
   }
 
-  // Store the lanes of x whose bit is set, in lane order, at dst (room for a whole vector);
-  // returns how many.
-  template <class Vec>
-  static int pack_values(Vec x, uint32_t bits, T* dst) {
-#if defined(FR_ARCH_AVX512)
-    if constexpr (sizeof(T) == 4) _mm512_storeu_ps(dst, _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), (__m512)x));
-    else _mm512_storeu_pd(dst, _mm512_maskz_compress_pd(static_cast<__mmask8>(bits), (__m512d)x));
-#else
-    simd::Mask<T> idx;
-    std::memcpy(&idx, pack_table().idx[bits], sizeof(idx));
-    const Vec packed = __builtin_shuffle(x, idx);
-    std::memcpy(dst, &packed, sizeof(Vec));
-#endif
-    return __builtin_popcount(bits);
-  }
-
   // The value of rank rel of b[0 .. nb) (ordered values: no NaN; b has room up to the next
   // multiple of the lanes, and is overwritten): quickselect with vector partitions. The
   // middle value v's rank range [#{b < v}, #{b <= v}) is counted a vector at a time (the
@@ -452,8 +439,9 @@ struct BandFinder {
         Vec x;
         std::memcpy(&x, b + j, sizeof(Vec));
         const uint32_t valid = nb - j >= L ? kAll : (1u << (nb - j)) - 1;
-        const uint32_t side = below ? compare_bits<kLess>(x, pivot) : compare_bits<kLess>(pivot, x);
-        kept += pack_values(x, side & valid, b + kept);
+        const uint32_t side = (below ? compare_bits<kLess>(x, pivot) : compare_bits<kLess>(pivot, x)) & valid;
+        pack_to_front(x, side, b + kept);
+        kept += __builtin_popcount(side);
       }
       if (!below) rel -= n_le;
       nb = kept;
