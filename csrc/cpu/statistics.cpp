@@ -17,6 +17,7 @@
 #include "threads.h"
 
 FR_BEGIN_SIMD_CODE
+#include "finite.h"
 #include "tile.h"
 
 namespace fedrobust::cpu::FR_ARCH {
@@ -106,19 +107,7 @@ void coordinate_stats(const RowsView<T>& u, T* mean_out, T* std_out, T* min_out,
 template <class T>
 void nonfinite_rows(const RowsView<T>& u, uint8_t* out) {
 #pragma omp parallel for schedule(static) if (worth_threads(u.n_rows * u.cols))
-  for (int64_t i = 0; i < u.n_rows; ++i) {
-    const T* row = u.rows[i];
-    int bad = 0;  // an integer OR: the contiguous loop vectorises (a bool one with a stride does not)
-    if (u.col_stride == 1) {
-      for (int64_t j = 0; j < u.cols; ++j) bad |= !(row[j] - row[j] == T(0));  // NaN - NaN, Inf - Inf: NaN
-    } else {
-      for (int64_t j = 0; j < u.cols; ++j) {
-        const T x = row[j * u.col_stride];
-        bad |= !(x - x == T(0));
-      }
-    }
-    out[i] = bad ? 1 : 0;
-  }
+  for (int64_t i = 0; i < u.n_rows; ++i) out[i] = holds_nonfinite(u.rows[i], u.cols, u.col_stride) ? 1 : 0;
 }
 
 template void mean<float>(const RowsView<float>&, float*);

@@ -31,6 +31,7 @@
 #include "threads.h"
 
 FR_BEGIN_SIMD_CODE
+#include "finite.h"
 #include "simd.h"
 #include "streaming.h"
 
@@ -138,15 +139,6 @@ void update_block(const T* g, const T* const* xs, int64_t n, int64_t F, int64_t 
     }
 }
 
-// Whether u[0 .. d) holds a NaN or an Inf (x - x is NaN exactly for those): an integer OR over
-// the row, which vectorises.
-template <class T>
-bool nonfinite_row(const T* u, int64_t d) {
-  int bad = 0;
-  for (int64_t t = 0; t < d; ++t) bad |= !(u[t] - u[t] == T(0));
-  return bad != 0;
-}
-
 }  // namespace
 
 template <class T>
@@ -218,7 +210,7 @@ void lr_sgd_step(const LrStep<T>& s) {
         for (int64_t b = 0; b < n; ++b) acc += g[b * C + c];
         u[F * C + c] = (u_in ? u[F * C + c] : T(0)) - s.lr * acc;
       }
-      if (s.nonfinite) s.nonfinite[i] = nonfinite_row(u, d);  // the row is still in L1
+      if (s.nonfinite) s.nonfinite[i] = holds_nonfinite(u, d);  // the row is still in L1
       if (s.first) store_streaming(row.data(), d, s.U + i * d);
     }
     end_streaming();
