@@ -4,7 +4,7 @@
 //
 // Included by the vectorised units AFTER FR_BEGIN_SIMD_CODE (simd_level.h), so
 // that it is compiled for the unit's SIMD level, in the level's namespace. It
-// needs <cstdint>, <cstring> and, on x86-64, <immintrin.h> included first.
+// needs <algorithm>, <cstdint>, <cstring> and, on x86-64, <immintrin.h> included first.
 #pragma once
 
 namespace fedrobust::cpu::FR_ARCH {

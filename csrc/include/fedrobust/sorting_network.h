@@ -85,10 +85,17 @@ inline std::vector<NetworkStep> merge_network(int64_t m, const std::vector<int64
   return std::vector<NetworkStep>(kept.rbegin(), kept.rend());
 }
 
+// log2(b) for a power of two b.
+constexpr int log2_of(int b) {
+  int k = 0;
+  while ((1 << k) < b) ++k;
+  return k;
+}
+
 // The half-cleaners of distances B/2, ..., 1 on B wires (a block step), as constants.
 template <int B>
 struct HalfCleaners {
-  static constexpr int size = B / 2 * (B == 16 ? 4 : B == 8 ? 3 : B == 4 ? 2 : 1);
+  static constexpr int size = B / 2 * log2_of(B);
   uint8_t a[size] = {}, b[size] = {};
 };
 template <int B>
