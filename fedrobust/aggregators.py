@@ -149,10 +149,15 @@ def _bulyan(U: Any, c: int, squared: bool) -> Tuple[Any, np.ndarray, dispatch.Wr
     return aggregate, chosen, wrap
 
 
+def nonfinite_rows(U: Any) -> np.ndarray:
+    """(m,) numpy bool: whether each row of U holds at least one NaN or Inf."""
+    A, backend, _ = dispatch.matrix(U)
+    return backend.nonfinite_rows(A)
+
+
 def nonfinite_workers(U: Any) -> np.ndarray:
     """Indices (numpy int64) of the rows that hold at least one NaN or Inf."""
-    A, backend, _ = dispatch.matrix(U)
-    return np.flatnonzero(backend.nonfinite_rows(A))
+    return np.flatnonzero(nonfinite_rows(U))
 
 
 # ---------------------------------------------------------------------------

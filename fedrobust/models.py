@@ -72,6 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fedrobust import aggregators
 from fedrobust._native import cpu
 
 __all__ = [
@@ -238,14 +239,6 @@ def weighted_cross_entropy(logits: Tensor, y: Tensor, weight: Tensor) -> Tensor:
     return (weight * ce).sum(dim=1) / weight.sum(dim=1).clamp_min(1e-12)
 
 
-def nonfinite_rows(U: Tensor) -> np.ndarray:
-    """(m,) bool: whether each row of U (m, d) holds a NaN or an Inf (one native pass on the
-    CPU)."""
-    if U.device.type == "cpu":
-        return cpu.nonfinite_rows(U.detach().numpy())
-    return (~torch.isfinite(U).all(dim=1)).cpu().numpy()
-
-
 def worker_chunks(m: int, per_chunk: int) -> List[slice]:
     """Rows 0 .. m cut into ceil(m / per_chunk) consecutive slices of near-equal sizes. With
     per_chunk >= 2 none is a single row (a group of one runs as a plain conv, whose kernel
@@ -341,7 +334,7 @@ class BatchedModel:
         """
         out = self._batched_sgd_step(w, U, x_all, y_all, batches, lr)
         if nonfinite is not None:
-            nonfinite[:] = nonfinite_rows(out)
+            nonfinite[:] = aggregators.nonfinite_rows(out)
         return out
 
     def _batched_sgd_step(self, w: Tensor, U: Optional[Tensor], x_all: Tensor, y_all: Tensor,

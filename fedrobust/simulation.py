@@ -199,7 +199,7 @@ class Simulation:
             batches = [self.sample_indices(workers, rng) for _ in range(self.config.local_rounds)]
             U = self.training.updates(w, workers, batches, lr)
             if nonfinite is not None:
-                nonfinite[:] = models.nonfinite_rows(U)
+                nonfinite[:] = aggregators.nonfinite_rows(U)
             return U
         U = None
         for k in range(self.config.local_rounds):
@@ -231,7 +231,7 @@ class Simulation:
                                     options=cfg.attack_options())
                 crafted = self._attack_rows(self.attack(ctx), compromised.size, U)
                 U[self._rows(compromised)] = crafted
-                nonfinite[compromised] = models.nonfinite_rows(crafted)
+                nonfinite[compromised] = aggregators.nonfinite_rows(crafted)
                 round_metrics.update(ctx.metrics)
         else:
             round_metrics["attacked"] = False
