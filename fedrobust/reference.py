@@ -112,12 +112,29 @@ def krum(U, c: int, multi: int = 1, squared: bool = True) -> np.ndarray:
 
 
 def bulyan_select(U, c: int, squared: bool = True) -> np.ndarray:
-    D = pairwise_sq_distances(U)
-    remaining = list(range(D.shape[0]))
+    return bulyan_select_from_distances(pairwise_sq_distances(U), c, squared)
+
+
+def bulyan_select_from_distances(D: np.ndarray, c: int, squared: bool = True) -> np.ndarray:
+    """Bulyan's selection from an (n, n) float64 matrix D of squared distances: n - 2c
+    rounds, each choosing the least Krum score among the rows not chosen yet (ties to the
+    lowest row). A row's score is the sum, in ascending order, of its k = (remaining - c - 2)
+    smallest values D[i, j] (their square roots unless squared) over the other remaining j."""
+    D = np.asarray(D, dtype=np.float64)
+    remaining = np.arange(D.shape[0])
     chosen = []
     for _ in range(D.shape[0] - 2 * c):
-        scores = _krum_scores_from(D, remaining, c, squared)
-        chosen.append(remaining.pop(int(np.argmin(scores))))
+        r = remaining.size
+        k = max(r - c - 2, 0)
+        sub = D[np.ix_(remaining, remaining)]
+        others = sub[~np.eye(r, dtype=bool)].reshape(r, r - 1)  # row p without its own entry
+        if not squared:
+            others = np.sqrt(others)
+        smallest = np.sort(others, axis=1)[:, :k]
+        scores = np.cumsum(smallest, axis=1)[:, -1] if k > 0 else np.zeros(r)
+        p = int(np.argmin(scores))
+        chosen.append(int(remaining[p]))
+        remaining = np.delete(remaining, p)
     return np.array(chosen, dtype=np.int64)
 
 

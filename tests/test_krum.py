@@ -406,6 +406,64 @@ def test_bulyan_is_its_selection_from_distances_then_its_second_stage(m, c, squa
     assert_identical(out, ref.bulyan(U, c, squared).astype(dtype), "twin")
 
 
+def _distance_matrix(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, n) float64 squared distances that stress the selection's running scores."""
+    if kind == "gaussian":
+        X = rng.standard_normal((n, 6))
+        return ((X[:, None] - X[None]) ** 2).sum(-1)
+    if kind == "ties":  # exact ties among the values and among the scores
+        D = rng.integers(0, 3, (n, n)).astype(np.float64)
+    elif kind == "rounding":  # sums that round differently by order: 1e16 beside units
+        D = rng.choice([1e16, 1.0, 3.0, 0.5, 1e-3], (n, n))
+    elif kind == "ulps":  # scores that differ in their last bits
+        D = 1.0 + rng.integers(0, 4, (n, n)) * np.finfo(np.float64).eps
+    elif kind == "infinite":  # the rows of non-finite workers: +Inf distances
+        D = rng.random((n, n))
+        bad = rng.choice(n, size=max(1, n // 5), replace=False)
+        D[bad, :] = np.inf
+        D[:, bad] = np.inf
+    elif kind == "huge":  # finite values whose sums overflow to +Inf
+        D = rng.choice([1.5e308, 1.0, 2.0], (n, n))
+    elif kind == "negative":  # not distances: every row scored exactly in every round
+        D = rng.standard_normal((n, n))
+    else:
+        raise ValueError(kind)
+    np.fill_diagonal(D, 0.0)
+    return D  # not symmetric: each row's own values are its scores' terms
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("kind", ["gaussian", "ties", "rounding", "ulps", "infinite", "huge", "negative"])
+@pytest.mark.parametrize("n, c", [(3, 0), (8, 1), (23, 5), (64, 7), (150, 30)])
+def test_bulyan_selection_from_distances_is_its_twins_round_by_round_choice(n, c, kind, squared):
+    """The selection keeps running scores and computes exact ones only for rows that can be
+    the least: its choice must be the twin's, which scores every remaining row afresh in
+    every round (ascending float64 sums, ties to the lowest row)."""
+    rng = np.random.default_rng([n, c, len(kind)])
+    for _ in range(3):
+        D = np.ascontiguousarray(_distance_matrix(kind, n, rng))
+        if kind == "negative" and not squared:
+            D = np.abs(D)  # square roots of negative values are NaN, which the twin orders otherwise
+        before = D.copy()
+        got = cpu.bulyan_select_from_distances(D, c, squared)
+        with np.errstate(over="ignore"):  # "huge": sums that overflow
+            expected = ref.bulyan_select_from_distances(D, c, squared)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(D, before)  # the input is not modified
+
+
+def test_bulyan_selection_of_many_rows_is_its_twins_choice():
+    """A large case where most rows are pruned in most rounds: 400 Gaussian rows, 60 of them
+    near-copies of one row (their scores nearly tie)."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((400, 40))
+    X[:60] = X[0] + 1e-9 * rng.standard_normal((60, 40))
+    D = ((X[:, None] - X[None]) ** 2).sum(-1)
+    for squared in (True, False):
+        np.testing.assert_array_equal(cpu.bulyan_select_from_distances(D, 90, squared),
+                                      ref.bulyan_select_from_distances(D, 90, squared))
+
+
 def test_closest_to_median_mean_and_the_selection_name_bad_arguments():
     U = np.zeros((7, 3))
     out = np.empty(3)

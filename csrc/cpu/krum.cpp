@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "threads.h"
@@ -57,6 +58,7 @@ Nearest nearest_rows(const double* sq_dist, int64_t n, bool squared) {
   Nearest nearest(n);
 #pragma omp parallel for schedule(static) if (worth_threads(n * n * 8))
   for (int64_t i = 0; i < n; ++i) {
+    nearest[i].reserve(static_cast<size_t>(n - 1));
     for (int64_t j = 0; j < n; ++j)
       if (j != i) {
         const double d = sq_dist[i * n + j];
@@ -99,23 +101,145 @@ void krum_leave_one_out_scores(const double* sq_dist, int64_t n, int64_t c, bool
   }
 }
 
+namespace {
+
+// Bulyan's rounds keep, for every remaining row i, the k entries of nearest[i] that its
+// Krum score sums: the entries that are not chosen yet among positions 0..last[i]. That
+// set only shrinks from round to round (k drops by one and one row is chosen), so the sum
+// of its finite values is kept by subtraction, O(1) per row and round (amortized), and
+// the number of its +Inf values beside it. The kept sum is an approximation of the score
+// that krum_scores computes (a fresh ascending sum), with a stated error bound; only the
+// rows whose bound can reach the least score get their score computed exactly.
+class RunningScores {
+ public:
+  RunningScores(const double* sq_dist, const Nearest& nearest, int64_t n, int64_t k, bool squared)
+      : sq_dist_(sq_dist), nearest_(nearest), n_(n), k_(k), squared_(squared), last_(n, k - 1), sum_(n),
+        start_(n), infinite_(n, 0), ops_(n, k) {
+    for (int64_t i = 0; i < n; ++i) {
+      double s = 0.0;
+      for (int64_t p = 0; p < k; ++p) add(i, nearest[i][p].first, s);
+      sum_[i] = start_[i] = s;
+    }
+  }
+
+  // Row r is chosen and k drops by one (k = 0 stays 0): every other remaining row
+  // loses r from its set if r is in it, else the largest value of its set.
+  void choose(int64_t r, const std::vector<char>& chosen) {
+    const bool shrink = k_ > 0;
+    if (shrink) --k_;
+    for (int64_t i = 0; i < n_; ++i) {
+      if (chosen[i]) continue;
+      const auto& list = nearest_[i];
+      // r is in the set iff it sorts at or before the entry at last_[i] (by value, then row).
+      const double d = squared_ ? sq_dist_[i * n_ + r] : std::sqrt(sq_dist_[i * n_ + r]);
+      if (last_[i] >= 0 && std::make_pair(d, r) <= list[last_[i]]) {
+        remove(i, d);
+      } else if (shrink) {
+        while (chosen[list[last_[i]].second]) --last_[i];
+        remove(i, list[last_[i]].first);
+        --last_[i];
+      }
+    }
+  }
+
+  // lo <= the exact score of row i <= hi. A sum of k0 nonnegative values (S0) followed by t
+  // subtractions of members is within (k0 + t) * u * S0 * (1 + small) of the exact sum of
+  // the set left, and the ascending sum of its k values within (k - 1) * u of that
+  // (u = 2^-53); the bound takes (k0 + t + k + 2) * 2^-52 * S0. A set with a +Inf scores
+  // +Inf; a non-finite kept sum (overflow) bounds nothing.
+  void bounds(int64_t i, double& lo, double& hi) const {
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    if (infinite_[i] > 0) {
+      lo = hi = inf;
+      return;
+    }
+    const double err = static_cast<double>(ops_[i] + k_ + 2) * 0x1p-52 * start_[i];
+    if (!std::isfinite(sum_[i]) || !std::isfinite(err)) {
+      lo = 0.0;
+      hi = inf;
+      return;
+    }
+    lo = sum_[i] - err;
+    hi = sum_[i] + err;
+  }
+
+ private:
+  void add(int64_t i, double v, double& s) {
+    if (v == std::numeric_limits<double>::infinity())
+      ++infinite_[i];
+    else
+      s += v;
+  }
+  void remove(int64_t i, double v) {
+    if (v == std::numeric_limits<double>::infinity()) {
+      --infinite_[i];
+    } else {
+      sum_[i] -= v;
+      ++ops_[i];
+    }
+  }
+
+  const double* sq_dist_;
+  const Nearest& nearest_;
+  const int64_t n_;
+  int64_t k_;
+  const bool squared_;
+  std::vector<int64_t> last_;  // the set: the entries of nearest[i] at 0..last_[i] not chosen yet
+  std::vector<double> sum_, start_;  // its finite values' kept sum; that sum at the start (S0)
+  std::vector<int64_t> infinite_, ops_;  // its +Inf values; k0 + the subtractions so far
+};
+
+// Whether a value breaks the bounds' premise (nonnegative values): a NaN or a negative one.
+bool holds_unbounded(const Nearest& nearest) {
+  for (const auto& list : nearest)
+    for (const auto& entry : list)
+      if (!(entry.first >= 0.0)) return true;
+  return false;
+}
+
+}  // namespace
+
 std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared) {
-  // A Krum score within the rows not chosen yet: O(n) per row and round (score_within).
   const Nearest nearest = nearest_rows(sq_dist, n, squared);
+  // With a NaN or a negative value among the distances (never from the distance kernels)
+  // every remaining row is scored exactly in every round.
+  const bool every_row = holds_unbounded(nearest);
   std::vector<char> chosen_flag(n, 0);
   std::vector<int64_t> chosen;
   const int64_t theta = n - 2 * c;
-  std::vector<double> score(static_cast<size_t>(n));
+  RunningScores running(sq_dist, nearest, n, std::max<int64_t>(n - c - 2, 0), squared);
+  std::vector<double> lo(static_cast<size_t>(n)), hi(static_cast<size_t>(n)), score(static_cast<size_t>(n));
+  std::vector<int64_t> candidates;
   for (int64_t round = 0; round < theta; ++round) {
     const int64_t k = std::max<int64_t>((n - round) - c - 2, 0);
-    // The remaining rows' scores in parallel (each its own sum), then the least, ties to the lowest row.
-#pragma omp parallel for schedule(static) if (worth_threads(n * k))
-    for (int64_t i = 0; i < n; ++i)
-      if (!chosen_flag[i]) score[i] = score_within(nearest[i], k, [&](int64_t j) { return chosen_flag[j] != 0; });
+    candidates.clear();
+    if (every_row) {
+      for (int64_t i = 0; i < n; ++i)
+        if (!chosen_flag[i]) candidates.push_back(i);
+    } else {
+      if (round > 0) running.choose(chosen.back(), chosen_flag);
+      // Candidates: the rows whose lower bound is at most the least upper bound (the
+      // least exact score is at most that, so every row that has it is a candidate).
+      double least_hi = std::numeric_limits<double>::infinity();
+      for (int64_t i = 0; i < n; ++i) {
+        if (chosen_flag[i]) continue;
+        running.bounds(i, lo[i], hi[i]);
+        least_hi = std::min(least_hi, hi[i]);
+      }
+      for (int64_t i = 0; i < n; ++i)
+        if (!chosen_flag[i] && !(lo[i] > least_hi)) candidates.push_back(i);
+    }
+    const int64_t count = static_cast<int64_t>(candidates.size());
+    // Their exact scores (each its own ascending sum, as krum_scores), then the least,
+    // ties to the lowest row.
+#pragma omp parallel for schedule(static) if (worth_threads(count * (k + round)))
+    for (int64_t q = 0; q < count; ++q) {
+      const int64_t i = candidates[q];
+      score[i] = score_within(nearest[i], k, [&](int64_t j) { return chosen_flag[j] != 0; });
+    }
     int64_t best = -1;
     double best_score = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (chosen_flag[i]) continue;
+    for (const int64_t i : candidates) {
       if (best < 0 || score[i] < best_score) {
         best = i;
         best_score = score[i];
