@@ -20,15 +20,19 @@ from fedrobust.dispatch import CPU
 from conftest import (
     DTYPES,
     LAYOUTS,
+    SIMD_LEVELS,
     as_layout,
     assert_identical,
     cached_case,
     near_identical,
     random_matrix,
+    run_with_simd,
+    run_with_threads,
     tied_matrix,
     with_nonfinite_rows,
 )
 
+GRAM_MIN_ROWS = 144  # krum.h kGramMinRows: from there Krum's choice takes the Gram path
 RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 EXACT_KINDS = ("ties", "duplicates", "signed_zeros")  # exact ties in the scores are real ties
 
@@ -77,6 +81,32 @@ def test_pairwise_distances_match_reference_with_zero_diagonal_and_exact_symmetr
         _assert_distances_close(D, expected if squared else np.sqrt(expected), dtype, f"squared={squared}")
         assert np.all(np.diag(D) == 0) and not np.signbit(np.diag(D)).any(), "diagonal must be exactly +0"
         assert_identical(D, np.ascontiguousarray(D.T), "symmetry")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, d", [(121, 1500), (403, 1100), (611, 530)])
+def test_distances_of_many_rows_cover_every_pair_once_with_the_same_bits_everywhere(m, d, dtype, restore_threads,
+                                                                                     restore_simd):
+    """Beyond 120 rows the micro-tiles go in blocks of rows: every pair must be summed once
+    (against the twin), in the same order on any thread count and SIMD level, and the
+    distance rows that Krum's candidates take must have the full matrix's bits (Krum's Gram
+    path must choose as the full matrix)."""
+    U = random_matrix(m, d, dtype, seed=m)
+    expected = ref.pairwise_sq_distances(U)
+    D = cpu.sq_distances(U, None)  # float64 distances whatever the rows' dtype
+    np.testing.assert_allclose(D, expected, rtol=RTOL[np.dtype(dtype)], atol=0)
+    assert_identical(D, np.ascontiguousarray(D.T), "symmetry")
+    if dtype == np.float32 and m >= GRAM_MIN_ROWS:  # Krum's Gram path: its candidates' distance rows decide
+        V = U.copy()
+        V[[7, 9, 11]] = V[[8, 10, 12]]  # duplicated rows: tied scores
+        for squared in (True, False):
+            rows, candidates = cpu.krum_choose(V, m // 10, 3, squared)
+            assert candidates >= 1, "the Gram path did not run"
+            np.testing.assert_array_equal(rows, cpu.krum_select(V, m // 10, 3, squared)[0])
+    for threads in (1, 3):
+        assert_identical(run_with_threads(threads, cpu.sq_distances, U, None), D, f"{threads} threads")
+    for level in SIMD_LEVELS[1:]:  # the vector levels share their lanes (the generic one has no FMA)
+        assert_identical(run_with_simd(level, cpu.sq_distances, U, None), D, level)
 
 
 def test_pairwise_distances_of_duplicate_rows_are_exactly_zero():

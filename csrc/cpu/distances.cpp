@@ -3,9 +3,10 @@
 // ||a||^2 + ||b||^2 - 2ab cancels catastrophically for the near-identical
 // vectors that attacks send, so this kernel takes direct differences
 // (a - b)^2, which are exact for close values. Work is blocked over d: a
-// chunk of all n rows (at most 2 KiB per row and about 768 KiB in all, in
-// L2) is packed into a per-thread buffer and every pair assigned to the
-// thread is accumulated over it, 4 x 2 pairs at a time in vector registers.
+// chunk of all n rows (2 KiB of each row, whatever n) is packed into a
+// per-thread buffer and every pair assigned to the thread is accumulated over
+// it, 4 x 3 pairs at a time in vector registers, the micro-tiles in blocks of
+// 120 "b" rows (240 KiB, in L2) that every "a" tile walks in turn.
 // Within a chunk the sums are float lanes for float32 input (double for
 // float64), added into one double per pair in a fixed tree order
 // (sum_lanes), and chunks are added in order: every pair is owned by one
@@ -68,6 +69,12 @@ inline double sum_lanes(Vec<float>::type v) {
 constexpr int64_t kRowsA = 4, kRowsB = 3;
 static_assert(kMaxChunkBytes / 32 == kMaxLaneTerms, "distances.h states the terms per lane");
 
+// Columns per chunk: 2 KiB of each row, whatever the row count (a distance's bits depend
+// on where its float sums start and stop). "b" rows per block of micro-tiles.
+template <class T>
+constexpr int64_t kChunk = kMaxChunkBytes / static_cast<int64_t>(sizeof(T));
+constexpr int64_t kBlockRows = 120;
+
 // Squared distances of rows a[0..kRowsA) x b[0..kRowsB) over `len` packed values.
 template <class T>
 void micro_tile(const T* const a[kRowsA], const T* const b[kRowsB], int64_t len,
@@ -120,13 +127,19 @@ void pairwise_sq_distances(const RowsView<T>& u, double* out) {
   const int64_t n = u.n_rows;
   std::fill(out, out + n * n, 0.0);
   if (n < 2) return;
-  const int64_t chunk = tile_width<T>(n, 768 * 1024, 16, kMaxChunkBytes / static_cast<int64_t>(sizeof(T)));
+  const int64_t chunk = kChunk<T>;
   const int64_t n_chunks = ceil_div(u.cols, chunk);
 
-  // Micro-tiles (ia, jb) covering every pair i < j of the upper triangle.
+  // Micro-tiles (ia, jb) covering every pair i < j of the upper triangle: for each ia the
+  // tiles jb = ia, ia + kRowsB, ..., taken in blocks of kBlockRows "b" rows (which stay in
+  // L2 while every "a" tile walks them).
   std::vector<std::pair<int64_t, int64_t>> tiles;
-  for (int64_t ia = 0; ia < n; ia += kRowsA)
-    for (int64_t jb = ia; jb < n; jb += kRowsB) tiles.emplace_back(ia, jb);
+  for (int64_t j0 = 0; j0 < n; j0 += kBlockRows) {
+    const int64_t j1 = std::min(n, j0 + kBlockRows);
+    for (int64_t ia = 0; ia < j1; ia += kRowsA)
+      for (int64_t jb = ia >= j0 ? ia : ia + ceil_div(j0 - ia, kRowsB) * kRowsB; jb < j1; jb += kRowsB)
+        tiles.emplace_back(ia, jb);
+  }
   const int64_t n_tiles = static_cast<int64_t>(tiles.size());
 
 #pragma omp parallel if (worth_threads(n * n * u.cols / 2))
@@ -177,7 +190,7 @@ void sq_distance_rows(const RowsView<T>& u, const int64_t* rows, int64_t count, 
   // the listed rows as the "b" rows: (a - b)^2 and (b - a)^2 round alike, so every value has
   // the full matrix's bits. Each thread takes a block of the "a" rows and packs, per chunk,
   // its own rows and the listed ones.
-  const int64_t chunk = tile_width<T>(n, 768 * 1024, 16, kMaxChunkBytes / static_cast<int64_t>(sizeof(T)));
+  const int64_t chunk = kChunk<T>;
   const int64_t n_chunks = ceil_div(u.cols, chunk);
   std::vector<const T*> listed(static_cast<size_t>(count));
   for (int64_t r = 0; r < count; ++r) listed[r] = u.rows[rows[r]];

@@ -5,9 +5,9 @@
 
 namespace fedrobust::cpu {
 
-// A chunk row holds at most 2 KiB, so that the 4 "a" rows of a micro-tile stay in L1 while
-// the tile walks along the "b" rows; in 32-byte vector lanes that is kMaxLaneTerms squares
-// summed in one lane before the lanes go to double.
+// A chunk row holds 2 KiB (less only at the end of a row), so that the 4 "a" rows of a
+// micro-tile stay in L1 while the tile walks along the "b" rows; in 32-byte vector lanes
+// that is kMaxLaneTerms squares summed in one lane before the lanes go to double.
 constexpr int64_t kMaxChunkBytes = 2048;
 constexpr int64_t kMaxLaneTerms = 64;
 
