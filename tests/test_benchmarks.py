@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -47,6 +48,24 @@ def test_torch_baselines_on_cpu_tensors_equal_the_numpy_baselines(m):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.skipif(bl.byzfl_aggregators() is None, reason="byzfl is not installed")
+def test_byzfl_rows_compute_the_rules_they_stand_for():
+    """byzfl's rows on a torch tensor: its median is torch's lower middle (odd m: the median),
+    its TrMean(beta) the trimmed mean, its Krum(c) a row of U (it sums one more neighbour)."""
+    m, d = 41, 300
+    U = inputs.make_updates(m, d, seed=5)
+    c = beta = inputs.byzantine_count(m)
+    by_rule = {case.rule: case.fn for case in cases.byzfl_cases(U, c, beta)}
+    assert set(by_rule) == {"mean", "median", "trimmed_mean", "krum"}
+    np.testing.assert_allclose(np.asarray(by_rule["mean"]()), U.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(by_rule["median"]()), aggregators.median(U))
+    np.testing.assert_allclose(np.asarray(by_rule["trimmed_mean"]()), reference.trimmed_mean(U, beta),
+                               rtol=1e-5, atol=1e-6)
+    chosen = np.asarray(by_rule["krum"]())
+    assert any(np.array_equal(chosen, row) for row in U)
+    assert "byzfl" not in sys.modules or hasattr(sys.modules["byzfl"], "__file__"), "no bare package left behind"
+
+
 def test_the_rule_table_matches_the_cases_and_the_aggregators():
     """Every (rule, impl) of RULE_IMPLS has exactly one case, and every rule the benchmarks
     aggregate with (table rules and attacked rules) takes its `rule_params`."""
@@ -54,7 +73,8 @@ def test_the_rule_table_matches_the_cases_and_the_aggregators():
     U = inputs.make_updates(m, d)
     c = beta = inputs.byzantine_count(m)
     got = [(case.rule, case.impl) for case in cases.all_cases(U, c, beta, bulyan=True)]
-    assert got == [(rule, impl) for rule, impls in cases.RULE_IMPLS.items() for impl in impls]
+    absent = set() if bl.byzfl_aggregators() is not None else {"byzfl"}  # an optional package
+    assert got == [(rule, impl) for rule, impls in cases.RULE_IMPLS.items() for impl in impls if impl not in absent]
     assert set(cases.TABLE_RULES) <= set(cases.RULE_IMPLS)
     registry_rules = [r for r in cases.RULE_IMPLS if r in aggregators.available()]
     for rule in registry_rules + [rule for _, _, rule in attacks.ATTACK_CASES]:

@@ -86,7 +86,7 @@ def bench_shape(m: int, d: int, repeats: int, memory: bool, threads: int, seed: 
 
 
 def _add_speedups(rows: List[dict]) -> None:
-    """On each fedrobust row: the fastest numpy/torch row of the same rule and its time / ours."""
+    """On each fedrobust row: the fastest other row of the same rule and its time / ours."""
     for row in rows:
         if row["impl"] != "fedrobust":
             continue
@@ -115,7 +115,7 @@ def run(quick: bool = False, repeats: Optional[int] = None, threads: Optional[in
     if threads is None:
         threads = fedrobust.backend_info()["cpu"]["threads"]
     set_threads(threads)
-    info = dict(fedrobust.backend_info(), flwr=_version_of("flwr"))
+    info = dict(fedrobust.backend_info(), flwr=_version_of("flwr"), byzfl=_version_of("byzfl"))
     clock = start_clock()
     results = []
     for m, d in shapes:

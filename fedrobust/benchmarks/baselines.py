@@ -5,11 +5,16 @@ suites and bench/gpu_bench.py all time these. The torch versions take a float te
 device (CPU or CUDA) and compute on that device; numpy's arguments are numpy arrays. torch is
 imported by the torch versions only. The Flower versions call Flower's own aggregation
 functions (flwr.server.strategy.aggregate, when Flower is installed) on U as one layer per
-client, as a Flower server would.
+client, as a Flower server would; byzfl's are its aggregators (byzfl.aggregators, when
+byzfl is installed), called on a torch tensor as its training framework calls them.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -165,3 +170,36 @@ def flower_krum(results: list, c: int) -> np.ndarray:
     from flwr.server.strategy.aggregate import aggregate_krum
 
     return aggregate_krum(results, c, 0)[0]
+
+
+# ---------------------------------------------------------------------------
+# byzfl's aggregators (byzfl.aggregators)
+# ---------------------------------------------------------------------------
+def byzfl_aggregators() -> Optional[Any]:
+    """byzfl's aggregators module (Average, Median, TrMean(f), Krum(f), ...), or None where
+    byzfl is not installed.
+
+    `import byzfl` also imports byzfl's training framework and benchmark, which need
+    torchvision and seaborn; its aggregators need only torch, numpy and scipy. Where the
+    package import fails for that (no torchvision, or one built for another torch), the
+    aggregators module is loaded under a bare `byzfl` package that runs none of the
+    package's own imports, and sys.modules is put back as it was.
+    """
+    if importlib.util.find_spec("byzfl") is None:
+        return None
+    try:
+        return importlib.import_module("byzfl.aggregators")
+    except (ImportError, RuntimeError):
+        pass
+    saved = {name: module for name, module in sys.modules.items() if name == "byzfl" or name.startswith("byzfl.")}
+    for name in saved:
+        del sys.modules[name]
+    bare = types.ModuleType("byzfl")
+    bare.__path__ = list(importlib.util.find_spec("byzfl").submodule_search_locations)
+    sys.modules["byzfl"] = bare
+    try:
+        return importlib.import_module("byzfl.aggregators.aggregators")
+    finally:
+        for name in [name for name in sys.modules if name == "byzfl" or name.startswith("byzfl.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)

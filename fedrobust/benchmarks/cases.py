@@ -17,14 +17,14 @@ from fedrobust.benchmarks import baselines as bl
 from fedrobust.benchmarks.inputs import first_rows_mask
 from fedrobust.benchmarks.machine import import_torch
 
-# Which implementations each rule has; the order is the order of the table rows. torch and
-# flower rows exist where those packages are installed; Flower's Krum only where it takes
+# Which implementations each rule has; the order is the order of the table rows. torch,
+# flower and byzfl rows exist where those packages are installed (byzfl's with torch); Flower's Krum only where it takes
 # under about FLOWER_KRUM_MAX_WORK multiply-adds (m^2 d: it loops over all pairs in Python).
 RULE_IMPLS: Dict[str, Tuple[str, ...]] = {
-    "mean": ("fedrobust", "numpy", "torch"),
-    "median": ("fedrobust", "numpy", "numpy_sort", "torch", "flower"),
-    "trimmed_mean": ("fedrobust", "numpy", "numpy_sort", "torch", "flower"),
-    "krum": ("fedrobust", "numpy", "torch", "flower"),
+    "mean": ("fedrobust", "numpy", "torch", "byzfl"),
+    "median": ("fedrobust", "numpy", "numpy_sort", "torch", "flower", "byzfl"),
+    "trimmed_mean": ("fedrobust", "numpy", "numpy_sort", "torch", "flower", "byzfl"),
+    "krum": ("fedrobust", "numpy", "torch", "flower", "byzfl"),
     "bulyan": ("fedrobust",),
     "pairwise_distances": ("fedrobust", "numpy", "torch"),
     "coordinate_stats": ("fedrobust", "numpy", "torch"),
@@ -48,7 +48,7 @@ class Case:
     """One timed call: `fn()` computes `rule` with `impl` on the array the case was built for."""
 
     rule: str
-    impl: str  # "fedrobust", "numpy", "numpy_sort" (a second numpy way), "torch" or "flower"
+    impl: str  # "fedrobust", "numpy", "numpy_sort" (a second numpy way), "torch", "flower" or "byzfl"
     label: str  # how the rule is computed, for the table
     fn: Callable[[], Any]
 
@@ -119,7 +119,7 @@ def alternative_cases(U: np.ndarray, c: int, beta: int) -> List[Case]:
             Case("coordinate_stats", "torch", "T[mask] std_mean/amin/amax",
                  lambda: bl.torch_coordinate_stats(T, mask)),
         ]
-    return cases + flower_cases(U, c, beta)
+    return cases + flower_cases(U, c, beta) + byzfl_cases(U, c, beta)
 
 
 def flower_cases(U: np.ndarray, c: int, beta: int) -> List[Case]:
@@ -140,8 +140,26 @@ def flower_cases(U: np.ndarray, c: int, beta: int) -> List[Case]:
     return cases
 
 
+def byzfl_cases(U: np.ndarray, c: int, beta: int) -> List[Case]:
+    """byzfl's aggregators on a torch tensor sharing U's memory (its TrMean(f) drops f values
+    at each end: f = beta; its Krum(f) sums the m - f - 1 nearest, one more than fedrobust's
+    m - c - 2); none without byzfl or torch."""
+    agg = bl.byzfl_aggregators()
+    torch = import_torch()
+    if agg is None or torch is None:
+        return []
+    T = torch.from_numpy(U)
+    average, median, trimmed, krum = agg.Average(), agg.Median(), agg.TrMean(f=beta), agg.Krum(f=c)
+    return [
+        Case("mean", "byzfl", "Average", lambda: average(T)),
+        Case("median", "byzfl", "Median (torch.median)", lambda: median(T)),
+        Case("trimmed_mean", "byzfl", "TrMean (torch.sort)", lambda: trimmed(T)),
+        Case("krum", "byzfl", "Krum (torch.cdist, m - f - 1 nearest)", lambda: krum(T)),
+    ]
+
+
 def all_cases(U: np.ndarray, c: int, beta: int, bulyan: bool) -> List[Case]:
-    """fedrobust, numpy and torch cases, ordered as in RULE_IMPLS."""
+    """fedrobust, numpy, torch, Flower and byzfl cases, ordered as in RULE_IMPLS."""
     cases = fedrobust_cases(U, c, beta, bulyan) + alternative_cases(U, c, beta)
     order = {(r, i): k for k, (r, i) in enumerate((r, i) for r in RULE_IMPLS for i in RULE_IMPLS[r])}
     return sorted(cases, key=lambda case: order[(case.rule, case.impl)])

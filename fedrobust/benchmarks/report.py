@@ -29,15 +29,15 @@ def format_report(result: dict) -> str:
     """The tables of `aggregation.run`: a header, then one block per shape."""
     st, mach, info = result["settings"], result["machine"], result["backend_info"]
     lines = [
-        "fedrobust benchmark: aggregation rules vs numpy, torch and Flower's aggregation functions",
+        "fedrobust benchmark: aggregation rules vs numpy, torch, Flower's aggregation functions and byzfl",
         f"CPU: {mach['cpu_model']} ({mach['logical_cpus']} logical CPUs), SIMD {mach['simd']}",
         f"threads: {st['threads']} (fedrobust and torch); numpy runs single-threaded except BLAS (U @ U.T)",
         _format_machine_load(mach),
         (f"versions: fedrobust {info['version']}, numpy {info['numpy']}, torch {info.get('torch') or 'not installed'}, "
-         f"flwr {info.get('flwr') or 'not installed'}"),
+         f"flwr {info.get('flwr') or 'not installed'}, byzfl {info.get('byzfl') or 'not installed'}"),
         (f"timing: best of {st['repeats']} calls after {st['warmup']} warm-up; "
         "'x read' = seconds / read-once time;"),
-        ("'speedup' = time of the fastest numpy / torch / Flower row of the rule / fedrobust's time "
+        ("'speedup' = time of the fastest numpy / torch / Flower / byzfl row of the rule / fedrobust's time "
          "(< 1: fedrobust is slower)"),
     ]
     for shape in result["shapes"]:
