@@ -164,6 +164,15 @@ void lr_sgd_step(const LrStep<T>& s) {
         labels[n] = s.y[e];
         ++n;
       }
+      // The next worker's examples (anywhere in the training set) are fetched while this
+      // worker computes.
+      if (i + 1 < s.workers)
+        for (int64_t b = 0; b < s.batch; ++b) {
+          const int64_t e = s.batches[(i + 1) * s.batch + b];
+          if (e < 0) continue;
+          const char* at = reinterpret_cast<const char*>(s.X + e * F);
+          for (int64_t byte = 0; byte < F * static_cast<int64_t>(sizeof(T)); byte += 64) __builtin_prefetch(at + byte, 0, 2);
+        }
       // Forward: logits, softmax, gradient of the batch-mean loss.
       if (u_in) {
         all_logits<true>(s.w, u_in, xs.data(), n, F, C, g.data());
