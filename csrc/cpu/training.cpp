@@ -171,7 +171,8 @@ void lr_sgd_step(const LrStep<T>& s) {
           const int64_t e = s.batches[(i + 1) * s.batch + b];
           if (e < 0) continue;
           const char* at = reinterpret_cast<const char*>(s.X + e * F);
-          for (int64_t byte = 0; byte < F * static_cast<int64_t>(sizeof(T)); byte += 64) __builtin_prefetch(at + byte, 0, 2);
+          for (int64_t byte = 0; byte < F * static_cast<int64_t>(sizeof(T)); byte += 64)
+            __builtin_prefetch(at + byte, 0, 2);
         }
       // Forward: logits, softmax, gradient of the batch-mean loss.
       if (u_in) {

@@ -18,8 +18,9 @@ from fedrobust.benchmarks.inputs import first_rows_mask
 from fedrobust.benchmarks.machine import import_torch
 
 # Which implementations each rule has; the order is the order of the table rows. torch,
-# flower and byzfl rows exist where those packages are installed (byzfl's with torch); Flower's Krum only where it takes
-# under about FLOWER_KRUM_MAX_WORK multiply-adds (m^2 d: it loops over all pairs in Python).
+# flower and byzfl rows exist where those packages are installed (byzfl's with torch too);
+# Flower's Krum only where it takes under about FLOWER_KRUM_MAX_WORK multiply-adds (m^2 d:
+# it loops over all pairs in Python).
 RULE_IMPLS: Dict[str, Tuple[str, ...]] = {
     "mean": ("fedrobust", "numpy", "torch", "byzfl"),
     "median": ("fedrobust", "numpy", "numpy_sort", "torch", "flower", "byzfl"),
