@@ -4,7 +4,8 @@
     FEDROBUST_BENCH_FULL=1 pytest bench --benchmark-enable   # U: (100, 1_000_000)
 
 Krum has a second group at many workers, (1000, 20_000) (FULL: (1000, 100_000)), where its
-choice goes through the quantized Gram matrix.
+choice goes through the quantized Gram matrix; fedrobust's Bulyan is timed in that group too,
+so the group shows Bulyan's time against Krum's.
 
 Every group holds the rule's implementations (fedrobust, numpy, torch where one exists; see
 fedrobust.benchmarks.baselines for how each is written) and two read-once column sums (numpy and torch)
@@ -25,6 +26,7 @@ import pytest
 
 import fedrobust
 from fedrobust import aggregators, stats
+from fedrobust.benchmarks import baselines as bl
 from fedrobust.benchmarks import cases as rule_cases
 from fedrobust.benchmarks import inputs
 from fedrobust.benchmarks.machine import import_torch, set_threads
@@ -62,16 +64,19 @@ def test_speed(benchmark, cases, rule, impl):
 
 
 KRUM_M, KRUM_D = (1000, 100_000) if FULL else (1000, 20_000)
-KRUM_IMPLS = rule_cases.RULE_IMPLS["krum"] + READ_ONCE
+KRUM_IMPLS = rule_cases.RULE_IMPLS["krum"] + ("bulyan fedrobust",) + READ_ONCE
 
 
 @pytest.fixture(scope="session")
 def krum_cases():
-    """{impl: zero-argument callable}: Krum's implementations over one (KRUM_M, KRUM_D) U."""
+    """{impl: zero-argument callable}: Krum's implementations and fedrobust's Bulyan over one
+    (KRUM_M, KRUM_D) U."""
     set_threads(fedrobust.backend_info()["cpu"]["threads"])
     U = inputs.make_updates(KRUM_M, KRUM_D)
     c = inputs.byzantine_count(KRUM_M)
     table = {case.impl: case for case in rule_cases.all_cases(U, c, c, bulyan=False) if case.rule == "krum"}
+    table.update({f"bulyan {case.impl}": case for case in rule_cases.fedrobust_cases(U, c, c)
+                  if case.rule == "bulyan"})
     table.update({f"read-once {case.impl}": case for case in rule_cases.read_once_cases(U)})
     return table
 
@@ -81,8 +86,8 @@ def test_krum_speed_at_many_workers(benchmark, krum_cases, impl):
     case = krum_cases.get(impl)
     if case is None:
         pytest.skip(f"{impl} is not installed or not timed at this size")
-    benchmark.group = f"krum, U ({KRUM_M}, {KRUM_D}) float32"
-    benchmark.extra_info.update(rule="krum", impl=impl, how=case.label, m=KRUM_M, d=KRUM_D)
+    benchmark.group = f"krum (and fedrobust's Bulyan), U ({KRUM_M}, {KRUM_D}) float32"
+    benchmark.extra_info.update(rule=case.rule, impl=impl, how=case.label, m=KRUM_M, d=KRUM_D)
     benchmark.pedantic(case.fn, rounds=3, warmup_rounds=1, iterations=1)
 
 
@@ -109,10 +114,14 @@ def test_alternatives_agree():
     }
     alternatives = rule_cases.alternative_cases(U, c, beta)
     expected_impls = {"numpy", "numpy_sort"} | ({"torch"} if torch else set()) | (
-        {"flower"} if importlib.util.find_spec("flwr") else set())
+        {"flower"} if importlib.util.find_spec("flwr") else set()) | (
+        {"byzfl"} if torch and bl.byzfl_aggregators() is not None else set())
     assert {case.impl for case in alternatives} == expected_impls
     for case in alternatives:
         got, want = case.fn(), expected[case.rule]
+        if case.rule == "krum" and case.impl == "byzfl":  # it sums one more neighbour: a row of U
+            assert any(np.array_equal(_numpy(got), row) for row in U), "byzfl krum"
+            continue
         if case.rule == "median" and case.impl == "torch":
             got = got.values
         if case.rule != "coordinate_stats":
