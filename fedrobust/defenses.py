@@ -97,17 +97,14 @@ def _on_the_host(V: Any, backend: dispatch.Backend, compute: Callable[[np.ndarra
 
 def _bulyan_leave_one_out(U: np.ndarray, c: int, squared: bool = True) -> np.ndarray:
     """(m, d): row i is Bulyan's aggregate of the rows other than i: its selection from the one
-    (m, m) distance matrix restricted to them (the rule's selection code), then its second
-    stage over the selected rows (the rule's kernel, the rule's bits)."""
+    (m, m) distance matrix restricted to them (the rule's selection code, each row's distances
+    sorted once for all m selections), then its second stage over the selected rows (the
+    rule's kernel, the rule's bits)."""
     sq = dispatch.CPU.sq_distances(U)
     m = sq.shape[0]
     gamma = (m - 1) - 4 * c  # theta - 2c on the m - 1 rows
-    out = []
-    for i in range(m):
-        rows = np.delete(np.arange(m), i)
-        chosen = rows[dispatch.CPU.bulyan_select_from_distances(sq[np.ix_(rows, rows)], c, squared)]
-        out.append(dispatch.CPU.closest_to_median_mean(U, gamma, chosen.tolist()))
-    return np.stack(out)
+    selections = dispatch.CPU.bulyan_leave_one_out_selections(sq, c, squared)
+    return np.stack([dispatch.CPU.closest_to_median_mean(U, gamma, selections[i].tolist()) for i in range(m)])
 
 
 def _recomputed(U: np.ndarray, without: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

@@ -267,6 +267,12 @@ class Backend:
         squared distances; a host computation, on the CPU module."""
         return cpu.bulyan_select_from_distances(np.ascontiguousarray(sq, dtype=np.float64), c, squared)
 
+    def bulyan_leave_one_out_selections(self, sq: np.ndarray, c: int, squared: bool) -> np.ndarray:
+        """(n, n - 1 - 2c) host int64: row i Bulyan's selection on the n - 1 rows other than i
+        (indices of the n rows, in selection order), from (n, n) host float64 squared
+        distances; a host computation, on the CPU module."""
+        return cpu.bulyan_leave_one_out_selections(np.ascontiguousarray(sq, dtype=np.float64), c, squared)
+
     def krum(self, A: Any, c: int, multi: int, squared: bool) -> Tuple[Any, np.ndarray]:
         """(Krum's aggregate (d,), the `multi` selected rows, host int64 ascending by score):
         the selected row itself, or the mean of the selected rows (Multi-Krum)."""

@@ -494,6 +494,28 @@ def test_bulyan_selection_of_many_rows_is_its_twins_choice():
                                       ref.bulyan_select_from_distances(D, 90, squared))
 
 
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("kind", ["gaussian", "ties", "rounding", "ulps", "infinite", "negative"])
+@pytest.mark.parametrize("n, c", [(4, 0), (8, 1), (24, 5), (61, 12)])
+def test_bulyan_leave_one_out_selections_are_the_selections_on_each_n_minus_1_rows(n, c, kind, squared):
+    """Row i: bulyan_select_from_distances on the submatrix without row i, mapped back to the
+    n rows (the lists are sorted once for all rows; leaving a row out keeps their order)."""
+    rng = np.random.default_rng([n, c, len(kind), 7])
+    D = np.ascontiguousarray(_distance_matrix(kind, n, rng))
+    if kind == "negative" and not squared:
+        D = np.abs(D)
+    before = D.copy()
+    got = cpu.bulyan_leave_one_out_selections(D, c, squared)
+    assert got.shape == (n, n - 1 - 2 * c) and got.dtype == np.int64
+    for i in range(n):
+        rows = np.delete(np.arange(n), i)
+        expected = rows[cpu.bulyan_select_from_distances(np.ascontiguousarray(D[np.ix_(rows, rows)]), c, squared)]
+        np.testing.assert_array_equal(got[i], expected, err_msg=f"without row {i}")
+    np.testing.assert_array_equal(D, before)
+    with pytest.raises(ValueError, match="Bulyan needs m >= 4c \\+ 3 workers"):
+        cpu.bulyan_leave_one_out_selections(D, (n - 1) // 4 + 1, squared)
+
+
 def test_closest_to_median_mean_and_the_selection_name_bad_arguments():
     U = np.zeros((7, 3))
     out = np.empty(3)

@@ -291,6 +291,21 @@ py::array_t<double> krum_leave_one_out_scores(const py::object& sq_distances, in
   return out;
 }
 
+// (n, n - 1 - 2c) int64: row i Bulyan's selection (bulyan_select_from_distances) on the n - 1
+// rows other than i, as indices of the n rows, from (n, n) float64 squared distances.
+py::array_t<int64_t> bulyan_leave_one_out_selections(const py::object& sq_distances, int64_t c, bool squared) {
+  const Array sq = square_distances_in(sq_distances);
+  const int64_t n = sq.shape[0];
+  check_bulyan(n - 1, c);
+  py::array_t<int64_t> out({n, (n - 1) - 2 * c});
+  int64_t* p = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::bulyan_leave_one_out_selections(sq.as<const double>(), n, c, squared, p);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_aggregation(py::module_& m) {
@@ -313,4 +328,8 @@ void bind_aggregation(py::module_& m) {
         py::arg("squared"),
         "(n, n) float64: row i the Krum scores (krum_scores_from_distances) of the n - 1 rows other than i, "
         "with c, +Inf at column i.");
+  m.def("bulyan_leave_one_out_selections", &bulyan_leave_one_out_selections, py::arg("sq_distances"), py::arg("c"),
+        py::arg("squared"),
+        "(n, n - 1 - 2c) int64: row i Bulyan's selection (bulyan_select_from_distances) on the n - 1 rows other "
+        "than i, as indices of the n rows, in selection order; needs n - 1 >= 4c + 3.");
 }

@@ -112,18 +112,26 @@ namespace {
 // rows whose bound can reach the least score get their score computed exactly.
 class RunningScores {
  public:
-  RunningScores(const double* sq_dist, const Nearest& nearest, int64_t n, int64_t k, bool squared)
-      : sq_dist_(sq_dist), nearest_(nearest), n_(n), k_(k), squared_(squared), last_(n, k - 1), sum_(n),
-        start_(n), infinite_(n, 0), ops_(n, k) {
+  // Every row's set: the first k entries of its list other than `left_out` (-1: none).
+  RunningScores(const double* sq_dist, const Nearest& nearest, int64_t n, int64_t k, bool squared, int64_t left_out)
+      : sq_dist_(sq_dist), nearest_(nearest), n_(n), k_(k), squared_(squared), last_(n, -1), sum_(n), start_(n),
+        infinite_(n, 0), ops_(n, k) {
     for (int64_t i = 0; i < n; ++i) {
+      if (i == left_out) continue;
       double s = 0.0;
-      for (int64_t p = 0; p < k; ++p) add(i, nearest[i][p].first, s);
+      for (int64_t p = 0, taken = 0; taken < k; ++p) {
+        if (nearest[i][p].second == left_out) continue;
+        add(i, nearest[i][p].first, s);
+        ++taken;
+        last_[i] = p;
+      }
       sum_[i] = start_[i] = s;
     }
   }
 
   // Row r is chosen and k drops by one (k = 0 stays 0): every other remaining row
-  // loses r from its set if r is in it, else the largest value of its set.
+  // loses r from its set if r is in it, else the largest value of its set (rows flagged
+  // in `chosen`, the left-out one included, are in no set).
   void choose(int64_t r, const std::vector<char>& chosen) {
     const bool shrink = k_ > 0;
     if (shrink) --k_;
@@ -197,21 +205,23 @@ bool holds_unbounded(const Nearest& nearest) {
   return false;
 }
 
-}  // namespace
-
-std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared) {
-  const Nearest nearest = nearest_rows(sq_dist, n, squared);
+// Bulyan's selection among the rows other than `left_out` (-1: none), from their sorted
+// lists: the n' = n - (left_out >= 0) rows' n' - 2c rounds.
+std::vector<int64_t> select_rounds(const double* sq_dist, const Nearest& nearest, int64_t n, int64_t c, bool squared,
+                                   int64_t left_out) {
   // With a NaN or a negative value among the distances (never from the distance kernels)
   // every remaining row is scored exactly in every round.
   const bool every_row = holds_unbounded(nearest);
+  const int64_t rows = n - (left_out >= 0);
   std::vector<char> chosen_flag(n, 0);
+  if (left_out >= 0) chosen_flag[left_out] = 1;  // in no set and never a candidate
   std::vector<int64_t> chosen;
-  const int64_t theta = n - 2 * c;
-  RunningScores running(sq_dist, nearest, n, std::max<int64_t>(n - c - 2, 0), squared);
+  const int64_t theta = rows - 2 * c;
+  RunningScores running(sq_dist, nearest, n, std::max<int64_t>(rows - c - 2, 0), squared, left_out);
   std::vector<double> lo(static_cast<size_t>(n)), hi(static_cast<size_t>(n)), score(static_cast<size_t>(n));
   std::vector<int64_t> candidates;
   for (int64_t round = 0; round < theta; ++round) {
-    const int64_t k = std::max<int64_t>((n - round) - c - 2, 0);
+    const int64_t k = std::max<int64_t>((rows - round) - c - 2, 0);
     candidates.clear();
     if (every_row) {
       for (int64_t i = 0; i < n; ++i)
@@ -249,6 +259,24 @@ std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, 
     chosen.push_back(best);
   }
   return chosen;
+}
+
+}  // namespace
+
+std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared) {
+  return select_rounds(sq_dist, nearest_rows(sq_dist, n, squared), n, c, squared, -1);
+}
+
+void bulyan_leave_one_out_selections(const double* sq_dist, int64_t n, int64_t c, bool squared, int64_t* out) {
+  // Row p's list without row i is row p's list on the n - 1 rows (the same values, the
+  // same order: rows keep their order when one is taken out), so the lists are sorted once.
+  const Nearest nearest = nearest_rows(sq_dist, n, squared);
+  const int64_t theta = (n - 1) - 2 * c;
+#pragma omp parallel for schedule(dynamic) if (worth_threads(n * n * theta))
+  for (int64_t i = 0; i < n; ++i) {
+    const std::vector<int64_t> chosen = select_rounds(sq_dist, nearest, n, c, squared, i);
+    std::copy(chosen.begin(), chosen.end(), out + i * theta);
+  }
 }
 
 }  // namespace fedrobust::cpu

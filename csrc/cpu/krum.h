@@ -36,6 +36,12 @@ std::vector<int64_t> smallest_scores(const std::vector<double>& scores, int64_t 
 // Returns the chosen rows in the order they were chosen.
 std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared);
 
+// Bulyan's selection without each row in turn (the defenses' leave-one-out Bulyan): out
+// (n, n - 1 - 2c), row-major; row i holds bulyan_select on the n - 1 rows other than i, as
+// indices of the n rows, in selection order (the same choice, ties included). Each row's
+// distances are sorted once for all n selections.
+void bulyan_leave_one_out_selections(const double* sq_dist, int64_t n, int64_t c, bool squared, int64_t* out);
+
 // Below this many rows Krum's choice takes the full direct path (krum_choose).
 constexpr int64_t kGramMinRows = 144;
 
