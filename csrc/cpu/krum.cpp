@@ -206,12 +206,11 @@ bool holds_unbounded(const Nearest& nearest) {
 }
 
 // Bulyan's selection among the rows other than `left_out` (-1: none), from their sorted
-// lists: the n' = n - (left_out >= 0) rows' n' - 2c rounds.
+// lists: the n' = n - (left_out >= 0) rows' n' - 2c rounds. every_row = holds_unbounded(nearest):
+// with a NaN or a negative value among the distances (never from the distance kernels) every
+// remaining row is scored exactly in every round.
 std::vector<int64_t> select_rounds(const double* sq_dist, const Nearest& nearest, int64_t n, int64_t c, bool squared,
-                                   int64_t left_out) {
-  // With a NaN or a negative value among the distances (never from the distance kernels)
-  // every remaining row is scored exactly in every round.
-  const bool every_row = holds_unbounded(nearest);
+                                   int64_t left_out, bool every_row) {
   const int64_t rows = n - (left_out >= 0);
   std::vector<char> chosen_flag(n, 0);
   if (left_out >= 0) chosen_flag[left_out] = 1;  // in no set and never a candidate
@@ -264,17 +263,19 @@ std::vector<int64_t> select_rounds(const double* sq_dist, const Nearest& nearest
 }  // namespace
 
 std::vector<int64_t> bulyan_select(const double* sq_dist, int64_t n, int64_t c, bool squared) {
-  return select_rounds(sq_dist, nearest_rows(sq_dist, n, squared), n, c, squared, -1);
+  const Nearest nearest = nearest_rows(sq_dist, n, squared);
+  return select_rounds(sq_dist, nearest, n, c, squared, -1, holds_unbounded(nearest));
 }
 
 void bulyan_leave_one_out_selections(const double* sq_dist, int64_t n, int64_t c, bool squared, int64_t* out) {
   // Row p's list without row i is row p's list on the n - 1 rows (the same values, the
   // same order: rows keep their order when one is taken out), so the lists are sorted once.
   const Nearest nearest = nearest_rows(sq_dist, n, squared);
+  const bool every_row = holds_unbounded(nearest);  // once, not per selection
   const int64_t theta = (n - 1) - 2 * c;
 #pragma omp parallel for schedule(dynamic) if (worth_threads(n * n * theta))
   for (int64_t i = 0; i < n; ++i) {
-    const std::vector<int64_t> chosen = select_rounds(sq_dist, nearest, n, c, squared, i);
+    const std::vector<int64_t> chosen = select_rounds(sq_dist, nearest, n, c, squared, i, every_row);
     std::copy(chosen.begin(), chosen.end(), out + i * theta);
   }
 }

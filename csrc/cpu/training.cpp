@@ -53,8 +53,9 @@ simd::V<T> load(const T* p) {
 // logits[b * C + c] = sum_f P_c[f] * x_b[f] for the NC classes from c0 and the
 // NB examples from b0, with P_c = w_c + u_c (kWithU) or w_c: every loaded
 // parameter vector serves NB examples and every example vector NC classes.
-// `next` (NB examples or null) is prefetched on the way: examples come from
-// anywhere in the training set, so the first class block finds them in memory.
+// `next` (NB examples or null) is prefetched on the way into L1: examples come
+// from anywhere in the training set, so the first class block finds them in L2
+// (lr_sgd_step prefetched them during the worker before) or in memory.
 template <int NC, int NB, bool kWithU, class T>
 void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t C, int64_t c0, int64_t b0,
                   const T* const* next, T* logits) {
