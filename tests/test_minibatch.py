@@ -37,10 +37,12 @@ def make_keys(m, slots, rng, kind):
         keys = keys * 1e-320
     elif kind == "clustered":  # nearly all keys in one bucket
         keys = np.where(rng.random((m, slots)) < 0.95, 0.5 + keys * 1e-9, keys)
+    elif kind == "shifted":  # none below the uniform keys' threshold: the histogram finds the batch
+        keys = keys + 10.0
     return keys
 
 
-KINDS = ["uniform", "ties", "equal", "infinite", "huge", "tiny", "clustered"]
+KINDS = ["uniform", "ties", "equal", "infinite", "huge", "tiny", "clustered", "shifted"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

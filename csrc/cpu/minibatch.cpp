@@ -2,12 +2,16 @@
 // hold examples, all of them; otherwise the batch-th smallest (key, slot) pair
 // is found and one pass keeps every pair up to it, in slot order.
 //
-// The batch-th pair comes from a histogram: the valid keys go to kBuckets
+// The batch-th pair comes first from a threshold: the simulation's keys are
+// uniform on [0, 1), so about 2 (batch + 8) valid pairs have a key below
+// kOversample (batch + kSpare) / valid; when at least `batch` do, the batch-th
+// pair is among them (every other pair has a larger key) and std::nth_element
+// finds it there, after one pass over the slots. Otherwise (keys drawn some
+// other way) it comes from a histogram: the valid keys go to kBuckets
 // equal-width buckets between their minimum and maximum (the bucket of a key
 // is monotone in the key, so all keys of a lower bucket are smaller), the
 // bucket holding rank `batch` is found from the counts, and std::nth_element
-// runs on that bucket's pairs alone (about slots / kBuckets of them for the
-// uniform keys the simulation draws). Keys that are not finite, or all equal,
+// runs on that bucket's pairs alone. Keys that are not finite, or all equal,
 // take std::nth_element on every valid pair. Each worker is one thread's, so
 // any thread count gives the same result.
 #include "minibatch.h"
@@ -63,6 +67,21 @@ Pair batch_th_pair(const int64_t* table, const double* keys, int64_t slots, int6
   return rth_smallest(pairs, batch - below);
 }
 
+// The batch-th smallest (key, slot) among the valid slots of one worker (count > batch >= 1
+// of them), when it has a key below `threshold`; false (and `pairs` unusable) otherwise.
+bool batch_th_pair_below(const int64_t* table, const double* keys, int64_t slots, int64_t batch, double threshold,
+                         std::vector<Pair>& pairs, Pair* last) {
+  pairs.clear();
+  for (int64_t s = 0; s < slots; ++s)
+    if (table[s] >= 0 && keys[s] < threshold) pairs.emplace_back(keys[s], s);
+  if (static_cast<int64_t>(pairs.size()) < batch) return false;
+  *last = rth_smallest(pairs, batch);
+  return true;
+}
+
+constexpr double kOversample = 2.0;
+constexpr int64_t kSpare = 8;
+
 }  // namespace
 
 void minibatch_indices(const MinibatchDraw& d) {
@@ -84,7 +103,10 @@ void minibatch_indices(const MinibatchDraw& d) {
         for (int64_t s = 0; s < d.slots; ++s)
           if (table[s] >= 0) out[k++] = table[s];
       } else if (d.batch > 0) {
-        const Pair last = batch_th_pair(table, keys, d.slots, d.batch, pairs, bucket);
+        const double threshold = kOversample * static_cast<double>(d.batch + kSpare) / static_cast<double>(valid);
+        Pair last;
+        if (!batch_th_pair_below(table, keys, d.slots, d.batch, threshold, pairs, &last))
+          last = batch_th_pair(table, keys, d.slots, d.batch, pairs, bucket);
         for (int64_t s = 0; s < d.slots; ++s) {  // without a branch: kept[k] is overwritten until kept
           kept[static_cast<size_t>(k)] = table[s];
           k += (table[s] >= 0) & ((keys[s] < last.first) | ((keys[s] == last.first) & (s <= last.second)));
