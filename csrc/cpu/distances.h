@@ -5,7 +5,7 @@
 
 namespace fedrobust::cpu {
 
-// A chunk row holds 2 KiB (less only at the end of a row), so that the 4 "a" rows of a
+// A chunk row holds 2 KiB (less only at the end of a row), so that the "a" rows of a
 // micro-tile stay in L1 while the tile walks along the "b" rows; in 32-byte vector lanes
 // that is kMaxLaneTerms squares summed in one lane before the lanes go to double.
 constexpr int64_t kMaxChunkBytes = 2048;
@@ -33,11 +33,18 @@ namespace avx2 {
 template <class T> void pairwise_sq_distances(const RowsView<T>& u, double* out);
 template <class T> void sq_distance_rows(const RowsView<T>& u, const int64_t* rows, int64_t count, double* out);
 }  // namespace avx2
+namespace avx512 {
+template <class T> void pairwise_sq_distances(const RowsView<T>& u, double* out);
+template <class T> void sq_distance_rows(const RowsView<T>& u, const int64_t* rows, int64_t count, double* out);
+}  // namespace avx512
 
 // out (n, n) row-major: squared Euclidean distances in double; exactly 0 on
 // the diagonal; +Inf where either row holds a non-finite value.
 template <class T>
 void pairwise_sq_distances(const RowsView<T>& u, double* out) {
+#ifdef FR_HAVE_AVX512_VARIANT
+  if (avx512_in_use()) return avx512::pairwise_sq_distances(u, out);
+#endif
 #ifdef FR_HAVE_AVX2_VARIANT
   if (avx2_in_use()) return avx2::pairwise_sq_distances(u, out);
 #endif
@@ -52,6 +59,9 @@ namespace fedrobust::cpu {
 // with the same bits as row rows[r] of pairwise_sq_distances (0 at rows[r] itself).
 template <class T>
 void sq_distance_rows(const RowsView<T>& u, const int64_t* rows, int64_t count, double* out) {
+#ifdef FR_HAVE_AVX512_VARIANT
+  if (avx512_in_use()) return avx512::sq_distance_rows(u, rows, count, out);
+#endif
 #ifdef FR_HAVE_AVX2_VARIANT
   if (avx2_in_use()) return avx2::sq_distance_rows(u, rows, count, out);
 #endif
