@@ -13,9 +13,10 @@
 // simulation's non-finite check, without a pass over U of its own).
 //
 // Each worker is computed by one thread in a fixed order, so the result is
-// the same on any thread count. Products may be contracted into FMAs (built
-// with -ffp-contract=fast, like the distances), so the AVX2 and generic
-// levels can differ in the last bits.
+// the same on any thread count. At the vector levels every product is fused
+// into the sum it joins (written out: plus_product, minus_product, mul_add), so
+// AVX2 and AVX-512 give the same bits; the generic level rounds each product on
+// its own and can differ from them in the last bits.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -43,9 +44,64 @@ namespace {
 // vector width and however the products are blocked.
 constexpr int64_t kLanes = 8;
 
+// This file's vectors: the level's (32 bytes at AVX2), and 32 bytes in the avx512 build too,
+// which gains the 16 more registers for larger blocks (kExamples, kClasses), not wider lanes:
+// the same instructions, so the same bits as AVX2.
 template <class T>
-simd::V<T> load(const T* p) {
-  simd::V<T> v;
+struct Lanes {
+#if defined(FR_ARCH_AVX512)
+  typedef T type __attribute__((vector_size(32)));
+#else
+  typedef simd::V<T> type;
+#endif
+  static constexpr int64_t count = static_cast<int64_t>(sizeof(type) / sizeof(T));
+};
+template <class T>
+using LaneVec = typename Lanes<T>::type;
+// Examples per forward block of 5 classes, and classes per update block of 4 vectors.
+#if defined(FR_ARCH_AVX512)
+constexpr int kExamples = 4, kClasses = 5;
+#else
+constexpr int kExamples = 2, kClasses = 2;
+#endif
+
+// a * b + c for the scalar tails, rounded as the vector code rounds it: one fused rounding
+// where the level has FMA, else two. Written out, so that no build turns a tail into vector
+// products added in order (GCC vectorizes such strict reductions at avx512, with products
+// rounded on their own).
+template <class T>
+inline T mul_add(T a, T b, T c) {
+#if defined(FR_ARCH_AVX2) || defined(FR_ARCH_AVX512)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// c + a * b and c - a * b lane by lane, with one rounding at the vector levels whatever the
+// compiler would contract (it may share a * b between two branches and round it on its own).
+template <class T>
+inline LaneVec<T> plus_product(LaneVec<T> c, LaneVec<T> a, LaneVec<T> b) {
+#if defined(FR_ARCH_AVX2) || defined(FR_ARCH_AVX512)
+  if constexpr (sizeof(T) == 4) return (LaneVec<T>)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+  else return (LaneVec<T>)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+  return c + a * b;
+#endif
+}
+template <class T>
+inline LaneVec<T> minus_product(LaneVec<T> c, LaneVec<T> a, LaneVec<T> b) {
+#if defined(FR_ARCH_AVX2) || defined(FR_ARCH_AVX512)
+  if constexpr (sizeof(T) == 4) return (LaneVec<T>)_mm256_fnmadd_ps((__m256)a, (__m256)b, (__m256)c);
+  else return (LaneVec<T>)_mm256_fnmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+  return c - a * b;
+#endif
+}
+
+template <class T>
+LaneVec<T> load(const T* p) {
+  LaneVec<T> v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
@@ -59,8 +115,8 @@ simd::V<T> load(const T* p) {
 template <int NC, int NB, bool kWithU, class T>
 void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t C, int64_t c0, int64_t b0,
                   const T* const* next, T* logits) {
-  using Vec = simd::V<T>;
-  constexpr int64_t L = simd::Vector<T>::lanes, kVectors = kLanes / L;
+  using Vec = LaneVec<T>;
+  constexpr int64_t L = Lanes<T>::count, kVectors = kLanes / L;
   Vec acc[NC][NB][kVectors] = {};
   int64_t f = 0;
   for (; f + kLanes <= F; f += kLanes)
@@ -72,7 +128,7 @@ void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t
       for (int i = 0; i < NC; ++i) {
         const int64_t at = (c0 + i) * F + f + k * L;
         const Vec p = kWithU ? load(w + at) + load(u + at) : load(w + at);
-        for (int j = 0; j < NB; ++j) acc[i][j][k] += p * x[j];
+        for (int j = 0; j < NB; ++j) acc[i][j][k] = plus_product<T>(acc[i][j][k], p, x[j]);
       }
     }
   for (int i = 0; i < NC; ++i)
@@ -83,7 +139,7 @@ void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t
       for (int64_t k = 0; k < kLanes; ++k) total += lanes[k];
       const T* pw = w + (c0 + i) * F;
       const T* pu = kWithU ? u + (c0 + i) * F : nullptr;
-      for (int64_t t = f; t < F; ++t) total += (kWithU ? pw[t] + pu[t] : pw[t]) * xs[b0 + j][t];
+      for (int64_t t = f; t < F; ++t) total = mul_add(kWithU ? pw[t] + pu[t] : pw[t], xs[b0 + j][t], total);
       logits[(b0 + j) * C + c0 + i] = total;
     }
 }
@@ -92,16 +148,16 @@ void logits_block(const T* w, const T* u, const T* const* xs, int64_t F, int64_t
 template <class T>
 constexpr const T* const* kNone = nullptr;
 
-// All n x C logits (without the biases), in blocks of 5 classes x 2 examples:
+// All n x C logits (without the biases), in blocks of 5 classes x kExamples examples:
 // the 5 classes' parameter rows stay in L1 while the examples stream past them.
 template <bool kWithU, class T>
 void all_logits(const T* w, const T* u, const T* const* xs, int64_t n, int64_t F, int64_t C, T* logits) {
   int64_t c0 = 0;
   for (; c0 + 5 <= C; c0 += 5) {
     int64_t b0 = 0;
-    for (; b0 + 2 <= n; b0 += 2) {
-      const T* const* next = c0 == 0 && b0 + 4 <= n ? xs + b0 + 2 : nullptr;
-      logits_block<5, 2, kWithU>(w, u, xs, F, C, c0, b0, next, logits);
+    for (; b0 + kExamples <= n; b0 += kExamples) {
+      const T* const* next = c0 == 0 && b0 + 2 * kExamples <= n ? xs + b0 + kExamples : nullptr;
+      logits_block<5, kExamples, kWithU>(w, u, xs, F, C, c0, b0, next, logits);
     }
     for (; b0 < n; ++b0) logits_block<5, 1, kWithU>(w, u, xs, F, C, c0, b0, kNone<T>, logits);
   }
@@ -119,15 +175,15 @@ void all_logits(const T* w, const T* u, const T* const* xs, int64_t n, int64_t F
 template <int NC, int NV, class T>
 void update_block(const T* g, const T* const* xs, int64_t n, int64_t F, int64_t C, int64_t c0, int64_t f0, T lr,
                   const T* u_in, T* u) {
-  using Vec = simd::V<T>;
-  constexpr int64_t L = simd::Vector<T>::lanes;
+  using Vec = LaneVec<T>;
+  constexpr int64_t L = Lanes<T>::count;
   Vec acc[NC][NV] = {};
   for (int64_t b = 0; b < n; ++b) {
     Vec x[NV];
     for (int k = 0; k < NV; ++k) x[k] = load(xs[b] + f0 + k * L);
     for (int i = 0; i < NC; ++i) {
       const Vec coef = Vec{} + g[b * C + c0 + i];
-      for (int k = 0; k < NV; ++k) acc[i][k] += coef * x[k];
+      for (int k = 0; k < NV; ++k) acc[i][k] = plus_product<T>(acc[i][k], coef, x[k]);
     }
   }
   const Vec rate = Vec{} + lr;
@@ -135,7 +191,7 @@ void update_block(const T* g, const T* const* xs, int64_t n, int64_t F, int64_t 
     for (int k = 0; k < NV; ++k) {
       T* at = u + (c0 + i) * F + f0 + k * L;
       const Vec before = u_in ? load(at) : Vec{};
-      const Vec after = before - rate * acc[i][k];
+      const Vec after = minus_product<T>(before, rate, acc[i][k]);
       std::memcpy(at, &after, sizeof(Vec));
     }
 }
@@ -198,11 +254,12 @@ void lr_sgd_step(const LrStep<T>& s) {
         gb[labels[b]] -= T(1) / static_cast<T>(n);
       }
       // Update: U_i <- U_i - lr * (sum_b g_b x_b^T, sum_b g_b), each sum over b in order.
-      constexpr int64_t L = simd::Vector<T>::lanes;
+      constexpr int64_t L = Lanes<T>::count;
       const T* const* x = xs.data();
       int64_t f0 = 0;
       for (; f0 + 4 * L <= F; f0 += 4 * L) {
         int64_t c0 = 0;
+        for (; c0 + kClasses <= C; c0 += kClasses) update_block<kClasses, 4>(g.data(), x, n, F, C, c0, f0, s.lr, u_in, u);
         for (; c0 + 2 <= C; c0 += 2) update_block<2, 4>(g.data(), x, n, F, C, c0, f0, s.lr, u_in, u);
         if (c0 < C) update_block<1, 4>(g.data(), x, n, F, C, c0, f0, s.lr, u_in, u);
       }
@@ -214,7 +271,7 @@ void lr_sgd_step(const LrStep<T>& s) {
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t f = f0; f < F; ++f) {
           T acc = 0;
-          for (int64_t b = 0; b < n; ++b) acc += g[b * C + c] * xs[b][f];
+          for (int64_t b = 0; b < n; ++b) acc = mul_add(g[b * C + c], xs[b][f], acc);
           u[c * F + f] = (u_in ? u[c * F + f] : T(0)) - s.lr * acc;
         }
         T acc = 0;

@@ -28,11 +28,17 @@ template <class T> void lr_sgd_step(const LrStep<T>& step);
 namespace avx2 {
 template <class T> void lr_sgd_step(const LrStep<T>& step);
 }  // namespace avx2
+namespace avx512 {
+template <class T> void lr_sgd_step(const LrStep<T>& step);
+}  // namespace avx512
 
 // U_i <- U_i - lr * grad of worker i's batch-mean cross-entropy at w + U_i,
 // for every worker i (U_i = 0 when step.first).
 template <class T>
 void lr_sgd_step(const LrStep<T>& step) {
+#ifdef FR_HAVE_AVX512_VARIANT
+  if (avx512_in_use()) return avx512::lr_sgd_step(step);
+#endif
 #ifdef FR_HAVE_AVX2_VARIANT
   if (avx2_in_use()) return avx2::lr_sgd_step(step);
 #endif
