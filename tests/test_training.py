@@ -7,7 +7,7 @@ import torch
 from fedrobust import models, reference
 from fedrobust._native import cpu
 
-from conftest import run_with_threads
+from conftest import SIMD_LEVELS, run_with_simd, run_with_threads
 
 
 def make_case(m, b, features, classes, n=200, dtype=np.float32, seed=0, empty_frac=0.2):
@@ -110,6 +110,22 @@ def test_bit_identical_for_1_2_and_3_threads(dtype, restore_threads):
     results = [run_with_threads(n, cpu.lr_sgd_step, w, X, y, batches, 10, 0.1) for n in (1, 2, 3)]
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
+
+
+@pytest.mark.skipif(len(SIMD_LEVELS) < 3, reason="needs both vector levels (avx2 and avx512)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("features, classes", [(784, 10), (100, 3), (33, 7), (7, 10)])
+def test_the_vector_levels_give_the_same_bits(features, classes, dtype, restore_simd):
+    """AVX2 and AVX-512 fuse every product into its sum, whatever their blocks (4 examples and
+    5 classes a block at AVX-512, 2 and 2 at AVX2), a first step and a step from U alike,
+    scalar tails (features not a multiple of 8) included."""
+    w, X, y, batches = make_case(13, 9, features, classes, dtype=dtype, seed=features)
+    first = {level: run_with_simd(level, cpu.lr_sgd_step, w, X, y, batches, classes, 0.1) for level in SIMD_LEVELS[1:]}
+    np.testing.assert_array_equal(first["avx512"], first["avx2"])
+    U = first["avx2"]
+    second = {level: run_with_simd(level, cpu.lr_sgd_step, w, X, y, batches[::-1].copy(), classes, 0.05, U.copy())
+              for level in SIMD_LEVELS[1:]}
+    np.testing.assert_array_equal(second["avx512"], second["avx2"])
 
 
 @pytest.mark.parametrize("change, error, match", [
