@@ -65,7 +65,7 @@ constexpr int kExamples = 4, kClasses = 5;
 constexpr int kExamples = 2, kClasses = 2;
 #endif
 
-// a * b + c for the scalar tails, rounded as the vector code rounds it: one fused rounding
+// a * b + c for the scalar parts, rounded as the vector code rounds it: one fused rounding
 // where the level has FMA, else two. Written out, so that no build turns a tail into vector
 // products added in order (GCC vectorizes such strict reductions at avx512, with products
 // rounded on their own).
@@ -272,11 +272,11 @@ void lr_sgd_step(const LrStep<T>& s) {
         for (int64_t f = f0; f < F; ++f) {
           T acc = 0;
           for (int64_t b = 0; b < n; ++b) acc = mul_add(g[b * C + c], xs[b][f], acc);
-          u[c * F + f] = (u_in ? u[c * F + f] : T(0)) - s.lr * acc;
+          u[c * F + f] = mul_add(-s.lr, acc, u_in ? u[c * F + f] : T(0));
         }
         T acc = 0;
         for (int64_t b = 0; b < n; ++b) acc += g[b * C + c];
-        u[F * C + c] = (u_in ? u[F * C + c] : T(0)) - s.lr * acc;
+        u[F * C + c] = mul_add(-s.lr, acc, u_in ? u[F * C + c] : T(0));
       }
       if (s.nonfinite) s.nonfinite[i] = holds_nonfinite(u, d);  // the row is still in L1
       if (s.first) store_streaming(row.data(), d, s.U + i * d);
