@@ -84,16 +84,18 @@ def pairwise_distances(U, squared: bool = True) -> np.ndarray:
     return D if squared else np.sqrt(D)
 
 
-def _krum_scores_from(D: np.ndarray, members: list, c: int, squared: bool) -> np.ndarray:
-    k = max(len(members) - c - 2, 0)
-    scores = np.zeros(len(members))
-    for p, i in enumerate(members):
-        others = np.array([D[i, j] for q, j in enumerate(members) if q != p])
-        if not squared:
-            others = np.sqrt(others)
-        others = np.sort(others)[:k]
-        scores[p] = np.cumsum(others)[-1] if k > 0 else 0.0
-    return scores
+def _krum_scores_from(D: np.ndarray, members, c: int, squared: bool) -> np.ndarray:
+    """The Krum scores of the rows `members` within them: row p's k = (len(members) - c - 2)
+    smallest values D[i_p, j] (their square roots unless squared) over the other members j,
+    summed in ascending order."""
+    r = len(members)
+    k = max(r - c - 2, 0)
+    sub = D[np.ix_(members, members)]
+    others = sub[~np.eye(r, dtype=bool)].reshape(r, r - 1)  # row p without its own entry
+    if not squared:
+        others = np.sqrt(others)
+    smallest = np.sort(others, axis=1)[:, :k]
+    return np.cumsum(smallest, axis=1)[:, -1] if k > 0 else np.zeros(r)
 
 
 def krum_scores(U, c: int, squared: bool = True) -> np.ndarray:
@@ -124,15 +126,7 @@ def bulyan_select_from_distances(D: np.ndarray, c: int, squared: bool = True) ->
     remaining = np.arange(D.shape[0])
     chosen = []
     for _ in range(D.shape[0] - 2 * c):
-        r = remaining.size
-        k = max(r - c - 2, 0)
-        sub = D[np.ix_(remaining, remaining)]
-        others = sub[~np.eye(r, dtype=bool)].reshape(r, r - 1)  # row p without its own entry
-        if not squared:
-            others = np.sqrt(others)
-        smallest = np.sort(others, axis=1)[:, :k]
-        scores = np.cumsum(smallest, axis=1)[:, -1] if k > 0 else np.zeros(r)
-        p = int(np.argmin(scores))
+        p = int(np.argmin(_krum_scores_from(D, remaining, c, squared)))
         chosen.append(int(remaining[p]))
         remaining = np.delete(remaining, p)
     return np.array(chosen, dtype=np.int64)
