@@ -14,7 +14,7 @@
 //
 // Each worker is computed by one thread in a fixed order, so the result is
 // the same on any thread count. At the vector levels every product is fused
-// into the sum it joins (written out: plus_product, minus_product, mul_add), so
+// into the sum it joins (written out: plus_product, mul_add), so
 // AVX2 and AVX-512 give the same bits; the generic level rounds each product on
 // its own and can differ from them in the last bits.
 #include <algorithm>
@@ -78,8 +78,9 @@ inline T mul_add(T a, T b, T c) {
 #endif
 }
 
-// c + a * b and c - a * b lane by lane, with one rounding at the vector levels whatever the
-// compiler would contract (it may share a * b between two branches and round it on its own).
+// c + a * b lane by lane, with one rounding at the vector levels whatever the compiler would
+// contract (it may share a * b between two branches and round it on its own). c - a * b is
+// plus_product(c, -a, b): negation is exact, so the bits are those of a fused c - a * b.
 template <class T>
 inline LaneVec<T> plus_product(LaneVec<T> c, LaneVec<T> a, LaneVec<T> b) {
 #if defined(FR_ARCH_AVX2) || defined(FR_ARCH_AVX512)
@@ -87,15 +88,6 @@ inline LaneVec<T> plus_product(LaneVec<T> c, LaneVec<T> a, LaneVec<T> b) {
   else return (LaneVec<T>)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
 #else
   return c + a * b;
-#endif
-}
-template <class T>
-inline LaneVec<T> minus_product(LaneVec<T> c, LaneVec<T> a, LaneVec<T> b) {
-#if defined(FR_ARCH_AVX2) || defined(FR_ARCH_AVX512)
-  if constexpr (sizeof(T) == 4) return (LaneVec<T>)_mm256_fnmadd_ps((__m256)a, (__m256)b, (__m256)c);
-  else return (LaneVec<T>)_mm256_fnmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
-#else
-  return c - a * b;
 #endif
 }
 
@@ -186,12 +178,12 @@ void update_block(const T* g, const T* const* xs, int64_t n, int64_t F, int64_t 
       for (int k = 0; k < NV; ++k) acc[i][k] = plus_product<T>(acc[i][k], coef, x[k]);
     }
   }
-  const Vec rate = Vec{} + lr;
+  const Vec minus_rate = -(Vec{} + lr);  // an exact negation
   for (int i = 0; i < NC; ++i)
     for (int k = 0; k < NV; ++k) {
       T* at = u + (c0 + i) * F + f0 + k * L;
       const Vec before = u_in ? load(at) : Vec{};
-      const Vec after = minus_product<T>(before, rate, acc[i][k]);
+      const Vec after = plus_product<T>(before, minus_rate, acc[i][k]);
       std::memcpy(at, &after, sizeof(Vec));
     }
 }
