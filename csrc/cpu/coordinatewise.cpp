@@ -307,14 +307,6 @@ struct BandFinder {
     std::memcpy(dst, &packed, sizeof(V));
 #endif
   }
-  // The lanes of x and of cols whose bit is set, packed to list and to list_cols
-  // (pack_to_front); returns how many.
-  template <class Vec, class Mask>
-  static int pack_lanes(Vec x, Mask cols, uint32_t bits, T* list, Count* list_cols) {
-    pack_to_front(x, bits, list);
-    pack_to_front(cols, bits, list_cols);
-    return __builtin_popcount(bits);
-  }
   // Lane by lane a < b (kLess), a <= b (kLessEqual) or a == b (kEqual).
   enum Compare { kLess, kLessEqual, kEqual };
 #if defined(FR_ARCH_AVX512)
@@ -451,7 +443,7 @@ struct BandFinder {
   // Scratch values find_ranks needs beyond the tile: the sample, the bands, one column, and
   // each rank slot's list.
   int64_t scratch_values() const {
-    return s * width + kMaxRanks * (cap + 1) * width + n + kMaxLanes + kMaxRanks * 2 * (list_capacity() + kMaxLanes);
+    return s * width + kMaxRanks * (cap + 1) * width + n + kMaxLanes + kMaxRanks * (list_capacity() + kMaxLanes);
   }
   // Entries of step 3's list: the bands' capacity over a tile.
   int64_t list_capacity() const { return cap * width; }
@@ -477,10 +469,10 @@ struct BandFinder {
     T* band = sample + s * W;  // rank slot q's column t: band + (q * W + t) * (cap + 1)
     T* column = band + kMaxRanks * (cap + 1) * W;
     const int64_t list_cap = list_capacity();
-    // Rank slot q's list: lists + q * list_stride, list_cap + L values, then as many Count
-    // column ids (Count has T's size).
-    const int64_t list_stride = 2 * (list_cap + L);
-    T* lists = column + n + kMaxLanes;
+    // Rank slot q's list: list_cap + L offsets into the tile (Count has T's size) from
+    // lists + q * (list_cap + L).
+    const int64_t list_stride = list_cap + L;
+    Count* lists = reinterpret_cast<Count*>(column + n + kMaxLanes);
 
     // 1. The pivots of every column.
     for (int64_t k = 0; k < s; ++k)
@@ -560,11 +552,12 @@ struct BandFinder {
     }
 
     // 3. eq and the bands, per block of rows (as in step 2) and rank slot that collects: for
-    //    each vector of lanes and row, the values inside the slot's interval are packed to the
-    //    front of the vector (pack_lanes) and appended with their columns to the slot's list,
-    //    with no branch per value; each list is then dealt out to the columns' bands. A list
-    //    longer than list_cap (values in the intervals far beyond what the sample suggests) is
-    //    dropped, and the slot's values are collected again one by one.
+    //    each vector of lanes and row, the tile offsets of the values inside the slot's
+    //    interval are packed to the front of a vector of offsets (pack_to_front) and appended
+    //    to the slot's list, with no branch per value; each list is then dealt out to the
+    //    columns' bands (the column of offset o is o mod W). A list longer than list_cap
+    //    (values in the intervals far beyond what the sample suggests) is dropped, and the
+    //    slot's values are collected again one by one.
     Mask lane_ids;
     for (int64_t l = 0; l < L; ++l) lane_ids[l] = static_cast<Count>(l);
     int64_t used[kMaxRanks] = {};
@@ -573,19 +566,21 @@ struct BandFinder {
       const int64_t i1 = std::min(n, i0 + kBlockRows);
       for (int64_t q = 0; q < n_ranks; ++q) {
         if (!collects[q]) continue;
-        T* list = lists + q * list_stride;
-        Count* list_cols = reinterpret_cast<Count*>(list + list_cap + L);
+        Count* list = lists + q * list_stride;
         int64_t used_q = used[q];
         for (int64_t t = 0; t < W; t += L) {
           const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
           const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
-          const Mask cols = lane_ids + static_cast<Count>(t);
+          Mask offsets = lane_ids + static_cast<Count>(i0 * W + t);
           Mask e = *reinterpret_cast<const Mask*>(eq[q] + t);
-          for (int64_t i = i0; i < i1; ++i) {
+          for (int64_t i = i0; i < i1; ++i, offsets += static_cast<Count>(W)) {
             const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
             e = add_where<kEqual>(e, x, lo);
-            if (used_q <= list_cap)  // the list has L values of room beyond list_cap
-              used_q += pack_lanes(x, cols, inside_bits(x, lo, hi), list + used_q, list_cols + used_q);
+            if (used_q <= list_cap) {  // the list has L offsets of room beyond list_cap
+              const uint32_t bits = inside_bits(x, lo, hi);
+              pack_to_front(offsets, bits, list + used_q);
+              used_q += __builtin_popcount(bits);
+            }
           }
           *reinterpret_cast<Mask*>(eq[q] + t) = e;
         }
@@ -594,14 +589,13 @@ struct BandFinder {
     }
     for (int64_t q = 0; q < n_ranks; ++q) {
       if (!collects[q]) continue;
-      const T* list = lists + q * list_stride;
-      const Count* list_cols = reinterpret_cast<const Count*>(list + list_cap + L);
+      const Count* list = lists + q * list_stride;
       if (used[q] <= list_cap) {
         int64_t fill[W] = {};
         for (int64_t j = 0; j < used[q]; ++j) {
-          const int64_t col = list_cols[j];
+          const int64_t offset = list[j], col = offset % W;
           const int64_t k = fill[col]++;
-          band[(q * W + col) * (cap + 1) + std::min(k, cap)] = list[j];
+          band[(q * W + col) * (cap + 1) + std::min(k, cap)] = tile[offset];
         }
         std::copy(fill, fill + W, count[q]);
         continue;
