@@ -10,7 +10,7 @@
 //     no branches; the merges' short-distance comparators run in registers,
 //     a block of rows at a time;
 //   - larger n: sampled pivots (BandFinder), linear in n: a pruned network over
-//     a fixed sample of rows gives each column 8 pivots around each wanted
+//     a fixed sample of rows gives each column 6 pivots around each wanted
 //     rank; one vector pass over all rows counts the values below each pivot,
 //     a second collects the values strictly between the two pivots around the
 //     rank into a short band, where the rank is selected. A band far longer
@@ -270,7 +270,8 @@ uint32_t mask_bits(M m) {
 // part of the column beyond the outer pivot).
 template <class T>
 struct BandFinder {
-  static constexpr int kPivots = 8;
+  // Pivots per rank group (measured at 600 to 50,000 rows: 6 is 2-4 % faster than 8 and 4).
+  static constexpr int kPivots = 6;
   static constexpr int kMaxRanks = 4;
   using Count = typename std::remove_reference<decltype(simd::Mask<T>{}[0])>::type;
   static constexpr int64_t kLanes = simd::Vector<T>::lanes;
