@@ -13,9 +13,11 @@
 //     a fixed sample of rows gives each column 6 pivots around each wanted
 //     rank; one vector pass over all rows counts the values below each pivot,
 //     a second collects the values strictly between the two pivots around the
-//     rank into a short band, where the rank is selected. A band far longer
-//     than the sample suggests is collected again from its column, and its
-//     rank selected there with std::nth_element.
+//     rank into a short band, where the rank is selected (the tile's short
+//     bands sorted together by a network, lanes = columns; longer ones one
+//     column at a time). A band far longer than the sample suggests is
+//     collected again from its column, and its rank selected there with
+//     std::nth_element.
 // All give the same values (order statistics are unique), so the switch
 // never changes a result. The trimmed mean then makes one pass over the tile
 // in row order (order.h: trimmed_mean_from_pass), so its rounding does not
@@ -261,8 +263,12 @@ uint32_t mask_bits(M m) {
 //    less_{-1} = 0; p_K = +Inf, less_K = n).
 // 3. Collect: a second pass counts eq = #{x == p_k} and appends the values strictly inside
 //    (p_k, p_{k+1}) to the column's band (at most `cap`). With rel = r - less_k the value of
-//    rank r is p_k when rel < eq, the (rel - eq)-th smallest of the band (select_in_band)
-//    when that is inside it, else +Inf (the top interval's +Inf values are not in the band).
+//    rank r is p_k when rel < eq, the (rel - eq)-th smallest of the band when that is inside
+//    it, else +Inf (the top interval's +Inf values are not in the band).
+// 4. Select: a rank slot's bands are the columns of a matrix (row k: the k-th value collected
+//    in each column). Where the longest band has at most kMaxSortedBandRows rows, the matrix
+//    is sorted by a network, lanes = columns (sort_band), and the value is read at its row;
+//    otherwise each column's band is copied out and its value selected (select_in_band).
 //
 // A band longer than `cap` (the sample missed the rank, or the rows are in an order the
 // sample does not represent) is collected again from its column: the values strictly inside
