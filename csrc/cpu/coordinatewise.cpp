@@ -223,9 +223,9 @@ void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twic
         if (twice) load_tile_sorting_blocks<T>(u, j0, second, scratch.data(), ahead);
         else load_tile_sorting_blocks<T>(u, j0, scratch.data(), nullptr, ahead);
       } else {
-        load_canonical_tile(u, j0, w, width, scratch.data(), second);
-        if (presort) sort_blocks_of_16(u.n_rows, twice ? second : scratch.data());
-      }
+          load_canonical_tile(u, j0, w, width, scratch.data(), second);
+          if (presort) sort_blocks_of_16(u.n_rows, twice ? second : scratch.data());
+        }
       per_tile(scratch.data(), j0, w, width, ahead);
     }
   }
@@ -660,25 +660,24 @@ struct BandFinder {
           band[(q * band_rows + std::min(k, cap)) * W + col] = tile[offset];
         }
         std::copy(fill, fill + W, count[q]);
-        sorted[q] = sort_band<W>(band + q * band_rows * W, count[q], w);
-        continue;
-      }
-      for (int64_t t = 0; t < W; t += L) {
-        const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
-        const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
-        int64_t fill[L] = {};
-        T* b = band + q * band_rows * W + t;
-        for (int64_t i = 0; i < n; ++i) {
-          const T* x_at = tile + i * W + t;
-          uint32_t bits = inside_bits(*reinterpret_cast<const Vec*>(x_at), lo, hi);
-          while (bits) {
-            const int l = __builtin_ctz(bits);
-            bits &= bits - 1;
-            const int64_t k = fill[l]++;
-            b[std::min(k, cap) * W + l] = x_at[l];
+      } else {
+        for (int64_t t = 0; t < W; t += L) {
+          const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
+          const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
+          int64_t fill[L] = {};
+          T* b = band + q * band_rows * W + t;
+          for (int64_t i = 0; i < n; ++i) {
+            const T* x_at = tile + i * W + t;
+            uint32_t bits = inside_bits(*reinterpret_cast<const Vec*>(x_at), lo, hi);
+            while (bits) {
+              const int l = __builtin_ctz(bits);
+              bits &= bits - 1;
+              const int64_t k = fill[l]++;
+              b[std::min(k, cap) * W + l] = x_at[l];
+            }
           }
+          std::copy(fill, fill + L, count[q] + t);
         }
-        std::copy(fill, fill + L, count[q] + t);
       }
       sorted[q] = sort_band<W>(band + q * band_rows * W, count[q], w);
     }

