@@ -5,7 +5,10 @@ Every path of that selection must give the float64 oracle's bits (fedrobust.refe
 the usual case (the wanted rank between two pivots, found in a short band), ties at the
 pivots, NaN and +-Inf, +Inf in the top interval, and the inputs that defeat the sample (a
 band overflows and its interval is collected again from the column; a tile whose bands
-overflow together is collected again one value at a time). Checked for the median, the
+overflow together is collected again one value at a time). Float tiles count and collect on
+16-bit keys (keys.h) where the pivots' keys differ: values that are their keys' floors
+(short mantissas), columns narrower than a key resolves (the tile goes back to the values),
+and a -Inf pivot (the interval from -Inf, collected again from the column). Checked for the median, the
 trimmed mean at several beta, the leave-one-out median and trimmed mean (the defenses), every
 layout, both dtypes, every SIMD level (generic, AVX2, AVX-512 where the CPU has it) and 1 or
 2 threads; inputs are never written.
@@ -74,12 +77,27 @@ def _case(kind: str, m: int, d: int, dtype, seed: int = 0) -> np.ndarray:
     elif kind == "clustered":  # most values within a hair of one value: a band far past its bound
         X = g.standard_normal((m, d))
         X[1::2] = 0.25 + 1e-7 * g.standard_normal((m // 2, d))
+    elif kind == "short_mantissas":  # 8 significant bits: each value is its own 16-bit key's floor
+        X = g.integers(128, 256, size=(m, d)) * np.exp2(g.integers(-20, 21, size=(m, d)))
+        X *= g.choice([-1.0, 1.0], (m, d))
+    elif kind == "key_collisions":  # half the columns far narrower than a 16-bit key resolves
+        X = g.standard_normal((m, d))
+        X[:, ::2] = 1000.0 + 1e-3 * X[:, ::2]
+    elif kind == "inf_pivot":  # the median's lowest pivot is -Inf and its interval starts there
+        X = 10.0 + g.standard_normal((m, d))
+        s = min(max(m // 8, 64), 1024)
+        sampled = np.array([(2 * k + 1) * m // (2 * s) for k in range(s)])
+        low = set(sampled[: int(0.384 * s)].tolist())
+        others = np.setdiff1d(np.arange(m), sampled)
+        low |= set(g.choice(others, int(0.48 * m) - len(low), replace=False).tolist())
+        X[sorted(low)] = -np.inf
     else:
         raise ValueError(kind)
     return X.astype(dtype)
 
 
-KINDS = ("normal", "ties", "constant", "nonfinite", "signed_zeros", "sorted", "trap", "trap_mixed", "clustered")
+KINDS = ("normal", "ties", "constant", "nonfinite", "signed_zeros", "sorted", "trap", "trap_mixed", "clustered",
+         "short_mantissas", "key_collisions", "inf_pivot")
 
 
 def _betas(m: int):

@@ -51,5 +51,10 @@ inline W vmin(W a, W b) { return a < b ? a : b; }
 template <class W>
 inline W vmax(W a, W b) { return a > b ? a : b; }
 #endif
+#if defined(FR_ARCH_AVX512) || defined(FR_ARCH_AVX2) || defined(__SSE2__)
+// 16-bit integers (BandFinder's keys): one pminsw / pmaxsw.
+inline V<int16_t> vmin(V<int16_t> a, V<int16_t> b) { return a < b ? a : b; }
+inline V<int16_t> vmax(V<int16_t> a, V<int16_t> b) { return a > b ? a : b; }
+#endif
 
 }  // namespace fedrobust::cpu::FR_ARCH::simd
