@@ -235,8 +235,13 @@ void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twic
         if (twice) load_tile_sorting_blocks<T>(u, j0, second, scratch.data(), ahead);
         else load_tile_sorting_blocks<T>(u, j0, scratch.data(), nullptr, ahead);
       } else {
-          load_canonical_tile(u, j0, w, width, scratch.data(), second,
-                              keys ? reinterpret_cast<Key*>(scratch.data() + u.n_rows * width) : nullptr);
+          if constexpr (sizeof(T) == 4) {
+            if (keys) load_canonical_tile<T, true>(u, j0, w, width, scratch.data(), second,
+                                                   reinterpret_cast<Key*>(scratch.data() + u.n_rows * width));
+            else load_canonical_tile(u, j0, w, width, scratch.data(), second);
+          } else {
+            load_canonical_tile(u, j0, w, width, scratch.data(), second);
+          }
           if (presort) sort_blocks_of_16(u.n_rows, twice ? second : scratch.data());
         }
       per_tile(scratch.data(), j0, w, width, ahead);

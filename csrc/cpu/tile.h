@@ -33,8 +33,8 @@ class Scratch {
 
 // Copy columns [j0, j0 + w) of every row into tile (n_rows x width, row-major),
 // mapping each value through canonical(); columns w .. width-1 are set to +Inf.
-// With `copy`, the same tile is also written there; with `keys` (float), the tile's keys
-// (keys.h: keys[i * width + t] = key_of(tile[i * width + t])), on the way.
+// With `copy`, the same tile is also written there; with kKeys (float), the tile's keys
+// at `keys` (keys.h: keys[i * width + t] = key_of(tile[i * width + t])), on the way.
 // Contiguous rows are copied a vector at a time. A small tile prefetches the same
 // columns of the next tile (j0 + width ...), so that the n row streams are in flight
 // while the caller works on this tile; a tile too large for the prefetched lines to
@@ -50,9 +50,10 @@ constexpr bool load_prefetches_next_tile(int64_t n_rows, int64_t width) {
   return n_rows * width * static_cast<int64_t>(sizeof(T)) <= kPrefetchTileBytes;
 }
 
-template <class T>
+template <class T, bool kKeys = false>
 void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t width, T* tile,
                          T* copy = nullptr, Key* keys = nullptr) {
+  static_assert(!kKeys || sizeof(T) == 4, "keys are made for float tiles");
   typedef T V __attribute__((vector_size(32)));
   constexpr int64_t L = 32 / sizeof(T);
   const T inf = std::numeric_limits<T>::infinity();
@@ -77,13 +78,11 @@ void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t wi
         std::memcpy(&x, src + t, sizeof(V));
         x = (x != x) ? inf_v : x + T(0);
         std::memcpy(dst + t, &x, sizeof(V));
-        if constexpr (sizeof(T) == 4) {
-          if (keys) {
-            typedef int32_t Bits __attribute__((vector_size(32)));  // V's 8 floats
-            typedef Key Keys __attribute__((vector_size(16)));
-            const Keys k = keys_of_bits<Keys>(reinterpret_cast<Bits&>(x));
-            std::memcpy(keys + i * width + t, &k, sizeof(k));
-          }
+        if constexpr (kKeys) {
+          typedef int32_t Bits __attribute__((vector_size(32)));  // V's 8 floats
+          typedef Key Keys __attribute__((vector_size(16)));
+          const Keys k = keys_of_bits<Keys>(reinterpret_cast<Bits&>(x));
+          std::memcpy(keys + i * width + t, &k, sizeof(k));
         }
       }
       for (; t < w; ++t) dst[t] = canonical(src[t]);
@@ -91,10 +90,8 @@ void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t wi
       for (; t < w; ++t) dst[t] = canonical(src[t * u.col_stride]);
     }
     for (t = w; t < width; ++t) dst[t] = inf;
-    if constexpr (sizeof(T) == 4) {
-      if (keys)
-        for (t = u.col_stride == 1 ? w / L * L : 0; t < width; ++t) keys[i * width + t] = key_of(dst[t]);
-    }
+    if constexpr (kKeys)
+      for (t = u.col_stride == 1 ? w / L * L : 0; t < width; ++t) keys[i * width + t] = key_of(dst[t]);
     if (copy) std::memcpy(copy + i * width, dst, static_cast<size_t>(width) * sizeof(T));
   }
 }
