@@ -548,42 +548,68 @@ struct BandFinder {
     return true;
   }
 
-  // Step 2 on the values: less[g * kPivots + k][t] += #{x < pivot[g * kPivots + k][t]} over the
-  // tile's rows: per block of rows (kBlockRows, in L1 while every group and vector
-  //    of lanes sweeps it), group and vector of lanes, the kPivots counts in registers. The
-  //    first group's sweep prefetches the next tile, one line per row and vector-line, where
-  //    the tile load does not (measured: 4-7 % faster at 10,000 rows; at 1,000 rows, where
-  // Rows of row_bytes bytes in a block that sweeps stay in L1 for (32 KiB, at least 16).
+  // Rows of row_bytes bytes in a block that stays in L1 (32 KiB) while a pass sweeps it, at least 16.
   static constexpr int64_t rows_in_l1(int64_t row_bytes) { return std::max<int64_t>(16, 32 * 1024 / row_bytes); }
-  template <int64_t W>
-  void count_below(const T* tile, const T (*pivot)[W], Count (*less)[W], const TileAhead<T>& ahead) const {
-    using Vec = simd::V<T>;
-    using Mask = simd::Mask<T>;
-    constexpr int64_t L = kLanes;
+
+  // c + 1 in the lanes where x < p: count_pass's step, on values (add_where) or on keys (at
+  // AVX-512 one compare into a mask register and one masked subtract of -1).
+  template <class CVec, class XVec>
+  static CVec count_less(CVec c, XVec x, XVec p) {
+    if constexpr (std::is_floating_point_v<std::remove_reference_t<decltype(x[0])>>) {
+      return add_where<kLess>(c, x, p);
+    } else {
+#if defined(FR_ARCH_AVX512)
+      return (CVec)_mm512_mask_sub_epi16((__m512i)c, _mm512_cmplt_epi16_mask((__m512i)x, (__m512i)p), (__m512i)c,
+                                         _mm512_set1_epi16(-1));
+#else
+      return c - (CVec)(x < p);
+#endif
+    }
+  }
+
+  // Step 2: count[g * kPivots + k][t] += #{x < pivot[g * kPivots + k][t]} over the tile's rows
+  // of values x (E = T) or of keys (E = Key, C = KeyCount): per block of rows (rows_in_l1,
+  // in L1 while every group and vector of lanes sweeps it), group and vector of lanes, the
+  // kPivots counts in registers. The first group's sweep prefetches the next tile, the lines
+  // under its columns in every row, where the tile load does not (measured: 4-7 % faster at
+  // 10,000 rows; at 1,000 rows, where the load prefetches it already, a second prefetch cost
+  // 3-6 %).
+  template <int64_t W, class E, class C>
+  void count_pass(const E* data, const E (*pivot)[W], C (*count)[W], const TileAhead<T>& ahead) const {
+    typedef E EVec __attribute__((vector_size(simd::kBytes)));
+    typedef C CVec __attribute__((vector_size(simd::kBytes)));
+    constexpr int64_t EL = simd::kBytes / static_cast<int64_t>(sizeof(E));
+    static_assert(sizeof(C) == sizeof(E) && W % EL == 0, "counts as wide as the data, whole vectors a row");
+    // The tile's bytes under a vector's columns: the lines that start there are fetched.
+    constexpr int64_t kVectorBytes = EL * static_cast<int64_t>(sizeof(T));
+    static_assert(kVectorBytes <= 128, "at most two lines under a vector");
     const int64_t n_groups = static_cast<int64_t>(groups.size());
-    //    the load prefetches it already, a second prefetch cost 3-6 %).
-    constexpr int64_t kBlockRows = rows_in_l1(W * sizeof(T));
+    constexpr int64_t kBlockRows = rows_in_l1(W * sizeof(E));
+    const bool fetches = !load_prefetches_next_tile<T>(n, W);
     for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
       const int64_t i1 = std::min(n, i0 + kBlockRows);
       for (int64_t g = 0; g < n_groups; ++g) {
-        for (int64_t t = 0; t < W; t += L) {
-          Vec p[kPivots];
-          Mask c[kPivots];
+        for (int64_t t = 0; t < W; t += EL) {
+          EVec p[kPivots];
+          CVec c[kPivots];
 #pragma GCC unroll 8
           for (int k = 0; k < kPivots; ++k) {
-            p[k] = *reinterpret_cast<const Vec*>(pivot[g * kPivots + k] + t);
-            c[k] = *reinterpret_cast<const Mask*>(less[g * kPivots + k] + t);
+            p[k] = *reinterpret_cast<const EVec*>(pivot[g * kPivots + k] + t);
+            c[k] = *reinterpret_cast<const CVec*>(count[g * kPivots + k] + t);
           }
           const int64_t line = t * static_cast<int64_t>(sizeof(T));  // this vector's byte offset
-          const bool fetch = g == 0 && line % 64 == 0 && !load_prefetches_next_tile<T>(n, W);
+          const bool fetch = g == 0 && fetches && line % 64 == 0;
           for (int64_t i = i0; i < i1; ++i) {
-            if (fetch) ahead.prefetch(i, line);
-            const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
+            if (fetch) {
+              ahead.prefetch(i, line);
+              if constexpr (kVectorBytes > 64) ahead.prefetch(i, line + 64);
+            }
+            const EVec x = *reinterpret_cast<const EVec*>(data + i * W + t);
 #pragma GCC unroll 8
-            for (int k = 0; k < kPivots; ++k) c[k] = add_where<kLess>(c[k], x, p[k]);
+            for (int k = 0; k < kPivots; ++k) c[k] = count_less(c[k], x, p[k]);
           }
 #pragma GCC unroll 8
-          for (int k = 0; k < kPivots; ++k) *reinterpret_cast<Mask*>(less[g * kPivots + k] + t) = c[k];
+          for (int k = 0; k < kPivots; ++k) *reinterpret_cast<CVec*>(count[g * kPivots + k] + t) = c[k];
         }
       }
     }
@@ -610,54 +636,19 @@ struct BandFinder {
     return true;
   }
 
-  // Vectors of keys (twice the lanes of T) and of their counts.
+  // Vectors of keys (twice the lanes of T).
   typedef Key KeyVec __attribute__((vector_size(simd::kBytes)));
-  typedef KeyCount KeyCountVec __attribute__((vector_size(simd::kBytes)));
   static constexpr int64_t kKeyLanes = simd::kBytes / static_cast<int64_t>(sizeof(Key));
 
   // Step 2 on keys: less[g * kPivots + k][t] = #{key(x) < pivot_key[g * kPivots + k][t]} =
-  // #{x < key_floor(pivot key)} over the tile's rows, from its keys, as count_below does from
-  // the values, with KeyCount counters.
+  // #{x < key_floor(pivot key)} over the tile's rows, from its keys (count_pass with
+  // KeyCount counters).
   template <int64_t W>
   void count_keys_below(const Key* keys, const Key (*pivot_key)[W], Count (*less)[W], const TileAhead<T>& ahead) const {
-    constexpr int64_t KL = kKeyLanes;
-    if constexpr (sizeof(T) == 4 && W % KL == 0) {  // keyed: float, n <= kWideBandMaxRows, so W is 256 bytes
+    if constexpr (sizeof(T) == 4 && W % kKeyLanes == 0) {  // keyed: float, n <= kWideBandMaxRows, so W is 256 bytes
       const int64_t n_groups = static_cast<int64_t>(groups.size());
       alignas(64) KeyCount counts[kMaxRanks * kPivots][W] = {};
-      constexpr int64_t kBlockRows = rows_in_l1(W * sizeof(Key));
-      for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
-        const int64_t i1 = std::min(n, i0 + kBlockRows);
-        for (int64_t g = 0; g < n_groups; ++g) {
-          for (int64_t t = 0; t < W; t += KL) {
-            KeyVec p[kPivots];
-            KeyCountVec c[kPivots];
-#pragma GCC unroll 8
-            for (int k = 0; k < kPivots; ++k) {
-              p[k] = *reinterpret_cast<const KeyVec*>(pivot_key[g * kPivots + k] + t);
-              c[k] = *reinterpret_cast<const KeyCountVec*>(counts[g * kPivots + k] + t);
-            }
-            // The lines of the next tile under these columns, as count_below fetches them.
-            const int64_t first = t * static_cast<int64_t>(sizeof(T)), end = first + KL * static_cast<int64_t>(sizeof(T));
-            const bool fetch = g == 0 && !load_prefetches_next_tile<T>(n, W);
-            for (int64_t i = i0; i < i1; ++i) {
-              if (fetch)
-                for (int64_t line = (first + 63) / 64 * 64; line < end; line += 64) ahead.prefetch(i, line);
-              const KeyVec x = *reinterpret_cast<const KeyVec*>(keys + i * W + t);
-#pragma GCC unroll 8
-              for (int k = 0; k < kPivots; ++k) {
-#if defined(FR_ARCH_AVX512)
-                c[k] = (KeyCountVec)_mm512_mask_sub_epi16((__m512i)c[k], _mm512_cmplt_epi16_mask((__m512i)x, (__m512i)p[k]),
-                                                          (__m512i)c[k], _mm512_set1_epi16(-1));
-#else
-                c[k] -= (KeyCountVec)(x < p[k]);
-#endif
-              }
-            }
-#pragma GCC unroll 8
-            for (int k = 0; k < kPivots; ++k) *reinterpret_cast<KeyCountVec*>(counts[g * kPivots + k] + t) = c[k];
-          }
-        }
-      }
+      count_pass<W>(keys, pivot_key, counts, ahead);
       for (int64_t g = 0; g < n_groups; ++g)
         for (int k = 0; k < kPivots; ++k)
           for (int64_t t = 0; t < W; ++t) less[g * kPivots + k][t] = counts[g * kPivots + k][t];
@@ -674,10 +665,34 @@ struct BandFinder {
   // (NaN bounds), `none` (the largest key as the lower end, the smallest as the upper).
   static Key key_bound(T v, Key none) { return v == v ? key_of(v) : none; }
 
+  // Step 3's walk, shared by its two forms: per block of rows (rows of row_bytes, in L1 while
+  // every slot sweeps it), rank slot that collects and vector of kStep columns t,
+  // append(q, t, i0, i1, offsets, list, used_q) appends to slot q's list (at list + used_q,
+  // advancing used_q) the offsets of the kept values among rows [i0, i1) of those columns;
+  // offsets holds the tile offsets of row i0's first kLanes columns from t.
+  template <int64_t W, int64_t kStep, class Append>
+  void collect_walk(int64_t row_bytes, const bool* collects, Count* lists, int64_t list_stride, int64_t* used,
+                    Append append) const {
+    using Mask = simd::Mask<T>;
+    const int64_t n_ranks = static_cast<int64_t>(ranks.size()), block_rows = rows_in_l1(row_bytes);
+    Mask lane_ids;
+    for (int64_t l = 0; l < kLanes; ++l) lane_ids[l] = static_cast<Count>(l);
+    for (int64_t i0 = 0; i0 < n; i0 += block_rows) {
+      const int64_t i1 = std::min(n, i0 + block_rows);
+      for (int64_t q = 0; q < n_ranks; ++q) {
+        if (!collects[q]) continue;
+        Count* list = lists + q * list_stride;
+        int64_t used_q = used[q];
+        for (int64_t t = 0; t < W; t += kStep)
+          append(q, t, i0, i1, lane_ids + static_cast<Count>(i0 * W + t), list, used_q);
+        used[q] = used_q;
+      }
+    }
+  }
+
   // Step 3 on keys (eq stays 0): slot q's list gets the tile offsets of the values in
-  // [lower, upper), i.e. of the keys in [key(lower), key(upper)), in collect_values' order:
-  // per block of rows, slot, vector of keys and row, the two halves of a vector of keys (the
-  // offsets of L columns each) packed in turn.
+  // [lower, upper), i.e. of the keys in [key(lower), key(upper)): per vector of keys and row,
+  // the two halves of the vector (the offsets of kLanes columns each) packed in turn.
   template <int64_t W>
   void collect_keys(const Key* keys, const T (*lower)[W], const T (*upper)[W], const bool* collects, Count* lists,
                     int64_t list_stride, int64_t* used) const {
@@ -685,50 +700,38 @@ struct BandFinder {
     if constexpr (sizeof(T) == 4 && W % KL == 0) {
       using Mask = simd::Mask<T>;
       typedef Key KeyHalf __attribute__((vector_size(simd::kBytes / 2)));
-      const int64_t n_ranks = static_cast<int64_t>(ranks.size()), list_cap = list_capacity();
+      const int64_t list_cap = list_capacity();
       alignas(64) Key lo_key[kMaxRanks][W], hi_key[kMaxRanks][W];
-      for (int64_t q = 0; q < n_ranks; ++q)
+      for (int64_t q = 0; q < static_cast<int64_t>(ranks.size()); ++q)
         for (int64_t t = 0; t < W; ++t) {
           lo_key[q][t] = key_bound(lower[q][t], std::numeric_limits<Key>::max());
           hi_key[q][t] = key_bound(upper[q][t], std::numeric_limits<Key>::min());
         }
-      Mask lane_ids;
-      for (int64_t l = 0; l < L; ++l) lane_ids[l] = static_cast<Count>(l);
-      constexpr int64_t kBlockRows = rows_in_l1(W * sizeof(Key));
-      for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
-        const int64_t i1 = std::min(n, i0 + kBlockRows);
-        for (int64_t q = 0; q < n_ranks; ++q) {
-          if (!collects[q]) continue;
-          Count* list = lists + q * list_stride;
-          int64_t used_q = used[q];
-          for (int64_t t = 0; t < W; t += KL) {
-            const KeyVec lo = *reinterpret_cast<const KeyVec*>(lo_key[q] + t);
-            const KeyVec hi = *reinterpret_cast<const KeyVec*>(hi_key[q] + t);
-            Mask offsets = lane_ids + static_cast<Count>(i0 * W + t);
-            for (int64_t i = i0; i < i1; ++i, offsets += static_cast<Count>(W)) {
-              const KeyVec x = *reinterpret_cast<const KeyVec*>(keys + i * W + t);
+      collect_walk<W, KL>(W * sizeof(Key), collects, lists, list_stride, used,
+                          [&](int64_t q, int64_t t, int64_t i0, int64_t i1, Mask offsets, Count* list, int64_t& used_q) __attribute__((always_inline)) {
+        const KeyVec lo = *reinterpret_cast<const KeyVec*>(lo_key[q] + t);
+        const KeyVec hi = *reinterpret_cast<const KeyVec*>(hi_key[q] + t);
+        for (int64_t i = i0; i < i1; ++i, offsets += static_cast<Count>(W)) {
+          const KeyVec x = *reinterpret_cast<const KeyVec*>(keys + i * W + t);
 #if defined(FR_ARCH_AVX512)
-              const uint32_t bits = _mm512_mask_cmplt_epi16_mask(_mm512_cmpge_epi16_mask((__m512i)x, (__m512i)lo),
-                                                                 (__m512i)x, (__m512i)hi);
-              const uint32_t half_bits[2] = {bits & 0xFFFFu, bits >> 16};
+          const uint32_t bits = _mm512_mask_cmplt_epi16_mask(_mm512_cmpge_epi16_mask((__m512i)x, (__m512i)lo),
+                                                             (__m512i)x, (__m512i)hi);
+          const uint32_t half_bits[2] = {bits & 0xFFFFu, bits >> 16};
 #else
-              const KeyVec in = (x >= lo) & (x < hi);
-              KeyHalf half[2];
-              std::memcpy(half, &in, sizeof(in));
-              const uint32_t half_bits[2] = {mask_bits(__builtin_convertvector(half[0], Mask)),
-                                             mask_bits(__builtin_convertvector(half[1], Mask))};
+          const KeyVec in = (x >= lo) & (x < hi);
+          KeyHalf half[2];
+          std::memcpy(half, &in, sizeof(in));
+          const uint32_t half_bits[2] = {mask_bits(__builtin_convertvector(half[0], Mask)),
+                                         mask_bits(__builtin_convertvector(half[1], Mask))};
 #endif
-              for (int h = 0; h < 2; ++h) {
-                if (used_q <= list_cap) {  // the list has L offsets of room beyond list_cap
-                  pack_to_front(offsets + static_cast<Count>(h * L), half_bits[h], list + used_q);
-                  used_q += __builtin_popcount(half_bits[h]);
-                }
-              }
+          for (int h = 0; h < 2; ++h) {
+            if (used_q <= list_cap) {  // the list has L offsets of room beyond list_cap
+              pack_to_front(offsets + static_cast<Count>(h * L), half_bits[h], list + used_q);
+              used_q += __builtin_popcount(half_bits[h]);
             }
           }
-          used[q] = used_q;
         }
-      }
+      });
     }
   }
 
@@ -739,36 +742,23 @@ struct BandFinder {
                       int64_t list_stride, int64_t* used, Count (*eq)[W]) const {
     using Vec = simd::V<T>;
     using Mask = simd::Mask<T>;
-    constexpr int64_t L = kLanes;
-    const int64_t n_ranks = static_cast<int64_t>(ranks.size()), list_cap = list_capacity();
-    Mask lane_ids;
-    for (int64_t l = 0; l < L; ++l) lane_ids[l] = static_cast<Count>(l);
-    constexpr int64_t kBlockRows = rows_in_l1(W * sizeof(T));
-    for (int64_t i0 = 0; i0 < n; i0 += kBlockRows) {
-      const int64_t i1 = std::min(n, i0 + kBlockRows);
-      for (int64_t q = 0; q < n_ranks; ++q) {
-        if (!collects[q]) continue;
-        Count* list = lists + q * list_stride;
-        int64_t used_q = used[q];
-        for (int64_t t = 0; t < W; t += L) {
-          const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
-          const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
-          Mask offsets = lane_ids + static_cast<Count>(i0 * W + t);
-          Mask e = *reinterpret_cast<const Mask*>(eq[q] + t);
-          for (int64_t i = i0; i < i1; ++i, offsets += static_cast<Count>(W)) {
-            const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
-            e = add_where<kEqual>(e, x, lo);
-            if (used_q <= list_cap) {  // the list has L offsets of room beyond list_cap
-              const uint32_t bits = inside_bits(x, lo, hi);
-              pack_to_front(offsets, bits, list + used_q);
-              used_q += __builtin_popcount(bits);
-            }
-          }
-          *reinterpret_cast<Mask*>(eq[q] + t) = e;
+    const int64_t list_cap = list_capacity();
+    collect_walk<W, kLanes>(W * sizeof(T), collects, lists, list_stride, used,
+                            [&](int64_t q, int64_t t, int64_t i0, int64_t i1, Mask offsets, Count* list, int64_t& used_q) __attribute__((always_inline)) {
+      const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
+      const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
+      Mask e = *reinterpret_cast<const Mask*>(eq[q] + t);
+      for (int64_t i = i0; i < i1; ++i, offsets += static_cast<Count>(W)) {
+        const Vec x = *reinterpret_cast<const Vec*>(tile + i * W + t);
+        e = add_where<kEqual>(e, x, lo);
+        if (used_q <= list_cap) {  // the list has L offsets of room beyond list_cap
+          const uint32_t bits = inside_bits(x, lo, hi);
+          pack_to_front(offsets, bits, list + used_q);
+          used_q += __builtin_popcount(bits);
         }
-        used[q] = used_q;
       }
-    }
+      *reinterpret_cast<Mask*>(eq[q] + t) = e;
+    });
   }
 
   // values[q][t] = the value of rank ranks[q] of column t < w of a tile of `width` columns;
@@ -825,7 +815,7 @@ struct BandFinder {
         for (int k = 0; k < kPivots; ++k)
           std::memcpy(pivot[g * kPivots + k], sample + groups[g].pos[k] * W, sizeof(T) * W);
       std::memset(less, 0, sizeof(less));
-      count_below<W>(tile, pivot, less, ahead);
+      count_pass<W>(tile, pivot, less, ahead);
     }
 
     // Each rank's interval [lower, upper) and its base less_k; a rank in the same interval
