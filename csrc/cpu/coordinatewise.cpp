@@ -221,7 +221,8 @@ void for_each_tile(const RowsView<T>& u, int64_t width, int64_t extra, bool twic
   const int64_t n_tiles = ceil_div(u.cols, width);
   if (presort && width != kNetworkWidth<T>)
     throw std::logic_error("for_each_tile: presort needs the network's width");
-  if (keys && (twice || presort || sizeof(T) != 4)) throw std::logic_error("for_each_tile: keys need a float tile loaded once");
+  if (keys && (twice || presort || sizeof(T) != 4))
+    throw std::logic_error("for_each_tile: keys need a float tile loaded once");
 #pragma omp parallel if (worth_threads(u.n_rows * u.cols))
   {
     Scratch<T> scratch(static_cast<size_t>(u.n_rows * width + extra));
@@ -300,8 +301,8 @@ uint32_t mask_bits(M m) {
 // x < p_k), and step 3 collects the values in [p_k, p_{k+1}) by their keys, eq = 0 (a lowered
 // pivot need not be a value). A tile where some column's pivot keys do not ascend strictly
 // (ties, or values closer together than a key resolves) runs on the values as above. At
-// (1000, 1e5) float32 on AVX-512 this took the median from 57 to 49 ms and the trimmed mean
-// from 80 to 67 ms (best of 7, five runs in turn, read-once 24 ms).
+// (1000, 1e5) float32 on AVX-512 this took the median from 55.9-56.8 to 48.5-49.1 ms and the
+// trimmed mean from 76.6-82.5 to 65.2-66.3 ms (best of 7, five runs in turn, read-once 22-24 ms).
 template <class T>
 struct BandFinder {
   // Pivots per rank group (measured at 600 to 50,000 rows: 6 is 2-4 % faster than 8 and 4).
@@ -508,7 +509,8 @@ struct BandFinder {
   }
   // Values of T that hold the key tile, in whole 64-byte lines.
   int64_t key_tile_values() const {
-    return keyed ? ceil_div(n * width * static_cast<int64_t>(sizeof(Key)), 64) * 64 / static_cast<int64_t>(sizeof(T)) : 0;
+    if (!keyed) return 0;
+    return ceil_div(n * width * static_cast<int64_t>(sizeof(Key)), 64) * 64 / static_cast<int64_t>(sizeof(T));
   }
   // Entries of step 3's list: the bands' capacity over a tile.
   int64_t list_capacity() const { return cap * width; }
@@ -628,7 +630,8 @@ struct BandFinder {
     sort_blocks_of_16<Key, W>(s, sample);
     apply_merge_network<Key, W>(net, s, sample);
     for (int64_t g = 0; g < n_groups; ++g)
-      for (int k = 0; k < kPivots; ++k) std::memcpy(pivot_key[g * kPivots + k], sample + groups[g].pos[k] * W, sizeof(Key) * W);
+      for (int k = 0; k < kPivots; ++k)
+        std::memcpy(pivot_key[g * kPivots + k], sample + groups[g].pos[k] * W, sizeof(Key) * W);
     for (int64_t g = 0; g < n_groups; ++g)
       for (int k = 1; k < kPivots; ++k)
         for (int64_t t = 0; t < w; ++t)
@@ -665,8 +668,9 @@ struct BandFinder {
   // (NaN bounds), `none` (the largest key as the lower end, the smallest as the upper).
   static Key key_bound(T v, Key none) { return v == v ? key_of(v) : none; }
 
-  // Step 3's walk, shared by its two forms: per block of rows (rows of row_bytes, in L1 while
-  // every slot sweeps it), rank slot that collects and vector of kStep columns t,
+  // Step 3's walk, shared by its two forms (inlined into it: a plain lambda left (50000, 1500)
+  // 1-2 % slower): per block of rows (rows of row_bytes, in L1 while every slot sweeps it),
+  // rank slot that collects and vector of kStep columns t,
   // append(q, t, i0, i1, offsets, list, used_q) appends to slot q's list (at list + used_q,
   // advancing used_q) the offsets of the kept values among rows [i0, i1) of those columns;
   // offsets holds the tile offsets of row i0's first kLanes columns from t.
@@ -708,7 +712,8 @@ struct BandFinder {
           hi_key[q][t] = key_bound(upper[q][t], std::numeric_limits<Key>::min());
         }
       collect_walk<W, KL>(W * sizeof(Key), collects, lists, list_stride, used,
-                          [&](int64_t q, int64_t t, int64_t i0, int64_t i1, Mask offsets, Count* list, int64_t& used_q) __attribute__((always_inline)) {
+                          [&](int64_t q, int64_t t, int64_t i0, int64_t i1, Mask offsets, Count* list,
+                              int64_t& used_q) __attribute__((always_inline)) {
         const KeyVec lo = *reinterpret_cast<const KeyVec*>(lo_key[q] + t);
         const KeyVec hi = *reinterpret_cast<const KeyVec*>(hi_key[q] + t);
         for (int64_t i = i0; i < i1; ++i, offsets += static_cast<Count>(W)) {
@@ -744,7 +749,8 @@ struct BandFinder {
     using Mask = simd::Mask<T>;
     const int64_t list_cap = list_capacity();
     collect_walk<W, kLanes>(W * sizeof(T), collects, lists, list_stride, used,
-                            [&](int64_t q, int64_t t, int64_t i0, int64_t i1, Mask offsets, Count* list, int64_t& used_q) __attribute__((always_inline)) {
+                            [&](int64_t q, int64_t t, int64_t i0, int64_t i1, Mask offsets, Count* list,
+                                int64_t& used_q) __attribute__((always_inline)) {
       const Vec lo = *reinterpret_cast<const Vec*>(lower[q] + t);
       const Vec hi = *reinterpret_cast<const Vec*>(upper[q] + t);
       Mask e = *reinterpret_cast<const Mask*>(eq[q] + t);
@@ -858,8 +864,8 @@ struct BandFinder {
     //    interval are packed to the front of a vector of offsets (pack_to_front) and appended
     //    to the slot's list, with no branch per value; each list is then dealt out to the
     //    columns' bands (the column of offset o is o mod W; each column's next place kept as
-    //    its offset in the band, measured 1.5x faster than a row count). A list longer than list_cap
-    //    (values in the intervals far beyond what the sample suggests) is dropped, and the
+    //    its offset in the band, measured 1.5x faster than a row count). A list longer than
+    //    list_cap (values in the intervals far beyond what the sample suggests) is dropped, and the
     //    slot's values are collected again one by one. A keyed tile's bands are the values in
     //    [lower, upper) (collect_keys; eq stays 0), the others' strictly inside (lower, upper).
     int64_t used[kMaxRanks] = {};
@@ -948,7 +954,8 @@ struct BandFinder {
           int64_t k = 0;
           for (int64_t i = 0; i < n; ++i) {
             const T x = tile[i * W + t];
-            if ((keyed_tile ? lower[e][t] <= x : lower[e][t] < x) && x < upper[e][t]) column[k++] = x;  // k ends at nb
+            const bool above_lower = keyed_tile ? lower[e][t] <= x : lower[e][t] < x;  // the band's lower end
+            if (above_lower && x < upper[e][t]) column[k++] = x;  // k ends at nb
           }
           in_column = e;
           done[e] = 0;

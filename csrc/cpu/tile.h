@@ -81,7 +81,7 @@ void load_canonical_tile(const RowsView<T>& u, int64_t j0, int64_t w, int64_t wi
         if constexpr (kKeys) {
           typedef int32_t Bits __attribute__((vector_size(32)));  // V's 8 floats
           typedef Key Keys __attribute__((vector_size(16)));
-          const Keys k = keys_of_bits<Keys>(reinterpret_cast<Bits&>(x));
+          const Keys k = keys_of_bits<Keys>((Bits)x);  // the floats' bits
           std::memcpy(keys + i * width + t, &k, sizeof(k));
         }
       }
