@@ -617,22 +617,26 @@ struct BandFinder {
     }
   }
 
-  // Steps 1-2 on keys, first half: the sample's keys (the tile's rows as step 1 samples
-  // them, from `keys`) sorted by the same network, and pivot_key[g * kPivots + k] the key at
-  // group g's position k. Returns whether every column t < w's pivot keys ascend strictly
-  // within each group; where two are equal (ties among the values, or values closer
-  // together than a key resolves) the tile takes the values' path instead.
-  template <int64_t W>
-  bool key_pivots(const Key* keys, Key* sample, Key (*pivot_key)[W], int64_t w) const {
-    const int64_t n_groups = static_cast<int64_t>(groups.size());
+  // Step 1 on values (E = T) or keys (E = Key): the sample (the fixed rows of `data`, n rows
+  // of W, copied to `sample`) sorted by the pruned network, and pivot[g * kPivots + k] the
+  // sample's entry at group g's position k.
+  template <int64_t W, class E>
+  void sample_pivots(const E* data, E* sample, E (*pivot)[W]) const {
     for (int64_t k = 0; k < s; ++k)
-      std::memcpy(sample + k * W, keys + ((2 * k + 1) * n / (2 * s)) * W, sizeof(Key) * W);
-    sort_blocks_of_16<Key, W>(s, sample);
-    apply_merge_network<Key, W>(net, s, sample);
-    for (int64_t g = 0; g < n_groups; ++g)
+      std::memcpy(sample + k * W, data + ((2 * k + 1) * n / (2 * s)) * W, sizeof(E) * W);
+    sort_blocks_of_16<E, W>(s, sample);
+    apply_merge_network<E, W>(net, s, sample);
+    for (int64_t g = 0; g < static_cast<int64_t>(groups.size()); ++g)
       for (int k = 0; k < kPivots; ++k)
-        std::memcpy(pivot_key[g * kPivots + k], sample + groups[g].pos[k] * W, sizeof(Key) * W);
-    for (int64_t g = 0; g < n_groups; ++g)
+        std::memcpy(pivot[g * kPivots + k], sample + groups[g].pos[k] * W, sizeof(E) * W);
+  }
+
+  // Whether every column t < w's pivot keys ascend strictly within each group; where two are
+  // equal (ties among the values, or values closer together than a key resolves) the tile
+  // takes the values' path instead.
+  template <int64_t W>
+  bool keys_ascend(const Key (*pivot_key)[W], int64_t w) const {
+    for (int64_t g = 0; g < static_cast<int64_t>(groups.size()); ++g)
       for (int k = 1; k < kPivots; ++k)
         for (int64_t t = 0; t < w; ++t)
           if (!(pivot_key[g * kPivots + k - 1][t] < pivot_key[g * kPivots + k][t])) return false;
@@ -795,7 +799,7 @@ struct BandFinder {
     Count* lists = reinterpret_cast<Count*>(column + n + kMaxLanes);
 
     // 1-2. Each column's pivots and less_k = #{x < p_k}: on the tile's keys where its sampled
-    //      pivot keys ascend strictly in every column (key_pivots; the pivots are then those
+    //      pivot keys ascend strictly in every column (keys_ascend; the pivots are then those
     //      keys' floors, key_floor), else on the values.
     alignas(64) T pivot[kMaxRanks * kPivots][W];
     alignas(64) Count less[kMaxRanks * kPivots][W];
@@ -803,7 +807,8 @@ struct BandFinder {
     if constexpr (sizeof(T) == 4) {
       if (keyed) {
         alignas(64) Key pivot_key[kMaxRanks * kPivots][W];
-        keyed_tile = key_pivots<W>(keys, reinterpret_cast<Key*>(sample), pivot_key, w);
+        sample_pivots<W>(keys, reinterpret_cast<Key*>(sample), pivot_key);
+        keyed_tile = keys_ascend<W>(pivot_key, w);
         if (keyed_tile) {
           count_keys_below<W>(keys, pivot_key, less, ahead);
           for (int64_t g = 0; g < n_groups; ++g)
@@ -813,13 +818,7 @@ struct BandFinder {
       }
     }
     if (!keyed_tile) {
-      for (int64_t k = 0; k < s; ++k)
-        std::memcpy(sample + k * W, tile + ((2 * k + 1) * n / (2 * s)) * W, sizeof(T) * W);
-      sort_blocks_of_16<T, W>(s, sample);
-      apply_merge_network<T, W>(net, s, sample);
-      for (int64_t g = 0; g < n_groups; ++g)
-        for (int k = 0; k < kPivots; ++k)
-          std::memcpy(pivot[g * kPivots + k], sample + groups[g].pos[k] * W, sizeof(T) * W);
+      sample_pivots<W>(tile, sample, pivot);
       std::memset(less, 0, sizeof(less));
       count_pass<W>(tile, pivot, less, ahead);
     }
