@@ -49,7 +49,9 @@ def median(U) -> np.ndarray:
     S = np.sort(canonical(U), axis=0)
     m = S.shape[0]
     lo, hi = S[(m - 1) // 2], S[m // 2]
-    return lo if m % 2 == 1 else 0.5 * lo + 0.5 * hi
+    # The two middle values' mean, lo itself where they are equal (order.h's mean_of_middle:
+    # halving the least subnormals rounds, so lo/2 + hi/2 of two equal ones could leave them).
+    return lo if m % 2 == 1 else np.where(lo == hi, lo, 0.5 * lo + 0.5 * hi)
 
 
 def trimmed_mean(U, beta: int) -> np.ndarray:

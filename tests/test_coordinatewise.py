@@ -144,6 +144,17 @@ def test_median_of_even_m_is_lo_half_plus_hi_half_without_overflow():
     assert_identical(agg.median(U32), np.array([f32max], dtype=np.float32))
 
 
+def test_median_of_two_equal_least_subnormals_is_that_value():
+    # lo/2 + hi/2 rounds each half of an odd multiple of the least double subnormal to even:
+    # two equal middle values must give themselves back, on every path that averages two.
+    tiny = np.nextafter(0.0, 1.0)  # 5e-324
+    U = np.array([[tiny, 3 * tiny, -tiny, tiny], [tiny, 3 * tiny, -tiny, 3 * tiny]])
+    assert_identical(agg.median(U), np.array([tiny, 3 * tiny, -tiny, 2 * tiny]))
+    assert_identical(ref.median(U), agg.median(U))
+    V = np.full((3, 2), tiny)  # leave-one-out median of 3 rows: the other two averaged
+    assert_identical(CPU.leave_one_out_median(V), np.full((3, 2), tiny))
+
+
 def test_signed_zero_columns_give_positive_zero():
     U = np.array([[-0.0, -0.0, 0.0], [-0.0, 0.0, -0.0], [-0.0, -0.0, -0.0]])
     for out in (agg.median(U), agg.trimmed_mean(U, 1), agg.mean(U), *coordinate_stats(U)[::2]):

@@ -26,12 +26,22 @@ FR_HD T one_nan(T x) {
   return x != x ? std::numeric_limits<T>::quiet_NaN() : x;
 }
 
+// The mean of two middle values lo <= hi: lo/2 + hi/2 evaluated in double (no overflow), or
+// lo itself when the two are equal. Halving an odd multiple of the least double subnormal
+// rounds to even, so lo/2 + hi/2 of two equal such values could leave them (5e-324 twice
+// gave 0); for lo < hi the rounded mean stays within [lo, hi].
+template <class T>
+FR_HD T mean_of_middle(T lo, T hi) {
+  if (lo == hi) return lo;
+  return one_nan(static_cast<T>(0.5 * static_cast<double>(lo) + 0.5 * static_cast<double>(hi)));
+}
+
 // Median from the two middle order statistics lo = v[(m-1)/2], hi = v[m/2]:
-// lo when m is odd, else lo/2 + hi/2 evaluated in double.
+// lo when m is odd, else mean_of_middle(lo, hi).
 template <class T>
 FR_HD T median_from_middle(T lo, T hi, int64_t m) {
   if (m % 2 == 1) return lo;
-  return one_nan(static_cast<T>(0.5 * static_cast<double>(lo) + 0.5 * static_cast<double>(hi)));
+  return mean_of_middle(lo, hi);
 }
 
 // Leave-one-out median (the defenses, SPEC 9.5): the median of a column of m >= 2 values
@@ -53,7 +63,7 @@ template <class T>
 FR_HD T leave_one_out_median_odd(T x, T vp, T vp1, T vp2) {
   const T lo = x > vp ? vp : vp1;
   const T hi = x > vp1 ? vp1 : vp2;
-  return one_nan(static_cast<T>(0.5 * static_cast<double>(lo) + 0.5 * static_cast<double>(hi)));
+  return mean_of_middle(lo, hi);
 }
 
 template <class T>
